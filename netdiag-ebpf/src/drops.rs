@@ -1,0 +1,168 @@
+//! `skb:kfree_skb`: every packet the stack frees with a drop reason. The program keeps only the
+//! reasons userspace asked for (PAWS, TSecr, sequence checks...), counts them per peer in the
+//! kernel and sends a per-flow sample over the ring buffer.
+use aya_ebpf::{
+    bindings::BPF_ANY,
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use netdiag_common::{
+    DropEvent, DropProbeConfig, EVENT_DROP, FIELD_ABSENT, PeerKey, PeerStats, REASON_SET_WORDS, stat,
+};
+
+use crate::{
+    maps::{EVENTS, PEER_DROPS, bump},
+    packet::{self, SkbLayout},
+};
+
+/// Filled in by the loader from the running kernel's BTF and tracepoint format.
+#[unsafe(no_mangle)]
+static DROP_PROBE_CONFIG: DropProbeConfig = DropProbeConfig {
+    tp_skbaddr: 0,
+    tp_reason: 0,
+    tp_protocol: 0,
+    tp_rx_sk: FIELD_ABSENT,
+    skb_head: 0,
+    skb_network_header: 0,
+    skb_transport_header: 0,
+    skb_dev: 0,
+    dev_nd_net: 0,
+    net_ns_inum: 0,
+    sk_state: 0,
+    sk_net: 0,
+    reasons: [0; REASON_SET_WORDS],
+};
+
+#[inline(always)]
+fn config() -> &'static DropProbeConfig {
+    &DROP_PROBE_CONFIG
+}
+
+/// Volatile: the value is patched into .rodata at load time, after the compiler saw zeros.
+#[inline(always)]
+fn cfg_u32(field: &u32) -> u32 {
+    unsafe { core::ptr::read_volatile(field) }
+}
+
+#[tracepoint]
+pub fn kfree_skb(ctx: TracePointContext) -> u32 {
+    let _ = try_kfree_skb(&ctx);
+    0
+}
+
+#[inline(always)]
+unsafe fn read<T>(base: *const u8, offset: u32) -> Option<T> {
+    unsafe { bpf_probe_read_kernel(base.add(offset as usize) as *const T).ok() }
+}
+
+fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
+    let cfg = config();
+    let reason: u32 = unsafe { ctx.read_at(cfg_u32(&cfg.tp_reason) as usize).ok()? };
+    if reason >= netdiag_common::MAX_REASON {
+        return None;
+    }
+    let word = unsafe { core::ptr::read_volatile(&cfg.reasons[(reason / 64) as usize % REASON_SET_WORDS]) };
+    if (word >> (reason % 64)) & 1 == 0 {
+        return None;
+    }
+    bump(stat::MATCHED);
+
+    let skb: *const u8 = unsafe { ctx.read_at(cfg_u32(&cfg.tp_skbaddr) as usize).ok()? };
+    let layout = SkbLayout {
+        head: cfg_u32(&cfg.skb_head),
+        network_header: cfg_u32(&cfg.skb_network_header),
+        transport_header: cfg_u32(&cfg.skb_transport_header),
+    };
+    let Some(seg) = (unsafe { packet::parse(skb, &layout) }) else {
+        bump(stat::UNPARSED);
+        return None;
+    };
+
+    let rx_sk_off = cfg_u32(&cfg.tp_rx_sk);
+    let rx_sk: *const u8 = if rx_sk_off == FIELD_ABSENT {
+        core::ptr::null()
+    } else {
+        unsafe { ctx.read_at(rx_sk_off as usize).unwrap_or(core::ptr::null()) }
+    };
+    let sk_state: u8 = if rx_sk.is_null() {
+        0
+    } else {
+        unsafe { read(rx_sk, cfg_u32(&cfg.sk_state)).unwrap_or(0) }
+    };
+    let netns = netns_inode(cfg, skb, rx_sk);
+    let now = unsafe { bpf_ktime_get_ns() };
+
+    let key = PeerKey {
+        addr: seg.saddr,
+        netns,
+        reason: reason as u16,
+        family: seg.family,
+        sk_state,
+    };
+    count_peer(&key, now);
+
+    match EVENTS.reserve::<DropEvent>(0) {
+        Some(mut entry) => {
+            entry.write(DropEvent {
+                ts_ns: now,
+                saddr: seg.saddr,
+                daddr: seg.daddr,
+                netns,
+                reason,
+                seq: seg.seq,
+                ack_seq: seg.ack_seq,
+                tsval: seg.timestamp.map_or(0, |t| t.0),
+                tsecr: seg.timestamp.map_or(0, |t| t.1),
+                sport: seg.sport,
+                dport: seg.dport,
+                kind: EVENT_DROP,
+                family: seg.family,
+                tcp_flags: seg.flags,
+                sk_state,
+                has_timestamp: seg.timestamp.is_some() as u8,
+                _pad0: 0,
+                payload_len: seg.payload_len,
+                _pad1: [0; 4],
+            });
+            entry.submit(0);
+        }
+        None => bump(stat::RING_LOST),
+    }
+    Some(())
+}
+
+/// `PEER_DROPS` is per-CPU: each CPU owns its slot, so plain writes are exact under a storm
+/// with no atomics or cache-line bouncing; userspace sums the CPUs.
+fn count_peer(key: &PeerKey, now: u64) {
+    if let Some(stats) = PEER_DROPS.get_ptr_mut(key) {
+        unsafe {
+            (*stats).count += 1;
+            if (*stats).first_ns == 0 {
+                (*stats).first_ns = now;
+            }
+            (*stats).last_ns = now;
+        }
+        return;
+    }
+    let fresh = PeerStats { count: 1, first_ns: now, last_ns: now };
+    if PEER_DROPS.insert(key, &fresh, BPF_ANY as u64).is_err() {
+        bump(stat::PEER_MAP_FULL);
+    }
+}
+
+/// Network namespace of the packet: the receiving device's, else the socket's.
+fn netns_inode(cfg: &DropProbeConfig, skb: *const u8, rx_sk: *const u8) -> u32 {
+    let dev: *const u8 = unsafe { read(skb, cfg_u32(&cfg.skb_dev)).unwrap_or(core::ptr::null()) };
+    let net: *const u8 = if !dev.is_null() {
+        unsafe { read(dev, cfg_u32(&cfg.dev_nd_net)).unwrap_or(core::ptr::null()) }
+    } else if !rx_sk.is_null() {
+        unsafe { read(rx_sk, cfg_u32(&cfg.sk_net)).unwrap_or(core::ptr::null()) }
+    } else {
+        core::ptr::null()
+    };
+    if net.is_null() {
+        return 0;
+    }
+    unsafe { read(net, cfg_u32(&cfg.net_ns_inum)).unwrap_or(0) }
+}
