@@ -87,10 +87,11 @@ pub fn run_in<T: Send + 'static>(
 ) -> Result<T> {
     let file = File::open(path).with_context(|| format!("open {}", path.display()))?;
     let shown = path.display().to_string();
+    let inner = shown.clone();
     std::thread::spawn(move || {
         // SAFETY: setns on an open namespace fd affects only this thread.
         if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            bail!("setns({shown}): {}", std::io::Error::last_os_error());
+            bail!("setns({inner}): {}", std::io::Error::last_os_error());
         }
         f()
     })
