@@ -5,8 +5,9 @@ use aya_ebpf::helpers::bpf_probe_read_kernel;
 use aya_ebpf::helpers::bpf_probe_read_kernel_buf;
 use netdiag_common::{FAMILY_IPV4, FAMILY_IPV6};
 
-/// Largest TCP header: 20 bytes fixed + 40 bytes of options.
-const TCP_MAX_HEADER: usize = 60;
+const TCP_FIXED_HEADER: usize = 20;
+/// Room for 40 option bytes plus a whole timestamp option starting at the last one.
+const OPTIONS_BUF: usize = 64;
 const TCP_OPT_BYTES: usize = 40;
 const TCPOPT_EOL: u8 = 0;
 const TCPOPT_NOP: u8 = 1;
@@ -95,56 +96,59 @@ pub unsafe fn parse(skb: *const u8, layout: &SkbLayout) -> Option<Segment> {
         _ => return None,
     };
 
-    let mut tcp = [0u8; TCP_MAX_HEADER];
-    unsafe { bpf_probe_read_kernel_buf(head.add(transport as usize), &mut tcp).ok()? };
+    let tcp_start = unsafe { head.add(transport as usize) };
+    let mut tcp = [0u8; TCP_FIXED_HEADER];
+    unsafe { bpf_probe_read_kernel_buf(tcp_start, &mut tcp).ok()? };
     seg.sport = u16::from_be_bytes([tcp[0], tcp[1]]);
     seg.dport = u16::from_be_bytes([tcp[2], tcp[3]]);
     seg.seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
     seg.ack_seq = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
     seg.flags = tcp[13];
     let header_len = ((tcp[12] >> 4) as u32) * 4;
-    if header_len < 20 {
+    if header_len < TCP_FIXED_HEADER as u32 {
         return None;
     }
     seg.payload_len = ip_payload.saturating_sub(header_len) as u16;
-    let options_len = (header_len - 20) as usize;
-    seg.timestamp = find_timestamp(&tcp, options_len);
+    let options_len = (header_len as usize) - TCP_FIXED_HEADER;
+    if options_len > 0 {
+        // Fixed-size read; bytes past the options are never looked at.
+        let mut options = [0u8; OPTIONS_BUF];
+        unsafe { bpf_probe_read_kernel_buf(tcp_start.add(TCP_FIXED_HEADER), &mut options[..TCP_OPT_BYTES]).ok()? };
+        seg.timestamp = find_timestamp(&options, options_len);
+    }
     Some(seg)
 }
 
-/// Bounded walk of the TCP options (at most 40 bytes) for the timestamp option.
+/// Bounded walk of the TCP options (at most 40 bytes) for the timestamp option. The loop
+/// visits every byte position once, so each index is the loop counter itself, which the
+/// verifier knows exactly; `next` marks where the next option starts.
 #[inline(always)]
-fn find_timestamp(tcp: &[u8; TCP_MAX_HEADER], options_len: usize) -> Option<(u32, u32)> {
-    let end = if options_len > TCP_OPT_BYTES { TCP_OPT_BYTES } else { options_len };
-    let mut pos = 0usize;
-    // Every step advances by at least one byte, so 40 steps cover all options.
-    for _ in 0..TCP_OPT_BYTES {
-        if pos >= end {
+fn find_timestamp(options: &[u8; OPTIONS_BUF], options_len: usize) -> Option<(u32, u32)> {
+    let mut next = 0usize;
+    for i in 0..TCP_OPT_BYTES {
+        if i >= options_len {
             break;
         }
-        let kind = tcp[(20 + pos) % TCP_MAX_HEADER];
+        if i != next {
+            continue;
+        }
+        let kind = options[i];
         if kind == TCPOPT_EOL {
             break;
         }
         if kind == TCPOPT_NOP {
-            pos += 1;
+            next = i + 1;
             continue;
         }
-        if pos + 1 >= end {
-            break;
-        }
-        let len = tcp[(21 + pos) % TCP_MAX_HEADER] as usize;
-        if len < 2 || pos + len > end {
+        let len = options[i + 1] as usize;
+        if len < 2 || i + len > options_len {
             break;
         }
         if kind == TCPOPT_TIMESTAMP && len == TCPOLEN_TIMESTAMP {
-            let at = 20 + pos;
-            let byte = |i: usize| tcp[(at + i) % TCP_MAX_HEADER];
-            let tsval = u32::from_be_bytes([byte(2), byte(3), byte(4), byte(5)]);
-            let tsecr = u32::from_be_bytes([byte(6), byte(7), byte(8), byte(9)]);
-            return Some((tsval, tsecr));
+            let b = &options[i + 2..i + 10];
+            return Some((u32::from_be_bytes([b[0], b[1], b[2], b[3]]), u32::from_be_bytes([b[4], b[5], b[6], b[7]])));
         }
-        pos += len;
+        next = i + len;
     }
     None
 }

@@ -5,7 +5,20 @@
 //! (findings) → `output` (text and JSON). `counters` reads the kernel's own TCP counters to
 //! reconcile; `scenario` reproduces the incidents for tests, `selftest` and benchmarks.
 
+pub mod aggregate;
+pub mod btf;
+pub mod clock;
+pub mod counters;
+pub mod error;
+pub mod events;
+pub mod filter;
+pub mod hooks;
 pub mod netns;
+pub mod output;
+pub mod scenario;
+pub mod session;
+pub mod tracefs;
+pub mod verdict;
 
 /// The compiled kernel programs, built by build.rs.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netdiag"));

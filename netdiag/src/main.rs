@@ -1,3 +1,76 @@
-fn main() {
-    println!("{}", netdiag::EBPF_OBJECT.len());
+use std::{process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+use netdiag::{
+    error::{EXIT_UNAVAILABLE, Unavailable},
+    filter::PeerFilter,
+    hooks,
+    session::{self, DiagnoseOptions},
+};
+
+/// Names the peer behind TCP PAWS rejections, unanswered SYNs and ACK loops.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Trace for a while, then report which peers the kernel rejected, why, and what to do.
+    Diagnose {
+        /// How long to trace, in seconds (Ctrl-C ends early and still reports).
+        #[arg(long, default_value_t = 20.0, value_parser = parse_duration)]
+        duration: f64,
+        /// One JSON document on stdout instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Only report peers in this address or CIDR.
+        #[arg(long, value_name = "IP|CIDR")]
+        peer: Option<PeerFilter>,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(s),
+        _ => Err(format!("`{text}` is not a duration in seconds between 0 and 86400")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e.into()),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Diagnose { duration, json, peer } => {
+            let opts = DiagnoseOptions { duration: Duration::from_secs_f64(duration), peer, hooks: hooks::Options::default() };
+            let report = session::diagnose(&opts).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn fail(err: anyhow::Error) -> ExitCode {
+    if let Some(missing) = err.downcast_ref::<Unavailable>() {
+        eprintln!("netdiag: {missing}");
+        return ExitCode::from(EXIT_UNAVAILABLE as u8);
+    }
+    eprintln!("netdiag: error: {err:#}");
+    ExitCode::FAILURE
 }

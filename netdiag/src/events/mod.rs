@@ -1,0 +1,100 @@
+//! Events: records from the kernel programs' ring buffer, decoded and handed to aggregation.
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::{Arc, Mutex},
+};
+
+use anyhow::Result;
+use aya::maps::{MapData, RingBuf};
+use netdiag_common::{DropEvent, EVENT_DROP, FAMILY_IPV4, FAMILY_IPV6};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::watch,
+};
+
+use crate::aggregate::Aggregator;
+
+/// Decodes one ring-buffer record; `None` for a record of another kind or a short one.
+pub fn decode_drop(bytes: &[u8]) -> Option<DropEvent> {
+    if bytes.len() < size_of::<DropEvent>() {
+        return None;
+    }
+    // SAFETY: length checked; DropEvent is plain old data, read unaligned.
+    let event: DropEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    (event.kind == EVENT_DROP).then_some(event)
+}
+
+/// An address as the kernel program stored it (IPv4 in the first four bytes).
+pub fn ip_from(family: u8, raw: &[u8; 16]) -> Option<IpAddr> {
+    match family {
+        FAMILY_IPV4 => Some(IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))),
+        FAMILY_IPV6 => Some(IpAddr::V6(Ipv6Addr::from(*raw))),
+        _ => None,
+    }
+}
+
+/// Drains the ring buffer into the aggregator until `stop` flips, then drains once more so
+/// nothing already in the buffer is left unread.
+pub async fn pump(
+    ring: RingBuf<MapData>,
+    aggregator: Arc<Mutex<Aggregator>>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, until it is dropped
+    // together with the AsyncFd.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {e}"))?;
+    loop {
+        tokio::select! {
+            guard = fd.readable_mut() => {
+                let mut guard = guard?;
+                drain(guard.get_inner_mut(), &aggregator);
+                guard.clear_ready();
+            }
+            _ = stop.changed() => {
+                drain(fd.get_mut(), &aggregator);
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn drain(ring: &mut RingBuf<MapData>, aggregator: &Mutex<Aggregator>) {
+    let mut agg = aggregator.lock().unwrap_or_else(|e| e.into_inner());
+    while let Some(item) = ring.next() {
+        match decode_drop(&item) {
+            Some(event) => agg.record_drop(&event),
+            None => agg.undecodable += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of(event: &DropEvent) -> Vec<u8> {
+        let ptr = (event as *const DropEvent).cast::<u8>();
+        unsafe { std::slice::from_raw_parts(ptr, size_of::<DropEvent>()) }.to_vec()
+    }
+
+    #[test]
+    fn decodes_a_drop_record_and_rejects_short_or_foreign_ones() {
+        let event = DropEvent { kind: EVENT_DROP, reason: 38, sport: 40000, ..Default::default() };
+        let bytes = bytes_of(&event);
+        assert_eq!(decode_drop(&bytes), Some(event));
+        assert_eq!(decode_drop(&bytes[..bytes.len() - 1]), None);
+        let other = DropEvent { kind: 99, ..event };
+        assert_eq!(decode_drop(&bytes_of(&other)), None);
+    }
+
+    #[test]
+    fn addresses_follow_the_family_tag() {
+        let mut raw = [0u8; 16];
+        raw[..4].copy_from_slice(&[198, 51, 100, 2]);
+        assert_eq!(ip_from(FAMILY_IPV4, &raw), Some("198.51.100.2".parse().unwrap()));
+        let v6: Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+        assert_eq!(ip_from(FAMILY_IPV6, &v6.octets()), Some(IpAddr::V6(v6)));
+        assert_eq!(ip_from(0, &raw), None);
+    }
+}

@@ -1,0 +1,72 @@
+//! Drop-reason numbers differ between kernels: resolve them by name on the running one, from
+//! BTF's `enum skb_drop_reason`, else from the tracepoint's `__print_symbolic` table.
+use std::collections::BTreeMap;
+
+use crate::{btf::Btf, tracefs::TracepointFormat};
+
+const BTF_PREFIX: &str = "SKB_DROP_REASON_";
+
+/// Drop reasons of the PAWS checks (RFC 7323), by kernel name without the prefix.
+pub const PAWS_REASONS: &[&str] = &[
+    "TCP_RFC7323_PAWS",
+    "TCP_RFC7323_PAWS_ACK",
+    "TCP_RFC7323_TW_PAWS",
+    "TCP_RFC7323_TSECR",
+];
+
+#[derive(Clone, Debug, Default)]
+pub struct ReasonTable {
+    by_number: BTreeMap<u32, String>,
+    /// Where the names came from, for `netdiag hooks`.
+    pub source: &'static str,
+}
+
+impl ReasonTable {
+    pub fn resolve(btf: Option<&Btf>, format: &TracepointFormat) -> ReasonTable {
+        if let Some(btf) = btf {
+            let by_number: BTreeMap<u32, String> = btf
+                .enumerators("skb_drop_reason")
+                .into_iter()
+                .filter_map(|(name, value)| {
+                    let short = name.strip_prefix(BTF_PREFIX)?;
+                    Some((u32::try_from(value).ok()?, short.to_string()))
+                })
+                .collect();
+            if !by_number.is_empty() {
+                return ReasonTable { by_number, source: "BTF enum skb_drop_reason" };
+            }
+        }
+        ReasonTable::from_symbols(&format.symbols)
+    }
+
+    pub fn from_symbols(symbols: &[(i64, String)]) -> ReasonTable {
+        let by_number = symbols
+            .iter()
+            .filter_map(|(value, name)| Some((u32::try_from(*value).ok()?, name.clone())))
+            .collect();
+        ReasonTable { by_number, source: "skb:kfree_skb print format" }
+    }
+
+    pub fn number(&self, name: &str) -> Option<u32> {
+        self.by_number.iter().find(|(_, n)| n.as_str() == name).map(|(v, _)| *v)
+    }
+
+    /// Name of a reason number; unknown numbers keep their number so nothing is hidden.
+    pub fn name(&self, number: u32) -> String {
+        self.by_number.get(&number).cloned().unwrap_or_else(|| format!("REASON_{number}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_through_symbols() {
+        let table = ReasonTable::from_symbols(&[(36, "TCP_RFC7323_PAWS".into()), (38, "TCP_RFC7323_TW_PAWS".into())]);
+        assert_eq!(table.number("TCP_RFC7323_TW_PAWS"), Some(38));
+        assert_eq!(table.name(36), "TCP_RFC7323_PAWS");
+        assert_eq!(table.name(99), "REASON_99");
+        assert_eq!(table.number("TCP_RFC7323_TSECR"), None);
+    }
+}

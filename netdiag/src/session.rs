@@ -1,0 +1,210 @@
+//! A diagnose session: attach, collect until the deadline or Ctrl-C, detach, report.
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::{IsTerminal, Write},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use netdiag_common::{PeerKey, PeerStats};
+use tokio::sync::watch;
+
+use crate::{
+    aggregate::Aggregator,
+    clock::Clock,
+    counters::{self, CounterWatch},
+    events::{self, ip_from},
+    filter::PeerFilter,
+    hooks::{self, Probes, ReasonTable},
+    netns,
+    output::{Attribution, PeerReport, Report},
+    verdict::paws,
+};
+
+#[derive(Clone, Debug)]
+pub struct DiagnoseOptions {
+    pub duration: Duration,
+    pub peer: Option<PeerFilter>,
+    pub hooks: hooks::Options,
+}
+
+/// Printed on stderr once every hook is attached; scripts and tests wait for it.
+pub const READY_LINE: &str = "netdiag: tracing started";
+
+pub async fn diagnose(opts: &DiagnoseOptions) -> Result<Report> {
+    let started = Instant::now();
+    let watch_counters = CounterWatch::start()?;
+    let mut probes = Probes::attach(&opts.hooks)?;
+    let ring = probes.take_events()?;
+    let aggregator = Arc::new(Mutex::new(Aggregator::default()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let pump = tokio::spawn(events::pump(ring, aggregator.clone(), stop_rx));
+
+    let active: Vec<String> = probes.hooks.iter().filter(|h| h.active).map(|h| format!("{} via {}", h.name, h.backend)).collect();
+    eprintln!(
+        "{READY_LINE} ({}); {} s, Ctrl-C to stop early",
+        active.join(", "),
+        opts.duration.as_secs_f64()
+    );
+    wait_for_end(opts.duration, &aggregator, started).await;
+
+    let _ = stop_tx.send(true);
+    pump.await??;
+    let kernel_counts = probes.peer_drops()?;
+    let stats = probes.stats()?;
+    let hooks = probes.hooks.clone();
+    let reasons = probes.reasons.clone();
+    drop(probes);
+    let duration_s = started.elapsed().as_secs_f64();
+
+    let aggregator = aggregator.lock().unwrap_or_else(|e| e.into_inner());
+    let kernel_counts: Vec<(PeerKey, PeerStats)> = kernel_counts
+        .into_iter()
+        .filter(|(key, _)| opts.peer.is_none_or(|f| ip_from(key.family, &key.addr).is_some_and(|a| f.contains(a))))
+        .collect();
+    let event_namespaces: Vec<u32> = kernel_counts.iter().map(|(k, _)| k.netns).collect();
+    let deltas = watch_counters.deltas(&event_namespaces)?;
+    let known = netns::named().unwrap_or_default();
+    let mut names = netns::names_by_inode(&known);
+    for (ns, _) in &deltas {
+        names.entry(ns.inode).or_insert_with(|| ns.name.clone());
+    }
+    let root = netns::root_inode().ok();
+    let facts = paws::KernelFacts {
+        release: kernel_release(),
+        tcp_timestamps: read_sysctl("net/ipv4/tcp_timestamps"),
+        tcp_invalid_ratelimit_ms: read_sysctl("net/ipv4/tcp_invalid_ratelimit"),
+    };
+    let findings = paws::findings(&paws::Input {
+        kernel_counts: &kernel_counts,
+        reasons: &reasons,
+        samples: &aggregator,
+        clock: &Clock::now(),
+        duration_s,
+        netns_names: &names,
+        facts: &facts,
+    });
+    let counters: BTreeMap<String, counters::Counters> = deltas
+        .iter()
+        .map(|(ns, delta)| {
+            let tcp: counters::Counters = delta.iter().filter(|(k, _)| k.starts_with("Tcp")).map(|(k, v)| (k.clone(), *v)).collect();
+            (display_name(ns.inode, &names, root), tcp)
+        })
+        .filter(|(_, c)| !c.is_empty())
+        .collect();
+    Ok(Report {
+        kernel: facts.release.clone(),
+        duration_s: (duration_s * 10.0).round() / 10.0,
+        hooks,
+        peers: peer_reports(&kernel_counts, &reasons, &names, root),
+        attribution: attribution(&kernel_counts, &reasons, &names, root, &counters),
+        findings,
+        counters,
+        lost_events: stats.ring_lost,
+        unparsed_packets: stats.unparsed,
+        probe_stats: stats,
+    })
+}
+
+fn display_name(inode: u32, names: &HashMap<u32, String>, root: Option<u32>) -> String {
+    if Some(inode) == root {
+        return "root".into();
+    }
+    names.get(&inode).cloned().unwrap_or_else(|| format!("inode:{inode}"))
+}
+
+async fn wait_for_end(duration: Duration, aggregator: &Mutex<Aggregator>, started: Instant) {
+    let live = std::io::stderr().is_terminal();
+    let deadline = tokio::time::sleep(duration);
+    tokio::pin!(deadline);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = &mut deadline => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tick.tick(), if live => status_line(aggregator, started),
+        }
+    }
+    if live {
+        eprint!("\r\x1b[K");
+    }
+}
+
+fn status_line(aggregator: &Mutex<Aggregator>, started: Instant) {
+    let agg = aggregator.lock().unwrap_or_else(|e| e.into_inner());
+    let top = agg
+        .top_peer()
+        .map(|(id, n)| format!(", top peer {} ({n})", id.addr))
+        .unwrap_or_default();
+    eprint!("\r\x1b[Knetdiag: {:.0} s, {} events{top}", started.elapsed().as_secs_f64(), agg.events);
+    let _ = std::io::stderr().flush();
+}
+
+fn peer_reports(
+    counts: &[(PeerKey, PeerStats)],
+    reasons: &ReasonTable,
+    names: &HashMap<u32, String>,
+    root: Option<u32>,
+) -> Vec<PeerReport> {
+    let mut by_peer: BTreeMap<(String, String), BTreeMap<String, u64>> = BTreeMap::new();
+    for (key, stats) in counts {
+        let Some(addr) = ip_from(key.family, &key.addr) else { continue };
+        let reason = reasons.name(key.reason as u32);
+        *by_peer
+            .entry((addr.to_string(), display_name(key.netns, names, root)))
+            .or_default()
+            .entry(reason)
+            .or_default() += stats.count;
+    }
+    let mut peers: Vec<PeerReport> = by_peer
+        .into_iter()
+        .map(|((addr, netns), by_reason)| PeerReport { addr, netns, by_reason })
+        .collect();
+    peers.sort_by_key(|p| std::cmp::Reverse(p.by_reason.values().sum::<u64>()));
+    peers
+}
+
+/// For each PAWS counter that moved, or that a peer was blamed for: the kernel's delta beside
+/// what netdiag attributed, so a reader can check nothing went unexplained.
+fn attribution(
+    counts: &[(PeerKey, PeerStats)],
+    reasons: &ReasonTable,
+    names: &HashMap<u32, String>,
+    root: Option<u32>,
+    counters: &BTreeMap<String, counters::Counters>,
+) -> Vec<Attribution> {
+    let mut attributed: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
+    for (key, stats) in counts {
+        let reason = reasons.name(key.reason as u32);
+        if let Some(variant) = paws::Variant::of(&reason, key.sk_state) {
+            let counter = paws::counter_for(&reason, variant);
+            *attributed.entry((display_name(key.netns, names, root), counter)).or_default() += stats.count;
+        }
+    }
+    for (ns, delta) in counters {
+        for counter in paws::PAWS_COUNTERS {
+            if delta.get(*counter).copied().unwrap_or(0) > 0 {
+                attributed.entry((ns.clone(), counter)).or_default();
+            }
+        }
+    }
+    attributed
+        .into_iter()
+        .map(|((netns, counter), attributed)| Attribution {
+            kernel_delta: counters.get(&netns).and_then(|c| c.get(counter)).copied().unwrap_or(0),
+            netns,
+            counter: counter.to_string(),
+            attributed,
+        })
+        .collect()
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn read_sysctl<T: std::str::FromStr>(path: &str) -> Option<T> {
+    std::fs::read_to_string(format!("/proc/sys/{path}")).ok()?.trim().parse().ok()
+}
+
