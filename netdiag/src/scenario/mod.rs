@@ -1,0 +1,24 @@
+//! Incident reproductions on the real kernel, written once for the integration tests,
+//! `netdiag selftest` and benchmarks.
+//!
+//! Everything happens inside namespaces a [`Lab`] creates (and removes on drop, panics
+//! included), between documentation addresses (198.51.100.0/24, 203.0.113.0/24,
+//! 2001:db8::/32) it assigns there. Every loop is bounded and every socket operation has a
+//! timeout. Needs root (CAP_NET_ADMIN and CAP_NET_RAW), `ip` (iproute2) and `nft`.
+//!
+//! Usage: build a [`PawsTopology`], start tracing, run a scenario, stop tracing, compare
+//! findings with the returned [`PawsRun`].
+
+mod lab;
+mod packet;
+mod paws;
+mod wire;
+
+pub use lab::{Lab, VethPair};
+pub use paws::{
+    CLIENT_V4, CLIENT_V6, INNOCENT_V4, PawsRun, PawsTopology, SERVER_INNOCENT_SIDE_V4, SERVER_V4,
+    SERVER_V6, innocent_traffic, paws_established, paws_time_wait, paws_tsecr,
+};
+
+#[cfg(test)]
+mod tests;
