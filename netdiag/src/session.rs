@@ -34,7 +34,7 @@ pub const READY_LINE: &str = "netdiag: tracing started";
 
 pub async fn diagnose(opts: &DiagnoseOptions) -> Result<Report> {
     let started = Instant::now();
-    let watch_counters = CounterWatch::start()?;
+    let mut watch_counters = CounterWatch::start()?;
     let mut probes = Probes::attach(&opts.hooks)?;
     let ring = probes.take_events()?;
     let aggregator = Arc::new(Mutex::new(Aggregator::default()));
@@ -47,7 +47,7 @@ pub async fn diagnose(opts: &DiagnoseOptions) -> Result<Report> {
         active.join(", "),
         opts.duration.as_secs_f64()
     );
-    wait_for_end(opts.duration, &aggregator, started).await;
+    wait_for_end(opts.duration, &aggregator, &mut watch_counters, started).await;
 
     let _ = stop_tx.send(true);
     pump.await??;
@@ -114,21 +114,46 @@ fn display_name(inode: u32, names: &HashMap<u32, String>, root: Option<u32>) -> 
     names.get(&inode).cloned().unwrap_or_else(|| format!("inode:{inode}"))
 }
 
-async fn wait_for_end(duration: Duration, aggregator: &Mutex<Aggregator>, started: Instant) {
+/// Waits for the deadline or Ctrl-C. Meanwhile it reads the counters of every namespace events
+/// come from as soon as it appears and then every second, so a namespace that vanishes before
+/// the end still has a name and counters in the report.
+async fn wait_for_end(duration: Duration, aggregator: &Mutex<Aggregator>, watch: &mut CounterWatch, started: Instant) {
     let live = std::io::stderr().is_terminal();
     let deadline = tokio::time::sleep(duration);
     tokio::pin!(deadline);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = &mut deadline => break,
-            _ = tokio::signal::ctrl_c() => break,
-            _ = tick.tick(), if live => status_line(aggregator, started),
+            _ = &mut ctrl_c => break,
+            _ = tick.tick() => {
+                ticks += 1;
+                let seen = event_namespaces(aggregator);
+                if ticks % 4 == 0 || seen.iter().any(|inode| !watch.has_reading(*inode)) {
+                    if let Err(e) = watch.refresh(&seen) {
+                        log::warn!("reading counters: {e:#}");
+                    }
+                }
+                if live && ticks % 4 == 0 {
+                    status_line(aggregator, started);
+                }
+            }
         }
     }
     if live {
         eprint!("\r\x1b[K");
     }
+}
+
+fn event_namespaces(aggregator: &Mutex<Aggregator>) -> Vec<u32> {
+    let agg = aggregator.lock().unwrap_or_else(|e| e.into_inner());
+    let mut inodes: Vec<u32> = agg.peers.keys().map(|id| id.netns).collect();
+    inodes.sort_unstable();
+    inodes.dedup();
+    inodes
 }
 
 fn status_line(aggregator: &Mutex<Aggregator>, started: Instant) {

@@ -1,1 +1,55 @@
-fn main() {}
+//! Project tasks: `cargo xtask setup | run | test`.
+mod cmd;
+mod setup;
+
+use std::process::Command;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use cmd::run;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need (idempotent).
+    Setup,
+    /// Set up, build netdiag (release) and run it as root with the given arguments.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run unit tests and the real-kernel integration tests.
+    Test,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    // Paths below are relative to the workspace root, wherever `cargo xtask` was started.
+    std::env::set_current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))?;
+    match cli.task {
+        Task::Setup => setup::setup(),
+        Task::Run { args } => {
+            setup::setup()?;
+            run(Command::new("cargo").args(["build", "--release", "-p", "netdiag"]))?;
+            run(Command::new("target/release/netdiag").args(args))
+        }
+        Task::Test => {
+            setup::setup()?;
+            test()
+        }
+    }
+}
+
+fn test() -> Result<()> {
+    run(Command::new("cargo").args(["test", "-p", "netdiag-common", "-p", "netdiag", "-p", "xtask"]))?;
+    run(Command::new("cargo").args(["build", "-p", "netdiag"]))?;
+    let bin = std::env::current_dir()?.join("target/debug/netdiag");
+    run(Command::new("cargo")
+        .args(["test", "-p", "netdiag-tests", "--", "--test-threads=1"])
+        .env("NETDIAG_BIN", bin))
+}

@@ -6,9 +6,11 @@ use anyhow::Result;
 use super::{Counters, delta, read_if_alive};
 use crate::netns::{self, Netns};
 
-/// Counters of every namespace at start, to subtract at the end.
+/// Counters of every namespace at start, to subtract at the end, and the latest reading of
+/// each namespace of interest, so one that vanishes before the end keeps its name and counters.
 pub struct CounterWatch {
     baselines: HashMap<u32, Counters>,
+    latest: HashMap<u32, (Netns, Counters)>,
 }
 
 impl CounterWatch {
@@ -21,35 +23,50 @@ impl CounterWatch {
                 baselines.insert(ns.inode, counters);
             }
         }
-        Ok(CounterWatch { baselines })
+        Ok(CounterWatch { baselines, latest: HashMap::new() })
     }
 
-    /// Deltas since `start` of the named namespaces and of `extra_inodes`, leaving out
-    /// namespaces that are gone and those where nothing rose. A namespace without a baseline
-    /// was created since, and so counted from zero.
-    pub fn deltas(&self, extra_inodes: &[u32]) -> Result<Vec<(Netns, Counters)>> {
+    /// Whether `inode` has been read since start.
+    pub fn has_reading(&self, inode: u32) -> bool {
+        self.latest.contains_key(&inode)
+    }
+
+    /// Reads the named namespaces and `extra_inodes` now and keeps the readings. Namespaces
+    /// that are gone keep their last reading.
+    pub fn refresh(&mut self, extra_inodes: &[u32]) -> Result<()> {
         let named = netns::named()?;
         let mut inodes: Vec<u32> = named.iter().map(|ns| ns.inode).collect();
-        for &inode in extra_inodes {
+        for &inode in extra_inodes.iter().chain(self.latest.keys()) {
             if !inodes.contains(&inode) {
                 inodes.push(inode);
             }
         }
-        let no_baseline = Counters::new();
-        let mut deltas = Vec::new();
         for inode in inodes {
             let Some(ns) = netns::find(inode, &named) else { continue };
-            let Some(now) = read_if_alive(&ns)? else { continue };
-            let rise = delta(self.baselines.get(&inode).unwrap_or(&no_baseline), &now);
-            if !rise.is_empty() {
-                deltas.push((ns, rise));
+            if let Some(now) = read_if_alive(&ns)? {
+                self.latest.insert(inode, (ns, now));
             }
         }
+        Ok(())
+    }
+
+    /// Deltas since `start` of every namespace read during the session (named ones, those in
+    /// `extra_inodes`, and those refreshed earlier), leaving out those where nothing rose. A
+    /// namespace without a baseline was created since, and so counted from zero.
+    pub fn deltas(&mut self, extra_inodes: &[u32]) -> Result<Vec<(Netns, Counters)>> {
+        self.refresh(extra_inodes)?;
+        let no_baseline = Counters::new();
+        let mut deltas: Vec<(Netns, Counters)> = self
+            .latest
+            .iter()
+            .map(|(inode, (ns, now))| (ns.clone(), delta(self.baselines.get(inode).unwrap_or(&no_baseline), now)))
+            .filter(|(_, rise)| !rise.is_empty())
+            .collect();
+        deltas.sort_by_key(|(ns, _)| ns.inode);
         Ok(deltas)
     }
 }
 
-/// The named namespaces plus one entry per other namespace a process is in.
 fn every_namespace() -> Result<Vec<Netns>> {
     let mut all = netns::named()?;
     let Ok(procs) = std::fs::read_dir("/proc") else { return Ok(all) };

@@ -193,7 +193,7 @@ impl Words<'_> {
         let timestamps = match facts.tcp_timestamps {
             Some(0) => " Timestamps are already off here (net.ipv4.tcp_timestamps=0).".to_string(),
             Some(1) => " This host uses net.ipv4.tcp_timestamps=1 (timestamps with a random offset per \
-                        address pair since Linux 4.10)."
+                        connection, Linux 4.10 and later)."
                 .to_string(),
             Some(2) => " This host uses net.ipv4.tcp_timestamps=2 (timestamps without random offset)."
                 .to_string(),
@@ -201,9 +201,11 @@ impl Words<'_> {
         };
         match variant {
             Variant::TimeWait => format!(
-                "Find out whether {peer} is a NAT gateway or load balancer: if so, the hosts behind it must not \
-                 share one timestamp clock view — Linux clients since 4.10 randomise timestamp offsets per \
-                 connection pair (tcp_timestamps=1), older or other stacks may not. Avoid the server closing \
+                "Find out whether {peer} is a NAT gateway or load balancer: if so, the hosts behind it each have \
+                 their own timestamp clock, and a reconnect that reuses a port of a connection still in \
+                 TIME_WAIT here is judged against another host's clock. Linux clients since 4.10 add a random \
+                 offset per connection (tcp_timestamps=1), which makes clocks unrelated rather than ordered; \
+                 stacks with one clock per host, or tcp_timestamps=2, collide. Avoid the server closing \
                  first (let clients close, or use keep-alive) so it does not hold TIME_WAIT for them. \
                  net.ipv4.tcp_tw_recycle, the setting behind the classic case, was removed in Linux 4.12; on an \
                  older kernel set it to 0. Turning timestamps off on the server (net.ipv4.tcp_timestamps=0) \
