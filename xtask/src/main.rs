@@ -1,12 +1,14 @@
 //! Project tasks: `cargo xtask setup | run | test`.
 mod cmd;
 mod setup;
+mod tally;
 
 use std::process::Command;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use cmd::run;
+use tally::{TEST_TARGETS, Tally};
 
 #[derive(Parser)]
 struct Cli {
@@ -46,10 +48,17 @@ fn main() -> Result<()> {
 }
 
 fn test() -> Result<()> {
-    run(Command::new("cargo").args(["test", "-p", "netdiag-common", "-p", "netdiag", "-p", "xtask"]))?;
+    let mut tally = Tally::default();
+    tally.run(Command::new("cargo").args(["test", "-p", "netdiag-common", "-p", "netdiag", "-p", "xtask"]).args(TEST_TARGETS))?;
     run(Command::new("cargo").args(["build", "-p", "netdiag"]))?;
     let bin = std::env::current_dir()?.join("target/debug/netdiag");
-    run(Command::new("cargo")
-        .args(["test", "-p", "netdiag-tests", "--", "--test-threads=1"])
-        .env("NETDIAG_BIN", bin))
+    // One at a time: every session traces the whole host, and the machine has two cores.
+    tally.run(
+        Command::new("cargo")
+            .args(["test", "-p", "netdiag-tests"])
+            .args(TEST_TARGETS)
+            .args(["--", "--test-threads=1"])
+            .env("NETDIAG_BIN", bin),
+    )?;
+    tally.finish()
 }

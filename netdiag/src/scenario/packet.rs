@@ -6,11 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Result, bail};
 
-pub const FIN: u8 = 0x01;
-pub const SYN: u8 = 0x02;
-pub const RST: u8 = 0x04;
-pub const PSH: u8 = 0x08;
-pub const ACK: u8 = 0x10;
+pub use netdiag_common::tcp_flag::{ACK, FIN, PSH, RST, SYN};
 
 const PROTO_TCP: u8 = 6;
 const TTL: u8 = 64;
