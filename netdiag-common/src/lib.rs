@@ -28,7 +28,9 @@ pub mod stat {
     pub const UNPARSED: u32 = 2;
     /// Per-peer map updates that failed.
     pub const PEER_MAP_FULL: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// Segments seen by a function hook (fentry/kprobe) whose headers could not be read.
+    pub const HOOK_UNPARSED: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 /// Load-time configuration of the `skb:kfree_skb` program. Every offset comes from the running
@@ -71,6 +73,49 @@ impl DropProbeConfig {
     }
 }
 
+/// Load-time configuration of the function hooks (fentry/fexit and kprobe/kretprobe on TCP
+/// functions): `struct` member offsets from the running kernel's BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FunctionProbeConfig {
+    /// `struct sk_buff` members, for the packet parser.
+    pub skb_head: u32,
+    pub skb_network_header: u32,
+    pub skb_transport_header: u32,
+    /// `struct sock_common` members: address family, remote address (IPv4 and IPv6), namespace.
+    pub sk_family: u32,
+    pub sk_daddr: u32,
+    pub sk_v6_daddr: u32,
+    pub sk_net: u32,
+    /// `struct net::ns.inum`.
+    pub net_ns_inum: u32,
+}
+
+/// Key of `SYN_SEEN`: SYNs that reached a listener, per peer, namespace and listening port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SynKey {
+    /// The SYN's source address; IPv4 uses the first 4 bytes, the rest are zero.
+    pub addr: [u8; 16],
+    /// Network namespace inode of the listener.
+    pub netns: u32,
+    /// The listener's port (the SYN's destination port), host byte order.
+    pub port: u16,
+    pub family: u8,
+    pub _pad: u8,
+}
+
+/// Key of `DUPACKS_SENT` and `OOW_SUPPRESSED`: one remote peer in one namespace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PeerAddrKey {
+    /// Remote address; IPv4 (also IPv4-mapped IPv6) uses the first 4 bytes, the rest are zero.
+    pub addr: [u8; 16],
+    pub netns: u32,
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
 /// Key of the per-peer drop counters (LRU hash map `PEER_DROPS`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -86,7 +131,7 @@ pub struct PeerKey {
     pub sk_state: u8,
 }
 
-/// Value of `PEER_DROPS`.
+/// Value of `PEER_DROPS`, `SYN_SEEN`, `DUPACKS_SENT` and `OOW_SUPPRESSED`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerStats {
@@ -136,6 +181,9 @@ mod user {
     use super::*;
     // SAFETY: plain-old-data, repr(C), explicitly padded, no invalid bit patterns.
     unsafe impl aya::Pod for DropProbeConfig {}
+    unsafe impl aya::Pod for FunctionProbeConfig {}
+    unsafe impl aya::Pod for SynKey {}
+    unsafe impl aya::Pod for PeerAddrKey {}
     unsafe impl aya::Pod for PeerKey {}
     unsafe impl aya::Pod for PeerStats {}
     unsafe impl aya::Pod for DropEvent {}
@@ -143,3 +191,5 @@ mod user {
 
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 80);
 const _: () = assert!(core::mem::size_of::<PeerKey>() == 24);
+const _: () = assert!(core::mem::size_of::<SynKey>() == 24);
+const _: () = assert!(core::mem::size_of::<PeerAddrKey>() == 24);

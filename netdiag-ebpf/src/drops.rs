@@ -1,18 +1,14 @@
 //! `skb:kfree_skb`: every packet the stack frees with a drop reason. The program keeps only the
 //! reasons userspace asked for (PAWS, TSecr, sequence checks...), counts them per peer in the
 //! kernel and sends a per-flow sample over the ring buffer.
-use aya_ebpf::{
-    bindings::BPF_ANY,
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
-    macros::tracepoint,
-    programs::TracePointContext,
-};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
 use netdiag_common::{
-    DropEvent, DropProbeConfig, EVENT_DROP, FIELD_ABSENT, PeerKey, PeerStats, REASON_SET_WORDS, stat,
+    DropEvent, DropProbeConfig, EVENT_DROP, FIELD_ABSENT, PeerKey, REASON_SET_WORDS, stat,
 };
 
 use crate::{
-    maps::{EVENTS, PEER_DROPS, bump},
+    access::{self, configured, read},
+    maps::{EVENTS, PEER_DROPS, bump, count},
     packet::{self, SkbLayout},
 };
 
@@ -39,26 +35,15 @@ fn config() -> &'static DropProbeConfig {
     &DROP_PROBE_CONFIG
 }
 
-/// Volatile: the value is patched into .rodata at load time, after the compiler saw zeros.
-#[inline(always)]
-fn cfg_u32(field: &u32) -> u32 {
-    unsafe { core::ptr::read_volatile(field) }
-}
-
 #[tracepoint]
 pub fn kfree_skb(ctx: TracePointContext) -> u32 {
     let _ = try_kfree_skb(&ctx);
     0
 }
 
-#[inline(always)]
-unsafe fn read<T>(base: *const u8, offset: u32) -> Option<T> {
-    unsafe { bpf_probe_read_kernel(base.add(offset as usize) as *const T).ok() }
-}
-
 fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
     let cfg = config();
-    let reason: u32 = unsafe { ctx.read_at(cfg_u32(&cfg.tp_reason) as usize).ok()? };
+    let reason: u32 = unsafe { ctx.read_at(configured(&cfg.tp_reason) as usize).ok()? };
     if reason >= netdiag_common::MAX_REASON {
         return None;
     }
@@ -68,18 +53,18 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
     }
     bump(stat::MATCHED);
 
-    let skb: *const u8 = unsafe { ctx.read_at(cfg_u32(&cfg.tp_skbaddr) as usize).ok()? };
+    let skb: *const u8 = unsafe { ctx.read_at(configured(&cfg.tp_skbaddr) as usize).ok()? };
     let layout = SkbLayout {
-        head: cfg_u32(&cfg.skb_head),
-        network_header: cfg_u32(&cfg.skb_network_header),
-        transport_header: cfg_u32(&cfg.skb_transport_header),
+        head: configured(&cfg.skb_head),
+        network_header: configured(&cfg.skb_network_header),
+        transport_header: configured(&cfg.skb_transport_header),
     };
     let Some(seg) = (unsafe { packet::parse(skb, &layout) }) else {
         bump(stat::UNPARSED);
         return None;
     };
 
-    let rx_sk_off = cfg_u32(&cfg.tp_rx_sk);
+    let rx_sk_off = configured(&cfg.tp_rx_sk);
     let rx_sk: *const u8 = if rx_sk_off == FIELD_ABSENT {
         core::ptr::null()
     } else {
@@ -88,7 +73,7 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
     let sk_state: u8 = if rx_sk.is_null() {
         0
     } else {
-        unsafe { read(rx_sk, cfg_u32(&cfg.sk_state)).unwrap_or(0) }
+        unsafe { read(rx_sk, configured(&cfg.sk_state)).unwrap_or(0) }
     };
     let netns = netns_inode(cfg, skb, rx_sk);
     let now = unsafe { bpf_ktime_get_ns() };
@@ -100,7 +85,7 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
         family: seg.family,
         sk_state,
     };
-    count_peer(&key, now);
+    count(&PEER_DROPS, &key, now);
 
     match EVENTS.reserve::<DropEvent>(0) {
         Some(mut entry) => {
@@ -132,37 +117,15 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
     Some(())
 }
 
-/// `PEER_DROPS` is per-CPU: each CPU owns its slot, so plain writes are exact under a storm
-/// with no atomics or cache-line bouncing; userspace sums the CPUs.
-fn count_peer(key: &PeerKey, now: u64) {
-    if let Some(stats) = PEER_DROPS.get_ptr_mut(key) {
-        unsafe {
-            (*stats).count += 1;
-            if (*stats).first_ns == 0 {
-                (*stats).first_ns = now;
-            }
-            (*stats).last_ns = now;
-        }
-        return;
-    }
-    let fresh = PeerStats { count: 1, first_ns: now, last_ns: now };
-    if PEER_DROPS.insert(key, &fresh, BPF_ANY as u64).is_err() {
-        bump(stat::PEER_MAP_FULL);
-    }
-}
-
 /// Network namespace of the packet: the receiving device's, else the socket's.
 fn netns_inode(cfg: &DropProbeConfig, skb: *const u8, rx_sk: *const u8) -> u32 {
-    let dev: *const u8 = unsafe { read(skb, cfg_u32(&cfg.skb_dev)).unwrap_or(core::ptr::null()) };
+    let dev: *const u8 = unsafe { read(skb, configured(&cfg.skb_dev)).unwrap_or(core::ptr::null()) };
     let net: *const u8 = if !dev.is_null() {
-        unsafe { read(dev, cfg_u32(&cfg.dev_nd_net)).unwrap_or(core::ptr::null()) }
+        unsafe { read(dev, configured(&cfg.dev_nd_net)).unwrap_or(core::ptr::null()) }
     } else if !rx_sk.is_null() {
-        unsafe { read(rx_sk, cfg_u32(&cfg.sk_net)).unwrap_or(core::ptr::null()) }
+        unsafe { read(rx_sk, configured(&cfg.sk_net)).unwrap_or(core::ptr::null()) }
     } else {
         core::ptr::null()
     };
-    if net.is_null() {
-        return 0;
-    }
-    unsafe { read(net, cfg_u32(&cfg.net_ns_inum)).unwrap_or(0) }
+    access::netns_inode(net, configured(&cfg.net_ns_inum))
 }

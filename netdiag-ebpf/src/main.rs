@@ -3,7 +3,9 @@
 #![no_std]
 #![no_main]
 
+mod access;
 mod drops;
+mod functions;
 mod maps;
 mod packet;
 

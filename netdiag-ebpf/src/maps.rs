@@ -1,14 +1,41 @@
 //! Maps shared by all programs. Sizes are defaults; userspace may resize them before load.
 use aya_ebpf::{
+    bindings::BPF_ANY,
     macros::map,
-    maps::{LruPerCpuHashMap, PerCpuArray, RingBuf},
+    maps::{LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
-use netdiag_common::{PeerKey, PeerStats, stat};
+use netdiag_common::{PeerAddrKey, PeerKey, PeerStats, SynKey, stat};
 
 /// Per-peer drop counters, aggregated in the kernel so a storm costs no trip to userspace.
 #[map]
 pub static PEER_DROPS: LruPerCpuHashMap<PeerKey, PeerStats> =
     LruPerCpuHashMap::with_max_entries(16384, 0);
+
+/// SYNs that reached a listener (`conn_request` hook).
+#[map]
+pub static SYN_SEEN: LruPerCpuHashMap<SynKey, PeerStats> =
+    LruPerCpuHashMap::with_max_entries(16384, 0);
+
+/// Duplicate ACKs sent (`dupack_sent` hook).
+#[map]
+pub static DUPACKS_SENT: LruPerCpuHashMap<PeerAddrKey, PeerStats> =
+    LruPerCpuHashMap::with_max_entries(16384, 0);
+
+/// Out-of-window answers the rate limiter suppressed (`oow_limiter` hook).
+#[map]
+pub static OOW_SUPPRESSED: LruPerCpuHashMap<PeerAddrKey, PeerStats> =
+    LruPerCpuHashMap::with_max_entries(16384, 0);
+
+/// Arguments of `tcp_oow_rate_limited` calls in progress, from the kprobe to the kretprobe.
+#[repr(C)]
+pub struct OowCall {
+    pub net: u64,
+    pub skb: u64,
+}
+
+/// Keyed by task (see `functions::task_key`); LRU so entries a missed return left behind age out.
+#[map]
+pub static OOW_PENDING: LruHashMap<u64, OowCall> = LruHashMap::with_max_entries(4096, 0);
 
 /// Per-flow samples for userspace (addresses, ports, timestamps).
 #[map]
@@ -23,5 +50,25 @@ pub fn bump(index: u32) {
     if let Some(slot) = PROBE_STATS.get_ptr_mut(index) {
         // Per-CPU slot: no other writer, a plain add is exact.
         unsafe { *slot += 1 };
+    }
+}
+
+/// Counts one more event for `key`. The maps are per-CPU: each CPU owns its slot, so plain
+/// writes are exact under a storm with no atomics or cache-line bouncing; userspace sums the CPUs.
+#[inline(always)]
+pub fn count<K>(map: &LruPerCpuHashMap<K, PeerStats>, key: &K, now: u64) {
+    if let Some(stats) = map.get_ptr_mut(key) {
+        unsafe {
+            (*stats).count += 1;
+            if (*stats).first_ns == 0 {
+                (*stats).first_ns = now;
+            }
+            (*stats).last_ns = now;
+        }
+        return;
+    }
+    let fresh = PeerStats { count: 1, first_ns: now, last_ns: now };
+    if map.insert(key, &fresh, BPF_ANY as u64).is_err() {
+        bump(stat::PEER_MAP_FULL);
     }
 }

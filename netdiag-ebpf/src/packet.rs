@@ -1,9 +1,10 @@
 //! Reads a received TCP segment's headers straight from `skb->head`, at the network and
 //! transport header offsets the stack recorded. This works for request-socket and TIME_WAIT
 //! drops, where `skb->sk` is NULL.
-use aya_ebpf::helpers::bpf_probe_read_kernel;
 use aya_ebpf::helpers::bpf_probe_read_kernel_buf;
 use netdiag_common::{FAMILY_IPV4, FAMILY_IPV6};
+
+use crate::access::read;
 
 const TCP_FIXED_HEADER: usize = 20;
 /// Room for 40 option bytes plus a whole timestamp option starting at the last one.
@@ -34,11 +35,6 @@ pub struct SkbLayout {
     pub head: u32,
     pub network_header: u32,
     pub transport_header: u32,
-}
-
-#[inline(always)]
-unsafe fn read<T>(base: *const u8, offset: u32) -> Option<T> {
-    unsafe { bpf_probe_read_kernel(base.add(offset as usize) as *const T).ok() }
 }
 
 /// Parses the segment held by `skb`. `None` means "not a readable TCP/IP packet": the caller

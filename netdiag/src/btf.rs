@@ -219,7 +219,52 @@ impl Btf {
 
     /// Whether the kernel has a function of that name (one it can attach fentry/kprobes to).
     pub fn has_func(&self, name: &str) -> bool {
-        self.named(name).any(|(_, info)| info.kind == Kind::Func)
+        self.func_id(name).is_some()
+    }
+
+    /// BTF type id of the function called `name` (what an fentry program attaches to).
+    pub fn func_id(&self, name: &str) -> Option<u32> {
+        self.named(name).find(|(_, info)| info.kind == Kind::Func).map(|(id, _)| id)
+    }
+
+    /// The function's prototype as C without qualifiers or parameter names, e.g.
+    /// `int tcp_conn_request(struct request_sock_ops *, struct sock *)`: what a program that
+    /// reads its arguments by position relies on.
+    pub fn func_signature(&self, name: &str) -> Option<String> {
+        let func = self.info(self.func_id(name)?)?;
+        let proto = self.info(func.size_or_type).filter(|info| info.kind == Kind::FuncProto)?;
+        let params: Vec<String> = self
+            .records(proto, 8)
+            .map(|param| self.type_name(read_u32(param, 4).unwrap_or(0), 0))
+            .collect();
+        let ret = self.type_name(proto.size_or_type, 0);
+        Some(format!("{ret} {name}({})", params.join(", ")))
+    }
+
+    /// A type as C spells it, qualifiers left out; typedefs keep their own name.
+    fn type_name(&self, id: u32, depth: usize) -> String {
+        if id == 0 {
+            return "void".into();
+        }
+        let Some(info) = self.info(id).filter(|_| depth < MAX_DEPTH) else {
+            return "?".into();
+        };
+        let name = self.name(info.name_off).unwrap_or("?");
+        match info.kind {
+            Kind::Ptr => format!("{} *", self.type_name(info.size_or_type, depth + 1)),
+            Kind::Const | Kind::Volatile | Kind::Restrict | Kind::TypeTag => {
+                self.type_name(info.size_or_type, depth + 1)
+            }
+            Kind::Struct => format!("struct {name}"),
+            Kind::Union => format!("union {name}"),
+            Kind::Fwd if info.kind_flag => format!("union {name}"),
+            Kind::Fwd => format!("struct {name}"),
+            Kind::Enum | Kind::Enum64 => format!("enum {name}"),
+            Kind::FuncProto => "function".into(),
+            // Compilers name C's boolean either way.
+            Kind::Int if name == "_Bool" => "bool".into(),
+            _ => name.into(),
+        }
     }
 
     fn named<'a>(&'a self, name: &str) -> impl Iterator<Item = (u32, &'a TypeInfo)> + 'a {
@@ -596,6 +641,32 @@ mod tests {
         assert!(btf.enumerators("outer").is_empty());
         assert!(btf.has_func("tcp_v4_rcv"));
         assert!(!btf.has_func("outer"));
+        assert_eq!(btf.func_id("tcp_v4_rcv"), Some(11));
+        assert_eq!(btf.func_signature("tcp_v4_rcv").as_deref(), Some("int tcp_v4_rcv()"));
+        assert_eq!(btf.func_signature("outer"), None);
+    }
+
+    /// `_Bool probe(const struct sk_buff *skb, u32 *last, union data);`, as C's `bool`.
+    #[test]
+    fn renders_function_signatures_without_qualifiers_or_names() {
+        let mut b = Builder::new();
+        b.int("_Bool", 1); // 1
+        b.composite(4, "sk_buff", 0, &[]); // 2
+        b.header("", 10, false, 0, 2); // 3: const struct sk_buff
+        b.header("", 2, false, 0, 3); // 4: pointer to 3
+        b.int("unsigned int", 4); // 5
+        b.header("u32", 8, false, 0, 5); // 6
+        b.header("", 2, false, 0, 6); // 7: u32 *
+        b.header("data", 7, true, 0, 0); // 8: forward-declared union
+        b.header("", 13, false, 3, 1); // 9: prototype
+        let (skb, last, data) = (b.name("skb"), b.name("last"), b.name("data"));
+        b.words(&[skb, 4, last, 7, data, 8]);
+        b.header("probe", 12, false, 0, 9); // 10
+        let btf = Btf::from_bytes(&b.build()).unwrap();
+        assert_eq!(
+            btf.func_signature("probe").as_deref(),
+            Some("bool probe(struct sk_buff *, u32 *, union data)")
+        );
     }
 
     #[test]
@@ -678,6 +749,10 @@ mod tests {
         btf.member_offset("net_device", &["nd_net", "net"]).unwrap();
         assert!(btf.has_func("tcp_v4_rcv"));
         assert!(!btf.has_func("sk_buff"));
+        assert_eq!(
+            btf.func_signature("tcp_oow_rate_limited").as_deref(),
+            Some("bool tcp_oow_rate_limited(struct net *, struct sk_buff *, int, u32 *)")
+        );
         let reasons = btf.enumerators("skb_drop_reason");
         assert!(reasons.iter().any(|(name, _)| name == "SKB_DROP_REASON_NOT_SPECIFIED"));
         if let Some(paws) = btf.enum_value("skb_drop_reason", "SKB_DROP_REASON_TCP_RFC7323_PAWS") {

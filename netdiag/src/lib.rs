@@ -14,6 +14,7 @@ pub mod events;
 pub mod filter;
 pub mod hooks;
 pub mod netns;
+pub mod operator;
 pub mod output;
 pub mod scenario;
 pub mod session;

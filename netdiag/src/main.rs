@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use netdiag::{
     error::{EXIT_UNAVAILABLE, Unavailable},
     filter::PeerFilter,
-    hooks,
+    hooks, operator,
     session::{self, DiagnoseOptions},
 };
 
@@ -30,6 +30,14 @@ enum Command {
         #[arg(long, value_name = "IP|CIDR")]
         peer: Option<PeerFilter>,
     },
+    /// TCP counter deltas per namespace, grouped and explained; no tracing, no eBPF.
+    Counters(operator::counters::CountersArgs),
+    /// What a counter, drop reason or finding means, what causes it and what to do.
+    Explain(operator::explain::ExplainArgs),
+    /// Audit the TCP settings and listeners behind the incidents netdiag diagnoses.
+    Check(operator::check::CheckArgs),
+    /// Attach every hook this kernel allows, show which backend serves each and why others were refused.
+    Hooks(hooks::command::HooksArgs),
 }
 
 fn parse_duration(text: &str) -> Result<f64, String> {
@@ -46,12 +54,12 @@ fn main() -> ExitCode {
         Err(e) => return fail(e.into()),
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code as u8),
         Err(e) => fail(e),
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Diagnose { duration, json, peer } => {
             let opts = DiagnoseOptions { duration: Duration::from_secs_f64(duration), peer, hooks: hooks::Options::default() };
@@ -61,8 +69,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print!("{}", report.to_text());
             }
-            Ok(())
+            Ok(0)
         }
+        Command::Counters(args) => operator::counters::run(args).await,
+        Command::Explain(args) => operator::explain::run(args).await,
+        Command::Check(args) => operator::check::run(args).await,
+        Command::Hooks(args) => hooks::command::run(args),
     }
 }
 

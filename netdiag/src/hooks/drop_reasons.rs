@@ -7,12 +7,8 @@ use crate::{btf::Btf, tracefs::TracepointFormat};
 const BTF_PREFIX: &str = "SKB_DROP_REASON_";
 
 /// Drop reasons of the PAWS checks (RFC 7323), by kernel name without the prefix.
-pub const PAWS_REASONS: &[&str] = &[
-    "TCP_RFC7323_PAWS",
-    "TCP_RFC7323_PAWS_ACK",
-    "TCP_RFC7323_TW_PAWS",
-    "TCP_RFC7323_TSECR",
-];
+pub const PAWS_REASONS: &[&str] =
+    &["TCP_RFC7323_PAWS", "TCP_RFC7323_PAWS_ACK", "TCP_RFC7323_TW_PAWS", "TCP_RFC7323_TSECR"];
 
 #[derive(Clone, Debug, Default)]
 pub struct ReasonTable {
@@ -22,21 +18,20 @@ pub struct ReasonTable {
 }
 
 impl ReasonTable {
-    pub fn resolve(btf: Option<&Btf>, format: &TracepointFormat) -> ReasonTable {
-        if let Some(btf) = btf {
-            let by_number: BTreeMap<u32, String> = btf
-                .enumerators("skb_drop_reason")
-                .into_iter()
-                .filter_map(|(name, value)| {
-                    let short = name.strip_prefix(BTF_PREFIX)?;
-                    Some((u32::try_from(value).ok()?, short.to_string()))
-                })
-                .collect();
-            if !by_number.is_empty() {
-                return ReasonTable { by_number, source: "BTF enum skb_drop_reason" };
-            }
+    /// `format` is the tracepoint's, when it exists.
+    pub fn resolve(btf: &Btf, format: Option<&TracepointFormat>) -> ReasonTable {
+        let by_number: BTreeMap<u32, String> = btf
+            .enumerators("skb_drop_reason")
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let short = name.strip_prefix(BTF_PREFIX)?;
+                Some((u32::try_from(value).ok()?, short.to_string()))
+            })
+            .collect();
+        if !by_number.is_empty() {
+            return ReasonTable { by_number, source: "BTF enum skb_drop_reason" };
         }
-        ReasonTable::from_symbols(&format.symbols)
+        ReasonTable::from_symbols(format.map_or(&[], |f| f.symbols.as_slice()))
     }
 
     pub fn from_symbols(symbols: &[(i64, String)]) -> ReasonTable {
@@ -63,7 +58,10 @@ mod tests {
 
     #[test]
     fn names_round_trip_through_symbols() {
-        let table = ReasonTable::from_symbols(&[(36, "TCP_RFC7323_PAWS".into()), (38, "TCP_RFC7323_TW_PAWS".into())]);
+        let table = ReasonTable::from_symbols(&[
+            (36, "TCP_RFC7323_PAWS".into()),
+            (38, "TCP_RFC7323_TW_PAWS".into()),
+        ]);
         assert_eq!(table.number("TCP_RFC7323_TW_PAWS"), Some(38));
         assert_eq!(table.name(36), "TCP_RFC7323_PAWS");
         assert_eq!(table.name(99), "REASON_99");

@@ -1,29 +1,45 @@
-//! Hooks: load netdiag's kernel programs, configure them for the running kernel and attach them.
+//! Hooks: load netdiag's kernel programs, configure them for the running kernel and, for each
+//! logical hook, attach the best program the kernel accepts (see [`catalogue`]).
 //!
 //! Nothing kernel-specific is compiled into the programs: struct offsets come from the running
 //! kernel's BTF, tracepoint record offsets from its `format` file, drop-reason numbers by name.
+mod attach;
+mod catalogue;
+pub mod command;
+mod config;
 mod drop_reasons;
 pub mod privileges;
+mod support;
 
 use anyhow::{Result, anyhow};
 use aya::{
-    Ebpf, EbpfLoader,
+    EbpfLoader, Pod,
     maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::TracePoint,
 };
+pub use catalogue::BackendChoice;
 pub use drop_reasons::{PAWS_REASONS, ReasonTable};
-use netdiag_common::{DropProbeConfig, FIELD_ABSENT, PeerKey, PeerStats, stat};
+use netdiag_common::{PeerAddrKey, PeerKey, PeerStats, SynKey, stat};
 use serde::Serialize;
 
-use crate::{btf::Btf, error::unavailable, tracefs};
+use crate::{
+    btf::Btf,
+    error::{Unavailable, unavailable},
+    tracefs,
+};
 
 /// One logical hook and how it is served on this kernel.
 #[derive(Clone, Debug, Serialize)]
 pub struct HookStatus {
     pub name: String,
+    /// The mechanism serving it (`fentry`, `fexit`, `kprobe`, `kretprobe`, `tracepoint`), or
+    /// `none`.
     pub backend: String,
     pub active: bool,
+    /// What it counts when active; why every candidate was refused when not.
     pub detail: String,
+    /// Candidates tried before the one serving it (all of them when inactive), each as
+    /// `backend: reason`.
+    pub refused: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -32,8 +48,10 @@ pub struct Options {
     pub watched_reasons: Vec<String>,
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub ring_bytes: u32,
-    /// Capacity of the per-peer map; the least recently updated peers are evicted beyond it.
+    /// Capacity of each per-peer map; the least recently updated peers are evicted beyond it.
     pub peer_entries: u32,
+    /// Which attach mechanisms may serve the hooks.
+    pub backend: BackendChoice,
 }
 
 impl Default for Options {
@@ -42,6 +60,7 @@ impl Default for Options {
             watched_reasons: PAWS_REASONS.iter().map(|s| s.to_string()).collect(),
             ring_bytes: 256 * 1024,
             peer_entries: 16384,
+            backend: BackendChoice::Auto,
         }
     }
 }
@@ -53,54 +72,76 @@ pub struct ProbeStats {
     pub ring_lost: u64,
     pub unparsed: u64,
     pub peer_map_full: u64,
+    /// Segments the function hooks could not read; they are missing from their counts.
+    pub hook_unparsed: u64,
 }
+
+/// The per-peer maps, all sized by [`Options::peer_entries`].
+const PEER_MAPS: [&str; 4] = ["PEER_DROPS", "SYN_SEEN", "DUPACKS_SENT", "OOW_SUPPRESSED"];
 
 /// Loaded and attached programs. Dropping it detaches everything.
 pub struct Probes {
-    ebpf: Ebpf,
+    ebpf: aya::Ebpf,
     pub hooks: Vec<HookStatus>,
     pub reasons: ReasonTable,
 }
 
 impl Probes {
+    /// Attaches every hook the kernel allows; fails when none could be attached.
     pub fn attach(opts: &Options) -> Result<Probes> {
+        let probes = Probes::attach_available(opts)?;
+        if probes.hooks.iter().any(|hook| hook.active) {
+            return Ok(probes);
+        }
+        let why: Vec<String> =
+            probes.hooks.iter().map(|hook| format!("{}: {}", hook.name, hook.detail)).collect();
+        Err(unavailable(
+            format!("no hook could be attached on this kernel ({})", why.join("; ")),
+            "`netdiag hooks` lists every hook and why each backend was refused",
+        ))
+    }
+
+    /// Attaches every hook the kernel allows, possibly none: `hooks` says what happened to each.
+    pub fn attach_available(opts: &Options) -> Result<Probes> {
         privileges::check()?;
         let btf = Btf::from_sys_fs()?;
-        let format = tracefs::read_format("skb", "kfree_skb").map_err(|e| {
-            unavailable(
-                format!("tracepoint skb:kfree_skb is not available ({e:#})"),
-                "netdiag needs a kernel with drop-reason tracing (5.17 or newer) on this backend",
-            )
-        })?;
-        let reasons = ReasonTable::resolve(Some(&btf), &format);
-        let (config, watched) = drop_probe_config(&btf, &format, &reasons, &opts.watched_reasons)?;
+        let format = tracefs::read_format("skb", "kfree_skb");
+        let reasons = ReasonTable::resolve(&btf, format.as_ref().ok());
+        let watched = &opts.watched_reasons;
+        let drop_setup = format
+            .map_err(|e| anyhow!("skb:kfree_skb is not available ({e:#})"))
+            .and_then(|format| config::drop_probe_config(&btf, &format, &reasons, watched));
+        let function_setup = config::function_probe_config(&btf);
 
-        let mut ebpf = EbpfLoader::new()
-            .override_global("DROP_PROBE_CONFIG", &config, true)
-            .map_max_entries("EVENTS", opts.ring_bytes)
-            .map_max_entries("PEER_DROPS", opts.peer_entries)
+        // A configuration that could not be made is never read: no program using it is loaded.
+        let drop_config = drop_setup.as_ref().map(|(config, _)| *config).unwrap_or_default();
+        let function_config = function_setup.as_ref().copied().unwrap_or_default();
+        let mut loader = EbpfLoader::new();
+        loader
+            .override_global("DROP_PROBE_CONFIG", &drop_config, true)
+            .override_global("FUNCTION_PROBE_CONFIG", &function_config, true)
+            .map_max_entries("EVENTS", opts.ring_bytes);
+        for map in PEER_MAPS {
+            loader.map_max_entries(map, opts.peer_entries);
+        }
+        let mut ebpf = loader
             .load(crate::EBPF_OBJECT)
             .map_err(|e| load_error("load netdiag's eBPF object", e.into()))?;
 
-        let program: &mut TracePoint = ebpf
-            .program_mut("kfree_skb")
-            .ok_or_else(|| anyhow!("program kfree_skb missing from the eBPF object"))?
-            .try_into()?;
-        program.load().map_err(|e| load_error("verify the skb:kfree_skb program", e.into()))?;
-        program
-            .attach("skb", "kfree_skb")
-            .map_err(|e| load_error("attach to tracepoint skb:kfree_skb", e.into()))?;
-
-        let hooks = vec![HookStatus {
-            name: "paws_checks".into(),
-            backend: "tracepoint".into(),
-            active: true,
-            detail: format!(
-                "skb:kfree_skb filtered on {} (reason numbers from {})",
-                watched.join(", "),
-                reasons.source
-            ),
-        }];
+        let drop_note = drop_setup.map(|(_, watched)| {
+            format!(", filtered on {} (reason numbers from {})", watched.join(", "), reasons.source)
+        });
+        let support =
+            support::KernelSupport::read(catalogue::functions().map(|function| function.name));
+        let mut attacher = attach::Attacher::new(
+            &mut ebpf,
+            &btf,
+            support,
+            function_setup.map(|_| String::new()).map_err(short_reason),
+            drop_note.map_err(short_reason),
+        );
+        let hooks =
+            catalogue::CATALOGUE.iter().map(|hook| attacher.serve(hook, opts.backend)).collect();
         Ok(Probes { ebpf, hooks, reasons })
     }
 
@@ -112,8 +153,27 @@ impl Probes {
 
     /// Exact per-peer drop counts kept by the kernel, summed over CPUs.
     pub fn peer_drops(&self) -> Result<Vec<(PeerKey, PeerStats)>> {
-        let map = self.ebpf.map("PEER_DROPS").ok_or_else(|| anyhow!("PEER_DROPS map missing"))?;
-        let map: PerCpuHashMap<_, PeerKey, PeerStats> = PerCpuHashMap::try_from(map)?;
+        self.per_peer("PEER_DROPS")
+    }
+
+    /// SYNs that reached a listener (`conn_request`), summed over CPUs.
+    pub fn syn_counts(&self) -> Result<Vec<(SynKey, PeerStats)>> {
+        self.per_peer("SYN_SEEN")
+    }
+
+    /// Duplicate ACKs sent (`dupack_sent`), summed over CPUs.
+    pub fn dupack_counts(&self) -> Result<Vec<(PeerAddrKey, PeerStats)>> {
+        self.per_peer("DUPACKS_SENT")
+    }
+
+    /// Out-of-window answers the rate limiter suppressed (`oow_limiter`), summed over CPUs.
+    pub fn oow_suppressed(&self) -> Result<Vec<(PeerAddrKey, PeerStats)>> {
+        self.per_peer("OOW_SUPPRESSED")
+    }
+
+    fn per_peer<K: Pod>(&self, name: &str) -> Result<Vec<(K, PeerStats)>> {
+        let map = self.ebpf.map(name).ok_or_else(|| anyhow!("{name} map missing"))?;
+        let map: PerCpuHashMap<_, K, PeerStats> = PerCpuHashMap::try_from(map)?;
         let mut out = Vec::new();
         for entry in map.iter() {
             let (key, per_cpu) = entry?;
@@ -131,6 +191,7 @@ impl Probes {
             ring_lost: read(stat::RING_LOST)?,
             unparsed: read(stat::UNPARSED)?,
             peer_map_full: read(stat::PEER_MAP_FULL)?,
+            hook_unparsed: read(stat::HOOK_UNPARSED)?,
         })
     }
 }
@@ -144,7 +205,7 @@ fn sum_per_cpu<'a>(slots: impl Iterator<Item = &'a PeerStats>) -> PeerStats {
     })
 }
 
-/// Turns a verifier or attach refusal into an actionable message where we can tell why.
+/// Turns a refusal to load the object into an actionable message where we can tell why.
 fn load_error(action: &str, err: anyhow::Error) -> anyhow::Error {
     let text = format!("{err:#}");
     if text.contains("EPERM") || text.contains("Operation not permitted") {
@@ -156,60 +217,10 @@ fn load_error(action: &str, err: anyhow::Error) -> anyhow::Error {
     err.context(format!("failed to {action}"))
 }
 
-fn drop_probe_config(
-    btf: &Btf,
-    format: &tracefs::TracepointFormat,
-    reasons: &ReasonTable,
-    watched_names: &[String],
-) -> Result<(DropProbeConfig, Vec<String>)> {
-    let field = |name: &str| -> Result<u32> {
-        format
-            .field(name)
-            .map(|f| f.offset)
-            .ok_or_else(|| anyhow!("skb:kfree_skb has no field {name} on this kernel"))
-    };
-    let member = |s: &str, path: &[&str]| btf.member_offset(s, path);
-    let mut config = DropProbeConfig {
-        tp_skbaddr: field("skbaddr")?,
-        tp_reason: field("reason").map_err(|_| {
-            unavailable(
-                "skb:kfree_skb carries no drop reason on this kernel (added in 5.17)",
-                "use a newer kernel, or a backend with fentry/kprobe",
-            )
-        })?,
-        tp_protocol: field("protocol")?,
-        tp_rx_sk: format.field("rx_sk").map_or(FIELD_ABSENT, |f| f.offset),
-        skb_head: member("sk_buff", &["head"])?,
-        skb_network_header: member("sk_buff", &["network_header"])?,
-        skb_transport_header: member("sk_buff", &["transport_header"])?,
-        skb_dev: member("sk_buff", &["dev"])?,
-        dev_nd_net: member("net_device", &["nd_net", "net"])?,
-        net_ns_inum: member("net", &["ns", "inum"])?,
-        sk_state: member("sock_common", &["skc_state"])?,
-        sk_net: member("sock_common", &["skc_net", "net"])?,
-        reasons: Default::default(),
-    };
-    for (name, expected) in [("network_header", 2), ("transport_header", 2)] {
-        let size = btf.member_size("sk_buff", &[name])?;
-        if size != expected {
-            return Err(anyhow!("sk_buff.{name} is {size} bytes on this kernel, expected {expected}"));
-        }
+/// The part of a setup error worth a line in a hook's status.
+fn short_reason(err: anyhow::Error) -> String {
+    match err.downcast_ref::<Unavailable>() {
+        Some(missing) => missing.what.clone(),
+        None => format!("{err:#}"),
     }
-    let mut watched = Vec::new();
-    for name in watched_names {
-        match reasons.number(name) {
-            Some(number) => {
-                config.watch(number);
-                watched.push(format!("{name}={number}"));
-            }
-            None => log::info!("drop reason {name} does not exist on this kernel"),
-        }
-    }
-    if watched.is_empty() {
-        return Err(unavailable(
-            "none of the watched drop reasons exist on this kernel",
-            "PAWS drop reasons appeared in 6.13; use a backend with fentry/kprobe on older kernels",
-        ));
-    }
-    Ok((config, watched))
 }

@@ -1,0 +1,168 @@
+//! Serves each logical hook with the first candidate the running kernel accepts, keeping the
+//! reason each earlier candidate was refused.
+use std::cell::OnceCell;
+
+use aya::{
+    Ebpf,
+    programs::{FEntry, FExit, KProbe, Program, ProgramError, TracePoint},
+};
+
+use super::{
+    HookStatus,
+    catalogue::{Attach, BackendChoice, Family, LogicalHook, Setup},
+    support::{KernelSupport, refusal},
+};
+use crate::btf::Btf;
+
+/// Why one candidate does not serve a hook, as `backend: reason`.
+struct Refusal {
+    text: String,
+    /// The hook has no program for this family: worth saying only if nothing else attached.
+    unimplemented: bool,
+}
+
+pub struct Attacher<'a> {
+    ebpf: &'a mut Ebpf,
+    btf: &'a Btf,
+    support: KernelSupport,
+    /// For each setup: a note for the status of the hooks using it, or why it is unusable.
+    function_setup: Result<String, String>,
+    drop_setup: Result<String, String>,
+    /// aya's copy of the kernel BTF, which fentry/fexit loads need; parsed on first use.
+    kernel_btf: OnceCell<Result<aya::Btf, String>>,
+}
+
+impl<'a> Attacher<'a> {
+    pub fn new(
+        ebpf: &'a mut Ebpf,
+        btf: &'a Btf,
+        support: KernelSupport,
+        function_setup: Result<String, String>,
+        drop_setup: Result<String, String>,
+    ) -> Self {
+        Attacher { ebpf, btf, support, function_setup, drop_setup, kernel_btf: OnceCell::new() }
+    }
+
+    pub fn serve(&mut self, hook: &LogicalHook, choice: BackendChoice) -> HookStatus {
+        let mut refused: Vec<Refusal> = Vec::new();
+        for family in Family::ALL.into_iter().filter(|family| choice.allows(*family)) {
+            let mut candidates =
+                hook.candidates.iter().filter(|attach| attach.family() == family).peekable();
+            if candidates.peek().is_none() {
+                let text = format!("{0}: no {0} equivalent implemented", family.name());
+                refused.push(Refusal { text, unimplemented: true });
+            }
+            for attach in candidates {
+                match self.try_attach(hook.setup, attach) {
+                    Ok(note) => {
+                        return HookStatus {
+                            name: hook.name.into(),
+                            backend: attach.backend().into(),
+                            active: true,
+                            detail: format!("{}: {}{note}", attach.target(), hook.counts),
+                            refused: refused
+                                .into_iter()
+                                .filter(|r| !r.unimplemented)
+                                .map(|r| r.text)
+                                .collect(),
+                        };
+                    }
+                    Err(reason) => refused.push(Refusal {
+                        text: format!("{}: {reason}", attach.backend()),
+                        unimplemented: false,
+                    }),
+                }
+            }
+        }
+        let refused: Vec<String> = refused.into_iter().map(|r| r.text).collect();
+        HookStatus {
+            name: hook.name.into(),
+            backend: "none".into(),
+            active: false,
+            detail: refused.join("; "),
+            refused,
+        }
+    }
+
+    /// Loads and attaches one candidate; on success, the note of its setup. A program that
+    /// loaded but did not attach is unloaded again: it would serve nothing.
+    fn try_attach(&mut self, setup: Setup, attach: &Attach) -> Result<String, String> {
+        let note = match setup {
+            Setup::FunctionOffsets => self.function_setup.clone()?,
+            Setup::DropReasons => self.drop_setup.clone()?,
+        };
+        match *attach {
+            Attach::Fentry { program, function } => {
+                self.support.check_trampoline(self.btf, function)?;
+                let btf = kernel_btf(&self.kernel_btf)?;
+                let prog: &mut FEntry = program_of(self.ebpf, program)?;
+                prog.load(function.name, btf).map_err(|e| refusal("load", &e))?;
+                if let Err(e) = prog.attach() {
+                    let _ = prog.unload();
+                    return Err(refusal("attach", &e));
+                }
+            }
+            Attach::Fexit { program, function } => {
+                self.support.check_trampoline(self.btf, function)?;
+                let btf = kernel_btf(&self.kernel_btf)?;
+                let prog: &mut FExit = program_of(self.ebpf, program)?;
+                prog.load(function.name, btf).map_err(|e| refusal("load", &e))?;
+                if let Err(e) = prog.attach() {
+                    let _ = prog.unload();
+                    return Err(refusal("attach", &e));
+                }
+            }
+            Attach::Kprobe { program, function } => {
+                self.support.check_kprobe(self.btf, function)?;
+                attach_kprobe(self.ebpf, program, function.name)?;
+            }
+            Attach::Kretprobe { entry, ret, function } => {
+                self.support.check_kprobe(self.btf, function)?;
+                attach_kprobe(self.ebpf, entry, function.name)?;
+                if let Err(reason) = attach_kprobe(self.ebpf, ret, function.name) {
+                    // Alone, the entry half would only fill the map of pending calls.
+                    if let Ok(prog) = program_of::<KProbe>(self.ebpf, entry) {
+                        let _ = prog.unload();
+                    }
+                    return Err(reason);
+                }
+            }
+            Attach::Tracepoint { program, category, name } => {
+                let prog: &mut TracePoint = program_of(self.ebpf, program)?;
+                prog.load().map_err(|e| refusal("load", &e))?;
+                if let Err(e) = prog.attach(category, name) {
+                    let _ = prog.unload();
+                    return Err(refusal("attach", &e));
+                }
+            }
+        }
+        Ok(note)
+    }
+}
+
+/// Works for kprobes and kretprobes alike: the object says which one a program is.
+fn attach_kprobe(ebpf: &mut Ebpf, program: &str, function: &str) -> Result<(), String> {
+    let prog: &mut KProbe = program_of(ebpf, program)?;
+    prog.load().map_err(|e| refusal("load", &e))?;
+    if let Err(e) = prog.attach(function, 0) {
+        let _ = prog.unload();
+        return Err(refusal("attach", &e));
+    }
+    Ok(())
+}
+
+fn program_of<'e, T>(ebpf: &'e mut Ebpf, name: &str) -> Result<&'e mut T, String>
+where
+    &'e mut T: TryFrom<&'e mut Program, Error = ProgramError>,
+{
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from the eBPF object"))?;
+    program.try_into().map_err(|e: ProgramError| format!("program {name}: {e}"))
+}
+
+fn kernel_btf(cell: &OnceCell<Result<aya::Btf, String>>) -> Result<&aya::Btf, String> {
+    cell.get_or_init(|| aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF unreadable: {e}")))
+        .as_ref()
+        .map_err(Clone::clone)
+}

@@ -1,0 +1,233 @@
+//! The logical hooks netdiag knows and, for each, the programs that can serve it, best first.
+use serde::Serialize;
+
+/// Attach mechanisms, in the order they are preferred: fentry/fexit cost least; kprobes work
+/// where BPF trampolines are refused; tracepoints are stable but exist for few places.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Fentry,
+    Kprobe,
+    Tracepoint,
+}
+
+impl Family {
+    pub const ALL: [Family; 3] = [Family::Fentry, Family::Kprobe, Family::Tracepoint];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Fentry => "fentry",
+            Family::Kprobe => "kprobe",
+            Family::Tracepoint => "tracepoint",
+        }
+    }
+}
+
+/// Which mechanisms a run may use: the best available for each hook, or only one family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    #[default]
+    Auto,
+    /// fentry and fexit.
+    Fentry,
+    /// kprobe and kretprobe.
+    Kprobe,
+    Tracepoint,
+}
+
+impl BackendChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Fentry => "fentry",
+            BackendChoice::Kprobe => "kprobe",
+            BackendChoice::Tracepoint => "tracepoint",
+        }
+    }
+
+    pub fn allows(self, family: Family) -> bool {
+        match self {
+            BackendChoice::Auto => true,
+            BackendChoice::Fentry => family == Family::Fentry,
+            BackendChoice::Kprobe => family == Family::Kprobe,
+            BackendChoice::Tracepoint => family == Family::Tracepoint,
+        }
+    }
+}
+
+/// A kernel function, with the prototype its programs read arguments by (as
+/// [`crate::btf::Btf::func_signature`] renders it): a kernel whose prototype differs is refused.
+pub struct KernelFunction {
+    pub name: &'static str,
+    pub signature: &'static str,
+}
+
+/// One way to serve a logical hook: programs in the eBPF object and where they attach.
+pub enum Attach {
+    Fentry {
+        program: &'static str,
+        function: &'static KernelFunction,
+    },
+    Fexit {
+        program: &'static str,
+        function: &'static KernelFunction,
+    },
+    Kprobe {
+        program: &'static str,
+        function: &'static KernelFunction,
+    },
+    /// A kprobe stashes the arguments, the kretprobe reads them with the return value.
+    Kretprobe {
+        entry: &'static str,
+        ret: &'static str,
+        function: &'static KernelFunction,
+    },
+    Tracepoint {
+        program: &'static str,
+        category: &'static str,
+        name: &'static str,
+    },
+}
+
+impl Attach {
+    pub fn family(&self) -> Family {
+        match self {
+            Attach::Fentry { .. } | Attach::Fexit { .. } => Family::Fentry,
+            Attach::Kprobe { .. } | Attach::Kretprobe { .. } => Family::Kprobe,
+            Attach::Tracepoint { .. } => Family::Tracepoint,
+        }
+    }
+
+    /// The mechanism, as reported in a hook's `backend` and refusals.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Attach::Fentry { .. } => "fentry",
+            Attach::Fexit { .. } => "fexit",
+            Attach::Kprobe { .. } => "kprobe",
+            Attach::Kretprobe { .. } => "kretprobe",
+            Attach::Tracepoint { .. } => "tracepoint",
+        }
+    }
+
+    pub fn target(&self) -> String {
+        match self {
+            Attach::Fentry { function, .. }
+            | Attach::Fexit { function, .. }
+            | Attach::Kprobe { function, .. }
+            | Attach::Kretprobe { function, .. } => function.name.to_string(),
+            Attach::Tracepoint { category, name, .. } => format!("{category}:{name}"),
+        }
+    }
+}
+
+/// The load-time configuration a hook's programs read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setup {
+    /// `FunctionProbeConfig`: socket and sk_buff offsets.
+    FunctionOffsets,
+    /// `DropProbeConfig`: tracepoint record offsets and the watched drop reasons.
+    DropReasons,
+}
+
+pub struct LogicalHook {
+    pub name: &'static str,
+    /// What the hook counts, for its status.
+    pub counts: &'static str,
+    pub setup: Setup,
+    /// Best first; families with no entry have no program yet.
+    pub candidates: &'static [Attach],
+}
+
+const TCP_CONN_REQUEST: KernelFunction = KernelFunction {
+    name: "tcp_conn_request",
+    signature: "int tcp_conn_request(struct request_sock_ops *, struct tcp_request_sock_ops *, \
+                struct sock *, struct sk_buff *)",
+};
+
+const TCP_SEND_DUPACK: KernelFunction = KernelFunction {
+    name: "tcp_send_dupack",
+    signature: "void tcp_send_dupack(struct sock *, struct sk_buff *)",
+};
+
+const TCP_OOW_RATE_LIMITED: KernelFunction = KernelFunction {
+    name: "tcp_oow_rate_limited",
+    signature: "bool tcp_oow_rate_limited(struct net *, struct sk_buff *, int, u32 *)",
+};
+
+pub const CATALOGUE: &[LogicalHook] = &[
+    LogicalHook {
+        name: "conn_request",
+        counts: "SYNs reaching a listener, per peer, netns and listener port",
+        setup: Setup::FunctionOffsets,
+        candidates: &[
+            Attach::Fentry { program: "conn_request_fentry", function: &TCP_CONN_REQUEST },
+            Attach::Kprobe { program: "conn_request_kprobe", function: &TCP_CONN_REQUEST },
+        ],
+    },
+    LogicalHook {
+        name: "dupack_sent",
+        counts: "duplicate ACKs sent, per peer and netns",
+        setup: Setup::FunctionOffsets,
+        candidates: &[
+            Attach::Fentry { program: "dupack_sent_fentry", function: &TCP_SEND_DUPACK },
+            Attach::Kprobe { program: "dupack_sent_kprobe", function: &TCP_SEND_DUPACK },
+        ],
+    },
+    LogicalHook {
+        name: "oow_limiter",
+        counts: "out-of-window answers the rate limiter suppressed, per peer and netns",
+        setup: Setup::FunctionOffsets,
+        candidates: &[
+            Attach::Fexit { program: "oow_limiter_fexit", function: &TCP_OOW_RATE_LIMITED },
+            Attach::Kretprobe {
+                entry: "oow_limiter_kprobe",
+                ret: "oow_limiter_kretprobe",
+                function: &TCP_OOW_RATE_LIMITED,
+            },
+        ],
+    },
+    LogicalHook {
+        name: "paws_checks",
+        counts: "watched drops per peer",
+        setup: Setup::DropReasons,
+        candidates: &[Attach::Tracepoint {
+            program: "kfree_skb",
+            category: "skb",
+            name: "kfree_skb",
+        }],
+    },
+];
+
+/// The kernel functions the catalogue attaches to.
+pub fn functions() -> impl Iterator<Item = &'static KernelFunction> {
+    CATALOGUE.iter().flat_map(|hook| hook.candidates).filter_map(|attach| match attach {
+        Attach::Fentry { function, .. }
+        | Attach::Fexit { function, .. }
+        | Attach::Kprobe { function, .. }
+        | Attach::Kretprobe { function, .. } => Some(*function),
+        Attach::Tracepoint { .. } => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_are_in_preference_order() {
+        for hook in CATALOGUE {
+            let families: Vec<Family> = hook.candidates.iter().map(Attach::family).collect();
+            let mut sorted = families.clone();
+            sorted.sort_by_key(|f| Family::ALL.iter().position(|x| x == f));
+            assert_eq!(families, sorted, "{}", hook.name);
+        }
+    }
+
+    #[test]
+    fn a_forced_backend_allows_only_its_family() {
+        assert!(Family::ALL.iter().all(|f| BackendChoice::Auto.allows(*f)));
+        assert!(BackendChoice::Kprobe.allows(Family::Kprobe));
+        assert!(!BackendChoice::Kprobe.allows(Family::Fentry));
+        assert!(!BackendChoice::Fentry.allows(Family::Tracepoint));
+    }
+}

@@ -1,0 +1,89 @@
+//! The programs' load-time configuration, from the running kernel: struct offsets from BTF,
+//! tracepoint record offsets from its `format` file, drop-reason numbers by name.
+use anyhow::{Result, anyhow};
+use netdiag_common::{DropProbeConfig, FIELD_ABSENT, FunctionProbeConfig};
+
+use super::drop_reasons::ReasonTable;
+use crate::{btf::Btf, error::unavailable, tracefs};
+
+pub fn function_probe_config(btf: &Btf) -> Result<FunctionProbeConfig> {
+    let member = |s: &str, path: &[&str]| btf.member_offset(s, path);
+    check_header_fields(btf)?;
+    Ok(FunctionProbeConfig {
+        skb_head: member("sk_buff", &["head"])?,
+        skb_network_header: member("sk_buff", &["network_header"])?,
+        skb_transport_header: member("sk_buff", &["transport_header"])?,
+        sk_family: member("sock_common", &["skc_family"])?,
+        sk_daddr: member("sock_common", &["skc_daddr"])?,
+        sk_v6_daddr: member("sock_common", &["skc_v6_daddr"])?,
+        sk_net: member("sock_common", &["skc_net", "net"])?,
+        net_ns_inum: member("net", &["ns", "inum"])?,
+    })
+}
+
+/// The drop program's configuration and the reasons it watches, as `NAME=number`.
+pub fn drop_probe_config(
+    btf: &Btf,
+    format: &tracefs::TracepointFormat,
+    reasons: &ReasonTable,
+    watched_names: &[String],
+) -> Result<(DropProbeConfig, Vec<String>)> {
+    let field = |name: &str| -> Result<u32> {
+        format
+            .field(name)
+            .map(|f| f.offset)
+            .ok_or_else(|| anyhow!("skb:kfree_skb has no field {name} on this kernel"))
+    };
+    let member = |s: &str, path: &[&str]| btf.member_offset(s, path);
+    check_header_fields(btf)?;
+    let mut config = DropProbeConfig {
+        tp_skbaddr: field("skbaddr")?,
+        tp_reason: field("reason").map_err(|_| {
+            unavailable(
+                "skb:kfree_skb carries no drop reason on this kernel (added in 5.17)",
+                "use a newer kernel, or a backend with fentry/kprobe",
+            )
+        })?,
+        tp_protocol: field("protocol")?,
+        tp_rx_sk: format.field("rx_sk").map_or(FIELD_ABSENT, |f| f.offset),
+        skb_head: member("sk_buff", &["head"])?,
+        skb_network_header: member("sk_buff", &["network_header"])?,
+        skb_transport_header: member("sk_buff", &["transport_header"])?,
+        skb_dev: member("sk_buff", &["dev"])?,
+        dev_nd_net: member("net_device", &["nd_net", "net"])?,
+        net_ns_inum: member("net", &["ns", "inum"])?,
+        sk_state: member("sock_common", &["skc_state"])?,
+        sk_net: member("sock_common", &["skc_net", "net"])?,
+        reasons: Default::default(),
+    };
+    let mut watched = Vec::new();
+    for name in watched_names {
+        match reasons.number(name) {
+            Some(number) => {
+                config.watch(number);
+                watched.push(format!("{name}={number}"));
+            }
+            None => log::info!("drop reason {name} does not exist on this kernel"),
+        }
+    }
+    if watched.is_empty() {
+        return Err(unavailable(
+            "none of the watched drop reasons exist on this kernel",
+            "PAWS drop reasons appeared in 6.13; use a backend with fentry/kprobe on older kernels",
+        ));
+    }
+    Ok((config, watched))
+}
+
+/// The packet parser reads these as 16-bit offsets from `skb->head`.
+fn check_header_fields(btf: &Btf) -> Result<()> {
+    for (name, expected) in [("network_header", 2), ("transport_header", 2)] {
+        let size = btf.member_size("sk_buff", &[name])?;
+        if size != expected {
+            return Err(anyhow!(
+                "sk_buff.{name} is {size} bytes on this kernel, expected {expected}"
+            ));
+        }
+    }
+    Ok(())
+}

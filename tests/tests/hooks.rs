@@ -1,0 +1,429 @@
+//! Hook selection against what the running kernel really supports. Whether fentry/fexit and
+//! kprobes work is found out here independently of netdiag, by attaching trivial programs with
+//! raw `bpf()` and `perf_event_open()` calls, so the expectations hold on a host that refuses
+//! both as well as in a guest that allows both.
+use std::{
+    collections::HashMap,
+    ffi::CString,
+    net::IpAddr,
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::fs::MetadataExt,
+    },
+    process::Command,
+};
+
+use netdiag::{
+    btf::Btf,
+    events::ip_from,
+    hooks::{self, BackendChoice, PAWS_REASONS, Probes},
+    scenario::{self, CLIENT_V4, CLIENT_V6, INNOCENT_V4, PawsTopology},
+};
+use netdiag_tests::{netdiag_bin, nstat, require_root};
+use serde_json::Value;
+
+/// The function each function hook attaches to, and whether its first backend is fentry or
+/// fexit.
+const FUNCTION_HOOKS: &[(&str, &str, Trampoline)] = &[
+    ("conn_request", "tcp_conn_request", Trampoline::Fentry),
+    ("dupack_sent", "tcp_send_dupack", Trampoline::Fentry),
+    ("oow_limiter", "tcp_oow_rate_limited", Trampoline::Fexit),
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Trampoline {
+    Fentry,
+    Fexit,
+}
+
+/// What this kernel lets a trivial program attach to, per function.
+struct KernelSupport {
+    trampoline: HashMap<&'static str, Result<(), String>>,
+    kprobe: HashMap<&'static str, Result<(), String>>,
+    /// skb:kfree_skb exists and the kernel has at least one of the PAWS drop reasons.
+    paws_tracepoint: bool,
+}
+
+impl KernelSupport {
+    fn probe() -> KernelSupport {
+        let btf = Btf::from_sys_fs().unwrap();
+        let mut trampoline = HashMap::new();
+        let mut kprobe = HashMap::new();
+        for (_, function, kind) in FUNCTION_HOOKS {
+            trampoline.insert(*function, trial::trampoline(&btf, function, *kind));
+            kprobe.insert(*function, trial::kprobe(function));
+        }
+        let has_reason = PAWS_REASONS
+            .iter()
+            .any(|r| btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{r}")).is_some());
+        let paws_tracepoint =
+            has_reason && std::path::Path::new("/sys/kernel/tracing/events/skb/kfree_skb").exists();
+        let support = KernelSupport { trampoline, kprobe, paws_tracepoint };
+        eprintln!(
+            "kernel support: fentry/fexit {:?}; kprobe {:?}",
+            support.trampoline, support.kprobe
+        );
+        support
+    }
+
+    fn trampoline_works(&self, function: &str) -> bool {
+        self.trampoline[function].is_ok()
+    }
+
+    fn kprobe_works(&self, function: &str) -> bool {
+        self.kprobe[function].is_ok()
+    }
+}
+
+fn survey(backend: &str) -> Value {
+    let out = Command::new(netdiag_bin())
+        .args(["hooks", "--json", "--backend", backend])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "netdiag hooks --backend {backend}: {err}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON ({e}): {err}"))
+}
+
+fn hook<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == name)
+        .unwrap_or_else(|| panic!("{name}: {report:#}"))
+}
+
+fn refused(hook: &Value) -> Vec<&str> {
+    hook["refused"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect()
+}
+
+fn assert_active(hook: &Value, backend: &str) {
+    assert_eq!(hook["active"], true, "{hook:#}");
+    assert_eq!(hook["backend"], backend, "{hook:#}");
+}
+
+fn assert_inactive(hook: &Value) {
+    assert_eq!(hook["active"], false, "{hook:#}");
+    assert_eq!(hook["backend"], "none", "{hook:#}");
+    assert!(!hook["detail"].as_str().unwrap().is_empty(), "an inactive hook says why: {hook:#}");
+}
+
+fn trampoline_name(kind: Trampoline) -> &'static str {
+    if kind == Trampoline::Fentry { "fentry" } else { "fexit" }
+}
+
+fn kprobe_name(kind: Trampoline) -> &'static str {
+    if kind == Trampoline::Fentry { "kprobe" } else { "kretprobe" }
+}
+
+/// A refusal of `backend` that says why in the kernel's terms where the trial could tell.
+fn assert_refusal(reason: &str, backend: &str, trial: &Result<(), String>) {
+    assert!(reason.starts_with(&format!("{backend}: ")), "{reason}");
+    if let Err(why) = trial {
+        if why.contains("EPERM") {
+            assert!(reason.contains("EPERM"), "the kernel said EPERM, netdiag says: {reason}");
+        }
+        if why.contains("no kprobe PMU") {
+            assert!(reason.contains("kprobe PMU not available on this kernel"), "{reason}");
+        }
+    }
+}
+
+#[test]
+fn auto_picks_the_best_backend_the_kernel_allows_for_each_hook() {
+    require_root();
+    let support = KernelSupport::probe();
+    let report = survey("auto");
+    assert_eq!(report["backend"], "auto");
+    let names: Vec<&str> =
+        report["hooks"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["conn_request", "dupack_sent", "oow_limiter", "paws_checks"]);
+
+    for (name, function, kind) in FUNCTION_HOOKS {
+        let hook = hook(&report, name);
+        let refusals = refused(hook);
+        if support.trampoline_works(function) {
+            assert_active(hook, trampoline_name(*kind));
+            assert!(refusals.is_empty(), "{hook:#}");
+            continue;
+        }
+        assert_refusal(refusals[0], trampoline_name(*kind), &support.trampoline[function]);
+        if support.kprobe_works(function) {
+            assert_active(hook, kprobe_name(*kind));
+            assert_eq!(refusals.len(), 1, "{hook:#}");
+            continue;
+        }
+        assert_inactive(hook);
+        assert_eq!(refusals.len(), 3, "{hook:#}");
+        assert_refusal(refusals[1], kprobe_name(*kind), &support.kprobe[function]);
+        assert_eq!(refusals[2], "tracepoint: no tracepoint equivalent implemented");
+    }
+
+    let paws = hook(&report, "paws_checks");
+    if support.paws_tracepoint {
+        assert_active(paws, "tracepoint");
+        assert!(refused(paws).is_empty(), "{paws:#}");
+    } else {
+        assert_inactive(paws);
+    }
+}
+
+#[test]
+fn a_forced_backend_serves_what_it_can_and_says_why_not_for_the_rest() {
+    require_root();
+    let support = KernelSupport::probe();
+    for backend in ["fentry", "kprobe", "tracepoint"] {
+        let report = survey(backend);
+        assert_eq!(report["backend"], backend);
+        for (name, function, kind) in FUNCTION_HOOKS {
+            let hook = hook(&report, name);
+            let (works, label, trial) = match backend {
+                "fentry" => (
+                    support.trampoline_works(function),
+                    trampoline_name(*kind),
+                    &support.trampoline[function],
+                ),
+                "kprobe" => {
+                    (support.kprobe_works(function), kprobe_name(*kind), &support.kprobe[function])
+                }
+                _ => (false, "tracepoint", &Ok(())),
+            };
+            if works {
+                assert_active(hook, label);
+                assert!(refused(hook).is_empty(), "{hook:#}");
+            } else {
+                assert_inactive(hook);
+                let refusals = refused(hook);
+                assert_eq!(refusals.len(), 1, "only the forced backend is tried: {hook:#}");
+                assert_refusal(refusals[0], label, trial);
+            }
+        }
+        let paws = hook(&report, "paws_checks");
+        if backend == "tracepoint" && support.paws_tracepoint {
+            assert_active(paws, "tracepoint");
+        } else {
+            assert_inactive(paws);
+            if backend != "tracepoint" {
+                assert_eq!(
+                    refused(paws),
+                    [format!("{backend}: no {backend} equivalent implemented")]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn function_hooks_count_what_the_kernel_did() {
+    require_root();
+    let support = KernelSupport::probe();
+    let best_everywhere = FUNCTION_HOOKS
+        .iter()
+        .all(|(_, f, _)| support.trampoline_works(f) || support.kprobe_works(f));
+    if !best_everywhere {
+        eprintln!(
+            "skipping: this kernel lets neither fentry nor kprobes attach to every function hook"
+        );
+        return;
+    }
+    counts_match_the_scenario(BackendChoice::Auto);
+}
+
+#[test]
+fn kprobe_hooks_count_what_the_kernel_did() {
+    require_root();
+    let support = KernelSupport::probe();
+    if !FUNCTION_HOOKS.iter().all(|(_, f, _)| support.kprobe_works(f)) {
+        eprintln!("skipping: this kernel does not let kprobes attach to every function hook");
+        return;
+    }
+    counts_match_the_scenario(BackendChoice::Kprobe);
+}
+
+/// Every counter the out-of-window rate limiter bumps when it suppresses an answer.
+const ACK_SKIPPED: &[&str] = &[
+    "TcpExtTCPACKSkippedSynRecv",
+    "TcpExtTCPACKSkippedPAWS",
+    "TcpExtTCPACKSkippedSeq",
+    "TcpExtTCPACKSkippedFinWait2",
+    "TcpExtTCPACKSkippedTimeWait",
+    "TcpExtTCPACKSkippedChallenge",
+];
+
+/// Runs PAWS reproductions under netdiag's hooks (in this process, to read their maps) and
+/// compares the counts with the scenario and the kernel's own counters:
+/// - conn_request: one SYN per connection the clients opened;
+/// - dupack_sent: one duplicate ACK per data segment PAWS rejected on an established
+///   connection (data is exempt from the rate limit), `TcpExtPAWSEstab`;
+/// - oow_limiter: the answers suppressed once the limit is raised to 10 s, which the TIME_WAIT
+///   reconnect triggers, `TcpExtTCPACKSkipped*`.
+fn counts_match_the_scenario(backend: BackendChoice) {
+    let topo = PawsTopology::new("hooks").unwrap();
+    let server_ns = topo.server_ns.clone();
+    topo.lab().sysctl(&server_ns, "net.ipv4.tcp_invalid_ratelimit", "10000").unwrap();
+    let netns = std::fs::metadata(topo.server_path()).unwrap().ino() as u32;
+    let counter = |name: &str| nstat(&server_ns, name).unwrap();
+    let ack_skipped = || ACK_SKIPPED.iter().map(|name| counter(name)).sum::<u64>();
+
+    let probes = Probes::attach(&hooks::Options { backend, ..Default::default() }).unwrap();
+    for name in ["conn_request", "dupack_sent", "oow_limiter"] {
+        let status = probes.hooks.iter().find(|h| h.name == name).unwrap();
+        assert!(status.active, "{status:?}");
+    }
+    let (paws_before, skipped_before) = (counter("TcpExtPAWSEstab"), ack_skipped());
+    let v4 = scenario::paws_established(&topo, false, 3).unwrap();
+    let v6 = scenario::paws_established(&topo, true, 2).unwrap();
+    assert_eq!(
+        counter("TcpExtPAWSEstab") - paws_before,
+        5,
+        "the kernel rejected every stale segment"
+    );
+    // Before the TIME_WAIT reconnect, which kernels before 6.16 answer with dupacks too.
+    let dupacks = per_peer(
+        netns,
+        probes
+            .dupack_counts()
+            .unwrap()
+            .into_iter()
+            .map(|(k, s)| (k.netns, k.family, k.addr, s.count)),
+    );
+    scenario::paws_time_wait(&topo).unwrap();
+    scenario::innocent_traffic(&topo, 3).unwrap();
+    let suppressed = ack_skipped() - skipped_before;
+    assert!(suppressed > 0, "raising tcp_invalid_ratelimit suppressed some TIME_WAIT answer");
+
+    assert_eq!(
+        dupacks,
+        HashMap::from([(IpAddr::from(CLIENT_V4), 3), (IpAddr::from(CLIENT_V6), 2)])
+    );
+    let oow = per_peer(
+        netns,
+        probes
+            .oow_suppressed()
+            .unwrap()
+            .into_iter()
+            .map(|(k, s)| (k.netns, k.family, k.addr, s.count)),
+    );
+    assert_eq!(oow, HashMap::from([(IpAddr::from(CLIENT_V4), suppressed)]));
+
+    let syns: Vec<(IpAddr, u16, u64)> = probes
+        .syn_counts()
+        .unwrap()
+        .into_iter()
+        .filter(|(key, _)| key.netns == netns)
+        .map(|(key, stats)| (ip_from(key.family, &key.addr).unwrap(), key.port, stats.count))
+        .collect();
+    let syns_from = |addr: IpAddr, port: Option<u16>| -> u64 {
+        syns.iter()
+            .filter(|(a, p, _)| *a == addr && port.is_none_or(|port| port == *p))
+            .map(|(_, _, n)| n)
+            .sum()
+    };
+    assert_eq!(syns_from(CLIENT_V4.into(), Some(v4.server.port())), 1, "{syns:?}");
+    assert_eq!(syns_from(CLIENT_V6.into(), Some(v6.server.port())), 1, "{syns:?}");
+    assert_eq!(syns_from(INNOCENT_V4.into(), None), 3, "{syns:?}");
+    assert_eq!(probes.stats().unwrap().hook_unparsed, 0);
+}
+
+/// Counts per remote address in one namespace, from `(netns, family, addr, count)` rows.
+fn per_peer(
+    netns: u32,
+    rows: impl Iterator<Item = (u32, u8, [u8; 16], u64)>,
+) -> HashMap<IpAddr, u64> {
+    let mut out = HashMap::new();
+    for (_, family, addr, count) in rows.filter(|row| row.0 == netns) {
+        *out.entry(ip_from(family, &addr).unwrap()).or_default() += count;
+    }
+    out
+}
+
+/// Trivial programs attached with raw syscalls: does the kernel allow it at all?
+mod trial {
+    use super::*;
+
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
+    const BPF_PROG_TYPE_KPROBE: u32 = 2;
+    const BPF_PROG_TYPE_TRACING: u32 = 26;
+    const BPF_TRACE_FENTRY: u32 = 24;
+    const BPF_TRACE_FEXIT: u32 = 25;
+    const PERF_EVENT_IOC_SET_BPF: libc::Ioctl = 0x4004_2408;
+    const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
+    const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe";
+    /// `r0 = 0; exit`.
+    const RETURN_ZERO: [u64; 2] = [0xb7, 0x95];
+
+    pub fn trampoline(btf: &Btf, function: &str, kind: Trampoline) -> Result<(), String> {
+        let id = btf.func_id(function).ok_or("no BTF FUNC")?;
+        let attach_type =
+            if kind == Trampoline::Fentry { BPF_TRACE_FENTRY } else { BPF_TRACE_FEXIT };
+        let prog = load(BPF_PROG_TYPE_TRACING, attach_type, id)?;
+        let mut attr = [0u8; 16];
+        attr[8..12].copy_from_slice(&fd_number(&prog).to_ne_bytes());
+        bpf(BPF_RAW_TRACEPOINT_OPEN, &mut attr)
+            .map(drop)
+            .map_err(|e| format!("attach: {}", errno(e)))
+    }
+
+    pub fn kprobe(function: &str) -> Result<(), String> {
+        let pmu_type: u32 = std::fs::read_to_string(format!("{KPROBE_PMU}/type"))
+            .map_err(|_| "no kprobe PMU".to_string())?
+            .trim()
+            .parse()
+            .map_err(|e| format!("kprobe PMU type: {e}"))?;
+        let name = CString::new(function).unwrap();
+        // struct perf_event_attr: type, size, then config1 (the function's name) at 56.
+        const ATTR_SIZE: u32 = 128;
+        let mut attr = [0u8; ATTR_SIZE as usize];
+        attr[0..4].copy_from_slice(&pmu_type.to_ne_bytes());
+        attr[4..8].copy_from_slice(&ATTR_SIZE.to_ne_bytes());
+        attr[56..64].copy_from_slice(&(name.as_ptr() as u64).to_ne_bytes());
+        let fd = unsafe {
+            libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), -1, 0, -1, PERF_FLAG_FD_CLOEXEC)
+        };
+        let event = owned(fd).map_err(|e| format!("perf_event_open: {}", errno(e)))?;
+        let prog = load(BPF_PROG_TYPE_KPROBE, 0, 0)?;
+        if unsafe { libc::ioctl(fd_number(&event), PERF_EVENT_IOC_SET_BPF, fd_number(&prog)) } != 0
+        {
+            return Err(format!("attach: {}", errno(std::io::Error::last_os_error())));
+        }
+        Ok(())
+    }
+
+    fn load(prog_type: u32, attach_type: u32, attach_btf_id: u32) -> Result<OwnedFd, String> {
+        let license = c"GPL";
+        // union bpf_attr, BPF_PROG_LOAD: the fields up to attach_btf_id.
+        let mut attr = [0u8; 128];
+        attr[0..4].copy_from_slice(&prog_type.to_ne_bytes());
+        attr[4..8].copy_from_slice(&(RETURN_ZERO.len() as u32).to_ne_bytes());
+        attr[8..16].copy_from_slice(&(RETURN_ZERO.as_ptr() as u64).to_ne_bytes());
+        attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+        attr[68..72].copy_from_slice(&attach_type.to_ne_bytes());
+        attr[108..112].copy_from_slice(&attach_btf_id.to_ne_bytes());
+        bpf(BPF_PROG_LOAD, &mut attr).map_err(|e| format!("load: {}", errno(e)))
+    }
+
+    /// EPERM by name: the refusal netdiag must report as such.
+    fn errno(err: std::io::Error) -> String {
+        match err.raw_os_error() {
+            Some(libc::EPERM) => "EPERM".into(),
+            _ => err.to_string(),
+        }
+    }
+
+    fn bpf(cmd: libc::c_long, attr: &mut [u8]) -> std::io::Result<OwnedFd> {
+        owned(unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) })
+    }
+
+    fn owned(ret: libc::c_long) -> std::io::Result<OwnedFd> {
+        if ret < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
+    }
+
+    fn fd_number(fd: &OwnedFd) -> i32 {
+        fd.as_raw_fd()
+    }
+}
