@@ -2,6 +2,7 @@
 mod cmd;
 mod setup;
 mod tally;
+mod vmtest;
 
 use std::process::Command;
 
@@ -27,6 +28,8 @@ enum Task {
     },
     /// Set up, then run unit tests and the real-kernel integration tests.
     Test,
+    /// Boot Debian 6.1/6.12 kernels in qemu and run the integration tests inside them.
+    Vmtest(vmtest::VmTestArgs),
 }
 
 fn main() -> Result<()> {
@@ -43,6 +46,10 @@ fn main() -> Result<()> {
         Task::Test => {
             setup::setup()?;
             test()
+        }
+        Task::Vmtest(args) => {
+            setup::setup()?;
+            vmtest::run(args.into())
         }
     }
 }

@@ -1,0 +1,71 @@
+//! Builds netdiag and the integration test binaries as static musl executables, which run in
+//! a guest that has no glibc.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use super::{cargo, command_stdout, workspace_root};
+
+const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+
+pub struct GuestBinaries {
+    pub netdiag: PathBuf,
+    pub tests: Vec<TestBinary>,
+}
+
+pub struct TestBinary {
+    /// The cargo target name (`tests/foo.rs` -> `foo`), stable across builds unlike the file name.
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// Needs the musl target installed (`cargo xtask setup` adds it).
+pub fn build() -> Result<GuestBinaries> {
+    let netdiag = cargo_executables(&["build", "-p", "netdiag", "--bin", "netdiag"])?
+        .into_iter()
+        .find(|artifact| artifact.name == "netdiag")
+        .context("cargo built no netdiag executable")?;
+    let mut tests: Vec<TestBinary> = cargo_executables(&["test", "--no-run", "-p", "netdiag-tests"])?
+        .into_iter()
+        .filter(|artifact| artifact.is_test)
+        .map(|artifact| TestBinary { name: artifact.name, path: artifact.path })
+        .collect();
+    // Cargo reports artifacts in completion order; sorted, the guest runs them in a stable one.
+    tests.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(pair) = tests.windows(2).find(|pair| pair[0].name == pair[1].name) {
+        bail!("two test binaries are named {}", pair[0].name);
+    }
+    Ok(GuestBinaries { netdiag: netdiag.path, tests })
+}
+
+struct Executable {
+    name: String,
+    path: PathBuf,
+    is_test: bool,
+}
+
+/// Runs a release musl cargo command and lists the executables it reports.
+fn cargo_executables(args: &[&str]) -> Result<Vec<Executable>> {
+    let stdout = command_stdout(
+        Command::new(cargo())
+            .args(args)
+            .args(["--release", "--target", MUSL_TARGET, "--message-format=json-render-diagnostics"])
+            .current_dir(workspace_root()),
+    )?;
+    Ok(String::from_utf8_lossy(&stdout).lines().filter_map(executable_of_message).collect())
+}
+
+fn executable_of_message(line: &str) -> Option<Executable> {
+    let message: Value = serde_json::from_str(line).ok()?;
+    if message["reason"] != "compiler-artifact" {
+        return None;
+    }
+    Some(Executable {
+        name: message["target"]["name"].as_str()?.to_string(),
+        path: PathBuf::from(message["executable"].as_str()?),
+        is_test: message["profile"]["test"].as_bool()?,
+    })
+}

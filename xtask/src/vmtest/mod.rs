@@ -1,0 +1,132 @@
+//! `cargo xtask vmtest`: boots real Debian kernels in qemu and runs netdiag's integration
+//! tests inside them, so the fentry and kprobe paths are exercised on the kernels users run
+//! even where the host forbids them.
+
+mod binaries;
+mod cpio;
+mod init_script;
+mod initramfs;
+mod kernel;
+mod qemu;
+mod results;
+mod summary;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use summary::KernelReport;
+
+/// Kernel series booted by `--kernel all`.
+const ALL_SERIES: &[&str] = &["6.1", "6.12"];
+
+/// Command-line arguments of `cargo xtask vmtest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VmTestArgs {
+    /// Kernel series to boot ("6.1", "6.12") or "all".
+    #[arg(long, default_value = "all")]
+    pub kernel: String,
+    /// Seconds after which a guest that has not powered off is killed.
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
+    /// Extra arguments for every test binary in the guest (a test name filter, --nocapture...).
+    #[arg(last = true)]
+    pub guest_args: Vec<String>,
+}
+
+/// What to run: one guest per kernel series, each with the same test arguments.
+#[derive(Debug, Clone)]
+pub struct VmTestOptions {
+    pub kernel_series: Vec<String>,
+    pub timeout: Duration,
+    pub guest_args: Vec<String>,
+}
+
+impl From<VmTestArgs> for VmTestOptions {
+    fn from(args: VmTestArgs) -> Self {
+        let kernel_series = match args.kernel.as_str() {
+            "all" => ALL_SERIES.iter().map(|s| s.to_string()).collect(),
+            series => vec![series.to_string()],
+        };
+        VmTestOptions { kernel_series, timeout: Duration::from_secs(args.timeout), guest_args: args.guest_args }
+    }
+}
+
+/// Builds the guest binaries once, then boots each kernel in turn and prints a summary.
+/// Fails if any guest failed a test or check, did not finish, or ran no test.
+pub fn run(opts: VmTestOptions) -> Result<()> {
+    let started = Instant::now();
+    let work_dir = cargo_target_dir()?.join("vmtest");
+    let binaries = binaries::build()?;
+    let mut reports = Vec::new();
+    for series in &opts.kernel_series {
+        reports.push(run_one_kernel(series, &binaries, &opts, &work_dir)?);
+    }
+    summary::print_summary(&reports);
+    println!("vmtest: total {:.0} s", started.elapsed().as_secs_f64());
+    let problems: Vec<String> = reports.iter().flat_map(KernelReport::problems).collect();
+    if !problems.is_empty() {
+        bail!("vmtest failed:\n  {}", problems.join("\n  "));
+    }
+    Ok(())
+}
+
+fn run_one_kernel(
+    series: &str,
+    binaries: &binaries::GuestBinaries,
+    opts: &VmTestOptions,
+    work_dir: &Path,
+) -> Result<KernelReport> {
+    let guest_dir = work_dir.join(series);
+    let kernel = kernel::prepare(series, &work_dir.join("kernels"), &guest_dir.join("modules"))?;
+    let initrd = initramfs::build(&kernel, binaries, &opts.guest_args, &guest_dir)?;
+    let log = work_dir.join(format!("{series}.log"));
+    println!("vmtest: booting {} ({}), console log in {}", series, kernel.release, log.display());
+    let run = qemu::boot(&kernel.vmlinuz, &initrd, &log, opts.timeout)?;
+    Ok(KernelReport {
+        series: series.to_string(),
+        release: kernel.release,
+        elapsed: run.elapsed,
+        timed_out: run.timed_out,
+        guest: results::parse_console(&run.console),
+    })
+}
+
+/// Cargo's target directory (honours CARGO_TARGET_DIR and config), where vmtest keeps its cache.
+fn cargo_target_dir() -> Result<PathBuf> {
+    let stdout = command_stdout(
+        Command::new(cargo()).args(["metadata", "--no-deps", "--format-version", "1"]).current_dir(workspace_root()),
+    )?;
+    let metadata: serde_json::Value = serde_json::from_slice(&stdout)?;
+    let dir = metadata["target_directory"].as_str().context("cargo metadata has no target_directory")?;
+    Ok(PathBuf::from(dir))
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The cargo that runs xtask, so nested builds use the same toolchain.
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+/// Runs a command to completion, failing with its name if it cannot start or exits non-zero.
+fn run_command(command: &mut Command) -> Result<()> {
+    let status = command.status().with_context(|| format!("starting {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its stdout (stderr goes to the terminal), failing if it exits non-zero.
+fn command_stdout(command: &mut Command) -> Result<Vec<u8>> {
+    let output = command.stderr(Stdio::inherit()).output().with_context(|| format!("starting {command:?}"))?;
+    if !output.status.success() {
+        bail!("{command:?} failed: {}", output.status);
+    }
+    Ok(output.stdout)
+}
