@@ -57,6 +57,10 @@ pub struct DropProbeConfig {
     /// `struct sock_common::skc_state` and `skc_net`.
     pub sk_state: u32,
     pub sk_net: u32,
+    /// `struct sk_buff::_skb_refdst` and `struct dst_entry::dev`: the route's device names the
+    /// namespace where the kernel clears `skb->dev` and the tracepoint has no `rx_sk` (6.1).
+    pub skb_refdst: u32,
+    pub dst_dev: u32,
     /// Set of watched drop reasons, resolved by name from the running kernel.
     pub reasons: [u64; REASON_SET_WORDS],
 }

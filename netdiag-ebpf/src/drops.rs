@@ -27,6 +27,8 @@ static DROP_PROBE_CONFIG: DropProbeConfig = DropProbeConfig {
     net_ns_inum: 0,
     sk_state: 0,
     sk_net: 0,
+    skb_refdst: 0,
+    dst_dev: 0,
     reasons: [0; REASON_SET_WORDS],
 };
 
@@ -117,9 +119,20 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
     Some(())
 }
 
-/// Network namespace of the packet: the receiving device's, else the socket's.
+/// Low bit of `_skb_refdst` marks a reference not taken; the rest is the `dst_entry` pointer.
+const SKB_DST_PTRMASK: usize = !1;
+
+/// Network namespace of the packet: the receiving device's, else the socket's, else the device
+/// of the route the packet came in on.
 fn netns_inode(cfg: &DropProbeConfig, skb: *const u8, rx_sk: *const u8) -> u32 {
-    let dev: *const u8 = unsafe { read(skb, configured(&cfg.skb_dev)).unwrap_or(core::ptr::null()) };
+    let mut dev: *const u8 = unsafe { read(skb, configured(&cfg.skb_dev)).unwrap_or(core::ptr::null()) };
+    if dev.is_null() && rx_sk.is_null() {
+        let refdst: usize = unsafe { read(skb, configured(&cfg.skb_refdst)).unwrap_or(0) };
+        let dst = (refdst & SKB_DST_PTRMASK) as *const u8;
+        if !dst.is_null() {
+            dev = unsafe { read(dst, configured(&cfg.dst_dev)).unwrap_or(core::ptr::null()) };
+        }
+    }
     let net: *const u8 = if !dev.is_null() {
         unsafe { read(dev, configured(&cfg.dev_nd_net)).unwrap_or(core::ptr::null()) }
     } else if !rx_sk.is_null() {

@@ -62,7 +62,7 @@ fn assert_attribution_complete(report: &Value, netns: &str, counter_name: &str) 
         .iter()
         .find(|a| a["netns"] == netns && a["counter"] == counter_name)
         .unwrap_or_else(|| panic!("no attribution row for {netns} {counter_name}: {report:#}"));
-    assert_eq!(row["kernel_delta"], row["attributed"], "{row:#}");
+    assert_eq!(row["kernel_delta"], row["attributed"], "{row:#} in {report:#}");
 }
 
 #[test]

@@ -54,6 +54,8 @@ pub fn drop_probe_config(
         net_ns_inum: member("net", &["ns", "inum"])?,
         sk_state: member("sock_common", &["skc_state"])?,
         sk_net: member("sock_common", &["skc_net", "net"])?,
+        skb_refdst: member("sk_buff", &["_skb_refdst"])?,
+        dst_dev: member("dst_entry", &["dev"])?,
         reasons: Default::default(),
     };
     let mut watched = Vec::new();
