@@ -59,14 +59,22 @@ pub fn drop_probe_config(
         reasons: Default::default(),
     };
     let mut watched = Vec::new();
+    let mut missing = Vec::new();
     for name in watched_names {
         match reasons.number(name) {
             Some(number) => {
                 config.watch(number);
                 watched.push(format!("{name}={number}"));
             }
-            None => log::info!("drop reason {name} does not exist on this kernel"),
+            None => missing.push(name.as_str()),
         }
+    }
+    if !missing.is_empty() {
+        // Said where the user reads the hooks, so a quiet report is not taken for a clean bill.
+        watched.push(format!(
+            "{} {NOT_ON_THIS_KERNEL} (those drops are not attributed by this backend)",
+            missing.join(", ")
+        ));
     }
     if watched.is_empty() {
         return Err(unavailable(
@@ -76,6 +84,9 @@ pub fn drop_probe_config(
     }
     Ok((config, watched))
 }
+
+/// Marks, in the hook's detail, drop reasons the running kernel does not have.
+pub const NOT_ON_THIS_KERNEL: &str = "not on this kernel";
 
 /// The packet parser reads these as 16-bit offsets from `skb->head`.
 fn check_header_fields(btf: &Btf) -> Result<()> {
