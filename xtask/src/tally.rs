@@ -29,7 +29,7 @@ impl Tally {
         }
         let status = child.wait()?;
         if !status.success() {
-            self.finish_line();
+            self.print_line();
             bail!("{shown} failed: {status}");
         }
         Ok(())
@@ -51,12 +51,12 @@ impl Tally {
         }
     }
 
-    fn finish_line(&self) {
+    pub fn print_line(&self) {
         println!("\ntests: {} passed, {} failed, {} skipped", self.passed, self.failed, self.ignored);
     }
 
     pub fn finish(self) -> Result<()> {
-        self.finish_line();
+        self.print_line();
         if self.passed == 0 {
             bail!("no test ran");
         }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use results::Outcome;
 use summary::KernelReport;
 
 /// Kernel series booted by `--kernel all`.
@@ -55,8 +56,9 @@ impl From<VmTestArgs> for VmTestOptions {
 }
 
 /// Builds the guest binaries once, then boots each kernel in turn and prints a summary.
-/// Fails if any guest failed a test or check, did not finish, or ran no test.
-pub fn run(opts: VmTestOptions) -> Result<()> {
+/// Fails if any guest failed a test or check, did not finish, or ran no test; otherwise
+/// returns how many guest tests passed and were ignored, over all kernels.
+pub fn run(opts: VmTestOptions) -> Result<(u64, u64)> {
     let started = Instant::now();
     let work_dir = cargo_target_dir()?.join("vmtest");
     let binaries = binaries::build()?;
@@ -70,7 +72,11 @@ pub fn run(opts: VmTestOptions) -> Result<()> {
     if !problems.is_empty() {
         bail!("vmtest failed:\n  {}", problems.join("\n  "));
     }
-    Ok(())
+    let count = |wanted: Outcome| -> u64 {
+        let guests = reports.iter().flat_map(|r| &r.guest.steps);
+        guests.flat_map(|step| &step.tests).filter(|t| t.outcome == wanted).count() as u64
+    };
+    Ok((count(Outcome::Passed), count(Outcome::Ignored)))
 }
 
 fn run_one_kernel(
