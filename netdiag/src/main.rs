@@ -29,6 +29,9 @@ enum Command {
         /// Only report peers in this address or CIDR.
         #[arg(long, value_name = "IP|CIDR")]
         peer: Option<PeerFilter>,
+        /// Which attach mechanism may serve the hooks: the best one per hook, or only this one.
+        #[arg(long, value_enum, default_value_t = hooks::BackendChoice::Auto)]
+        backend: hooks::BackendChoice,
     },
     /// TCP counter deltas per namespace, grouped and explained; no tracing, no eBPF.
     Counters(operator::counters::CountersArgs),
@@ -61,8 +64,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Diagnose { duration, json, peer } => {
-            let opts = DiagnoseOptions { duration: Duration::from_secs_f64(duration), peer, hooks: hooks::Options::default() };
+        Command::Diagnose { duration, json, peer, backend } => {
+            let hooks = hooks::Options { backend, ..hooks::Options::default() };
+            let opts = DiagnoseOptions { duration: Duration::from_secs_f64(duration), peer, hooks };
             let report = session::diagnose(&opts).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
