@@ -1,6 +1,8 @@
+mod cli_docs;
+
 use std::{process::ExitCode, time::Duration};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use netdiag::{
     error::{EXIT_UNAVAILABLE, Unavailable},
     filter::PeerFilter,
@@ -41,6 +43,12 @@ enum Command {
     Check(operator::check::CheckArgs),
     /// Attach every hook this kernel allows, show which backend serves each and why others were refused.
     Hooks(hooks::command::HooksArgs),
+    /// Print a shell completion script, or the man page, on stdout.
+    Completions {
+        /// bash, zsh, fish, elvish, powershell, or man for the man page (roff).
+        #[arg(value_enum)]
+        target: cli_docs::Target,
+    },
 }
 
 fn parse_duration(text: &str) -> Result<f64, String> {
@@ -79,6 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Explain(args) => operator::explain::run(args).await,
         Command::Check(args) => operator::check::run(args).await,
         Command::Hooks(args) => hooks::command::run(args),
+        Command::Completions { target } => cli_docs::print(target, Cli::command()),
     }
 }
 
