@@ -8,7 +8,10 @@ use std::{
 
 use anyhow::Result;
 use netdiag_common::{PeerKey, PeerStats};
-use tokio::sync::watch;
+use tokio::{
+    signal::unix::{Signal, SignalKind, signal},
+    sync::watch,
+};
 
 use crate::{
     aggregate::Aggregator,
@@ -34,6 +37,9 @@ pub const READY_LINE: &str = "netdiag: tracing started";
 
 pub async fn diagnose(opts: &DiagnoseOptions) -> Result<Report> {
     let started = Instant::now();
+    // Registered before anything attaches: Ctrl-C or SIGTERM (kill, systemd, timeout) at any
+    // moment after this ends the session with a report instead of killing the process.
+    let stop_signals = StopSignals::register()?;
     let mut watch_counters = CounterWatch::start()?;
     let mut probes = Probes::attach(&opts.hooks)?;
     let ring = probes.take_events()?;
@@ -47,7 +53,7 @@ pub async fn diagnose(opts: &DiagnoseOptions) -> Result<Report> {
         active.join(", "),
         opts.duration.as_secs_f64()
     );
-    wait_for_end(opts.duration, &aggregator, &mut watch_counters, started).await;
+    wait_for_end(opts.duration, stop_signals, &aggregator, &mut watch_counters, started).await;
 
     let _ = stop_tx.send(true);
     pump.await??;
@@ -114,21 +120,37 @@ fn display_name(inode: u32, names: &HashMap<u32, String>, root: Option<u32>) -> 
     names.get(&inode).cloned().unwrap_or_else(|| format!("inode:{inode}"))
 }
 
-/// Waits for the deadline or Ctrl-C. Meanwhile it reads the counters of every namespace events
-/// come from as soon as it appears and then every second, so a namespace that vanishes before
-/// the end still has a name and counters in the report.
-async fn wait_for_end(duration: Duration, aggregator: &Mutex<Aggregator>, watch: &mut CounterWatch, started: Instant) {
+struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    fn register() -> Result<StopSignals> {
+        Ok(StopSignals { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+    }
+}
+
+/// Waits for the deadline, Ctrl-C or SIGTERM. Meanwhile it reads the counters of every namespace
+/// events come from as soon as it appears and then every second, so a namespace that vanishes
+/// before the end still has a name and counters in the report.
+async fn wait_for_end(
+    duration: Duration,
+    mut signals: StopSignals,
+    aggregator: &Mutex<Aggregator>,
+    watch: &mut CounterWatch,
+    started: Instant,
+) {
     let live = std::io::stderr().is_terminal();
     let deadline = tokio::time::sleep(duration);
     tokio::pin!(deadline);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = &mut deadline => break,
-            _ = &mut ctrl_c => break,
+            _ = signals.interrupt.recv() => break,
+            _ = signals.terminate.recv() => break,
             _ = tick.tick() => {
                 ticks += 1;
                 let seen = event_namespaces(aggregator);

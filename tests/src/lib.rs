@@ -2,7 +2,7 @@
 //! a user does, wait until it traces, stop it with Ctrl-C (SIGINT) and read its JSON report.
 use std::{
     io::{BufRead, BufReader, Read},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
     sync::mpsc,
     time::Duration,
 };
@@ -21,6 +21,9 @@ pub fn netdiag_bin() -> String {
 pub fn require_root() {
     assert_eq!(unsafe { libc::geteuid() }, 0, "the integration tests load eBPF programs and create namespaces: run them as root");
 }
+
+/// What `netdiag diagnose` prints on stderr once every hook is attached (`session::READY_LINE`).
+pub const READY_LINE: &str = "netdiag: tracing started";
 
 /// A running `netdiag diagnose --json`.
 pub struct Diagnose {
@@ -50,7 +53,7 @@ impl Diagnose {
         });
         loop {
             match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) if line.starts_with("netdiag: tracing started") => break,
+                Ok(line) if line.starts_with(READY_LINE) => break,
                 Ok(_) => continue,
                 Err(_) => {
                     let _ = child.kill();
@@ -62,18 +65,35 @@ impl Diagnose {
         Ok(Diagnose { child, stderr_lines: rx })
     }
 
-    /// Ctrl-C, then the report it prints.
-    pub fn finish(mut self) -> Result<Value> {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` and waits for the process to exit.
+    pub fn end_with(mut self, signal: i32) -> Result<Ended> {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
         let mut stdout = String::new();
         self.child.stdout.take().context("no stdout")?.read_to_string(&mut stdout)?;
         let status = self.child.wait()?;
-        let rest: Vec<String> = self.stderr_lines.try_iter().collect();
-        if !status.success() {
-            bail!("netdiag exited with {status}: {}", rest.join("\n"));
-        }
-        serde_json::from_str(&stdout).with_context(|| format!("netdiag printed no JSON: {stdout}"))
+        Ok(Ended { status, stdout, stderr: self.stderr_lines.try_iter().collect() })
     }
+
+    /// Ctrl-C, then the report it prints.
+    pub fn finish(self) -> Result<Value> {
+        let ended = self.end_with(libc::SIGINT)?;
+        if !ended.status.success() {
+            bail!("netdiag exited with {}: {}", ended.status, ended.stderr.join("\n"));
+        }
+        serde_json::from_str(&ended.stdout).with_context(|| format!("netdiag printed no JSON: {}", ended.stdout))
+    }
+}
+
+/// How a `netdiag diagnose` process ended and what it printed.
+pub struct Ended {
+    pub status: ExitStatus,
+    pub stdout: String,
+    /// Its stderr lines after the ready line.
+    pub stderr: Vec<String>,
 }
 
 /// Findings of one kind about one peer.

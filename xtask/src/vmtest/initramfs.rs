@@ -19,10 +19,10 @@ const BUSYBOX: &str = "/bin/busybox";
 /// The guest's /bin/sh. Not busybox sh: it runs its own `ip` applet even where PATH names
 /// iproute2's, and busybox `ip` has no `netns`.
 const SHELL: &str = "/bin/dash";
-/// Host tools the tests run through PATH, copied to /usr/sbin: iproute2, nftables, and
-/// util-linux's setpriv (busybox's lacks --reuid). Busybox applets of the same name are left
-/// out so that these always win.
-const HOST_TOOLS: &[&str] = &["ip", "tc", "ss", "nstat", "nft", "setpriv"];
+/// Host tools the tests run through PATH, copied to /usr/sbin: iproute2, nftables,
+/// util-linux's setpriv (busybox's lacks --reuid) and bpftool (what is still attached). Busybox
+/// applets of the same name are left out so that these always win.
+const HOST_TOOLS: &[&str] = &["ip", "tc", "ss", "nstat", "nft", "setpriv", "bpftool"];
 /// Mount points and directories /init expects.
 const DIRECTORIES: &[&str] = &["dev", "proc", "sys", "run", "tmp", "root"];
 
