@@ -133,6 +133,9 @@ pub struct PeerKey {
     pub family: u8,
     /// TCP state of the socket that dropped it (`TCP_LISTEN`, `TCP_TIME_WAIT`...), 0 if none.
     pub sk_state: u8,
+    /// Local (destination) port of the dropped segment, host order: `--port` filters on it.
+    pub local_port: u16,
+    pub _pad: [u8; 2],
 }
 
 /// Value of `PEER_DROPS`, `SYN_SEEN`, `DUPACKS_SENT` and `OOW_SUPPRESSED`.
@@ -194,6 +197,6 @@ mod user {
 }
 
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 80);
-const _: () = assert!(core::mem::size_of::<PeerKey>() == 24);
+const _: () = assert!(core::mem::size_of::<PeerKey>() == 28);
 const _: () = assert!(core::mem::size_of::<SynKey>() == 24);
 const _: () = assert!(core::mem::size_of::<PeerAddrKey>() == 24);

@@ -86,6 +86,8 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
         reason: reason as u16,
         family: seg.family,
         sk_state,
+        local_port: seg.dport,
+        _pad: [0; 2],
     };
     count(&PEER_DROPS, &key, now);
 

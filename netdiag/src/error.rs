@@ -22,6 +22,22 @@ pub fn unavailable(what: impl Into<String>, fix: impl Into<String>) -> anyhow::E
     Unavailable { what: what.into(), fix: fix.into() }.into()
 }
 
+/// A command line that names something that does not exist (a namespace...): one line, exit 2.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    Usage(message.into()).into()
+}
+
 /// Exit status for command-line usage errors (bad peer filter...), as clap uses.
 pub const EXIT_USAGE: i32 = 2;
 /// Exit status for a missing privilege or kernel feature.

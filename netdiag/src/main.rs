@@ -4,7 +4,7 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::{CommandFactory, Parser, Subcommand};
 use netdiag::{
-    error::{EXIT_UNAVAILABLE, Unavailable},
+    error::{EXIT_UNAVAILABLE, EXIT_USAGE, Unavailable, Usage},
     filter::PeerFilter,
     hooks, operator,
     session::{self, DiagnoseOptions},
@@ -31,6 +31,12 @@ enum Command {
         /// Only report peers in this address or CIDR.
         #[arg(long, value_name = "IP|CIDR")]
         peer: Option<PeerFilter>,
+        /// Only report drops sent to this local port.
+        #[arg(long, value_name = "N")]
+        port: Option<u16>,
+        /// Only report this network namespace (`root` or an `ip netns` name).
+        #[arg(long, value_name = "NAME")]
+        netns: Option<String>,
         /// Which attach mechanism may serve the hooks: the best one per hook, or only this one.
         #[arg(long, value_enum, default_value_t = hooks::BackendChoice::Auto)]
         backend: hooks::BackendChoice,
@@ -72,9 +78,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Diagnose { duration, json, peer, backend } => {
+        Command::Diagnose { duration, json, peer, port, netns, backend } => {
             let hooks = hooks::Options { backend, ..hooks::Options::default() };
-            let opts = DiagnoseOptions { duration: Duration::from_secs_f64(duration), peer, hooks };
+            let opts = DiagnoseOptions { duration: Duration::from_secs_f64(duration), peer, port, netns, hooks };
             let report = session::diagnose(&opts).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -95,6 +101,10 @@ fn fail(err: anyhow::Error) -> ExitCode {
     if let Some(missing) = err.downcast_ref::<Unavailable>() {
         eprintln!("netdiag: {missing}");
         return ExitCode::from(EXIT_UNAVAILABLE as u8);
+    }
+    if let Some(usage) = err.downcast_ref::<Usage>() {
+        eprintln!("netdiag: {usage}");
+        return ExitCode::from(EXIT_USAGE as u8);
     }
     eprintln!("netdiag: error: {err:#}");
     ExitCode::FAILURE

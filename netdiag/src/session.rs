@@ -29,6 +29,10 @@ use crate::{
 pub struct DiagnoseOptions {
     pub duration: Duration,
     pub peer: Option<PeerFilter>,
+    /// Only drops sent to this local port.
+    pub port: Option<u16>,
+    /// Only this namespace (`root` or an `ip netns` name); all when `None`.
+    pub netns: Option<String>,
     pub hooks: hooks::Options,
 }
 
@@ -40,6 +44,7 @@ pub async fn diagnose(opts: &DiagnoseOptions) -> Result<Report> {
     // Registered before anything attaches: Ctrl-C or SIGTERM (kill, systemd, timeout) at any
     // moment after this ends the session with a report instead of killing the process.
     let stop_signals = StopSignals::register()?;
+    let netns_filter = opts.netns.as_deref().map(netns_inode_by_name).transpose()?;
     let mut watch_counters = CounterWatch::start()?;
     let mut probes = Probes::attach(&opts.hooks)?;
     let ring = probes.take_events()?;
@@ -68,6 +73,8 @@ pub async fn diagnose(opts: &DiagnoseOptions) -> Result<Report> {
     let kernel_counts: Vec<(PeerKey, PeerStats)> = kernel_counts
         .into_iter()
         .filter(|(key, _)| opts.peer.is_none_or(|f| ip_from(key.family, &key.addr).is_some_and(|a| f.contains(a))))
+        .filter(|(key, _)| opts.port.is_none_or(|port| key.local_port == port))
+        .filter(|(key, _)| netns_filter.is_none_or(|inode| key.netns == inode))
         .collect();
     let event_namespaces: Vec<u32> = kernel_counts.iter().map(|(k, _)| k.netns).collect();
     let deltas = watch_counters.deltas(&event_namespaces)?;
@@ -93,6 +100,7 @@ pub async fn diagnose(opts: &DiagnoseOptions) -> Result<Report> {
     });
     let counters: BTreeMap<String, counters::Counters> = deltas
         .iter()
+        .filter(|(ns, _)| netns_filter.is_none_or(|inode| ns.inode == inode))
         .map(|(ns, delta)| {
             let tcp: counters::Counters = delta.iter().filter(|(k, _)| k.starts_with("Tcp")).map(|(k, v)| (k.clone(), *v)).collect();
             (display_name(ns.inode, &names, root), tcp)
@@ -110,6 +118,15 @@ pub async fn diagnose(opts: &DiagnoseOptions) -> Result<Report> {
         lost_events: stats.ring_lost,
         unparsed_packets: stats.unparsed,
         probe_stats: stats,
+    })
+}
+
+/// Inode of `root` or an `ip netns` name; an unknown name is a usage error.
+fn netns_inode_by_name(name: &str) -> Result<u32> {
+    let known = netns::named()?;
+    known.iter().find(|ns| ns.name == name).map(|ns| ns.inode).ok_or_else(|| {
+        let names: Vec<&str> = known.iter().map(|ns| ns.name.as_str()).collect();
+        crate::error::usage(format!("no network namespace named `{name}` (known: {})", names.join(", ")))
     })
 }
 

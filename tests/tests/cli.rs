@@ -33,3 +33,11 @@ fn without_privileges_it_says_what_is_missing() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("needs root"), "{err}");
 }
+
+#[test]
+fn an_unknown_namespace_is_a_usage_error() {
+    let out = Command::new(netdiag_bin()).args(["diagnose", "--netns", "no-such-namespace"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no network namespace named `no-such-namespace`"), "{err}");
+}

@@ -149,3 +149,26 @@ fn peer_filter_keeps_only_the_matching_peer() {
     assert!(findings_for(&report, "paws_rejections", &CLIENT_V4.to_string()).is_empty(), "{report:#}");
     assert!(report["peers"].as_array().unwrap().is_empty(), "{report:#}");
 }
+
+/// `--netns` keeps the server's namespace and drops others; `--port` keeps only drops sent to
+/// that local port. Three sessions with different filters watch the same reproduction.
+#[test]
+fn netns_and_port_filters_select_what_is_reported() {
+    require_root();
+    let topo = PawsTopology::new("nsport").unwrap();
+    let client = CLIENT_V4.to_string();
+    let in_server_ns = Diagnose::start(&["--netns", &topo.server_ns]).unwrap();
+    let in_root_ns = Diagnose::start(&["--netns", "root"]).unwrap();
+    let on_port_1 = Diagnose::start(&["--port", "1"]).unwrap();
+    let run = scenario::paws_established(&topo, false, 3).unwrap();
+    let (server_view, root_view, port_view) =
+        (in_server_ns.finish().unwrap(), in_root_ns.finish().unwrap(), on_port_1.finish().unwrap());
+
+    let named = findings_for(&server_view, "paws_rejections", &client);
+    assert_eq!(named.len(), 1, "{server_view:#}");
+    assert_eq!(named[0]["count"], run.injected, "{server_view:#}");
+    assert_eq!(named[0]["local"][0], run.server.to_string());
+    assert!(server_view["counters"].as_object().unwrap().keys().all(|ns| *ns == topo.server_ns), "{server_view:#}");
+    assert!(findings_for(&root_view, "paws_rejections", &client).is_empty(), "{root_view:#}");
+    assert!(port_view["peers"].as_array().unwrap().iter().all(|p| p["netns"] != topo.server_ns.as_str()), "{port_view:#}");
+}

@@ -265,7 +265,7 @@ mod tests {
     fn key(last_octet: u8, reason: u16, sk_state: u8) -> PeerKey {
         let mut addr = [0u8; 16];
         addr[..4].copy_from_slice(&[198, 51, 100, last_octet]);
-        PeerKey { addr, netns: 42, reason, family: FAMILY_IPV4, sk_state }
+        PeerKey { addr, netns: 42, reason, family: FAMILY_IPV4, sk_state, local_port: 8080, _pad: [0; 2] }
     }
 
     #[test]
