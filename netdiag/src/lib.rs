@@ -17,6 +17,7 @@ pub mod netns;
 pub mod operator;
 pub mod output;
 pub mod scenario;
+pub mod selftest;
 pub mod session;
 pub mod tracefs;
 pub mod verdict;

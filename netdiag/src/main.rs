@@ -55,6 +55,8 @@ enum Command {
         #[arg(value_enum)]
         target: cli_docs::Target,
     },
+    /// Reproduce each known incident in throwaway namespaces and check netdiag sees it here.
+    Selftest(netdiag::selftest::SelftestArgs),
 }
 
 fn parse_duration(text: &str) -> Result<f64, String> {
@@ -89,6 +91,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Selftest(args) => netdiag::selftest::run(args).await,
         Command::Counters(args) => operator::counters::run(args).await,
         Command::Explain(args) => operator::explain::run(args).await,
         Command::Check(args) => operator::check::run(args).await,

@@ -40,6 +40,12 @@ pub struct DiagnoseOptions {
 pub const READY_LINE: &str = "netdiag: tracing started";
 
 pub async fn diagnose(opts: &DiagnoseOptions) -> Result<Report> {
+    diagnose_until(opts, std::future::pending()).await
+}
+
+/// A session that also ends as soon as `done` completes: `selftest` traces exactly as long as
+/// a reproduction runs.
+pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = ()>) -> Result<Report> {
     let started = Instant::now();
     // Registered before anything attaches: Ctrl-C or SIGTERM (kill, systemd, timeout) at any
     // moment after this ends the session with a report instead of killing the process.
@@ -58,7 +64,7 @@ pub async fn diagnose(opts: &DiagnoseOptions) -> Result<Report> {
         active.join(", "),
         opts.duration.as_secs_f64()
     );
-    wait_for_end(opts.duration, stop_signals, &aggregator, &mut watch_counters, started).await;
+    wait_for_end(opts.duration, stop_signals, done, &aggregator, &mut watch_counters, started).await;
 
     let _ = stop_tx.send(true);
     pump.await??;
@@ -154,6 +160,7 @@ impl StopSignals {
 async fn wait_for_end(
     duration: Duration,
     mut signals: StopSignals,
+    done: impl Future<Output = ()>,
     aggregator: &Mutex<Aggregator>,
     watch: &mut CounterWatch,
     started: Instant,
@@ -161,11 +168,13 @@ async fn wait_for_end(
     let live = std::io::stderr().is_terminal();
     let deadline = tokio::time::sleep(duration);
     tokio::pin!(deadline);
+    tokio::pin!(done);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = &mut deadline => break,
+            _ = &mut done => break,
             _ = signals.interrupt.recv() => break,
             _ = signals.terminate.recv() => break,
             _ = tick.tick() => {

@@ -1,0 +1,157 @@
+//! `netdiag selftest`: reproduces each incident netdiag knows in throwaway namespaces on this
+//! host and checks that a diagnose session names the culprit with the kernel's count, so that
+//! "no findings" can be trusted on this kernel. The reproductions are `scenario`'s, the same the
+//! integration tests use.
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use crate::{
+    btf::Btf,
+    hooks,
+    scenario::{self, PawsRun, PawsTopology},
+    session::{self, DiagnoseOptions},
+};
+
+#[derive(Debug, clap::Args)]
+pub struct SelftestArgs {
+    /// One JSON document on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Seen,
+    NotSeen,
+    /// The kernel has no way for the active backend to see it; netdiag says so.
+    Unsupported,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub incident: &'static str,
+    /// The kernel drop reason the incident is seen by.
+    pub reason: &'static str,
+    pub status: Status,
+    pub detail: String,
+}
+
+struct Incident {
+    name: &'static str,
+    /// Namespace tag (short: it becomes part of interface names).
+    tag: &'static str,
+    /// The drop reason the tracepoint backend sees it by.
+    reason: &'static str,
+    variant: &'static str,
+    reproduce: fn(&PawsTopology) -> Result<PawsRun>,
+}
+
+const INCIDENTS: &[Incident] = &[
+    Incident {
+        name: "PAWS, established connection (IPv4)",
+        tag: "st4",
+        reason: "TCP_RFC7323_PAWS",
+        variant: "established",
+        reproduce: |topo| scenario::paws_established(topo, false, 5),
+    },
+    Incident {
+        name: "PAWS, established connection (IPv6)",
+        tag: "st6",
+        reason: "TCP_RFC7323_PAWS",
+        variant: "established",
+        reproduce: |topo| scenario::paws_established(topo, true, 5),
+    },
+    Incident {
+        name: "PAWS against TIME_WAIT, NAT'd clients (seed 002)",
+        tag: "sttw",
+        reason: "TCP_RFC7323_TW_PAWS",
+        variant: "time_wait",
+        reproduce: scenario::paws_time_wait,
+    },
+    Incident {
+        name: "handshake echoing a timestamp never sent",
+        tag: "stts",
+        reason: "TCP_RFC7323_TSECR",
+        variant: "tsecr",
+        reproduce: |topo| scenario::paws_tsecr(topo, 3),
+    },
+];
+
+/// Longest a reproduction may take; each one stops by itself well before.
+const INCIDENT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Exit status 0 when every incident is seen (or reported unsupported), 1 when one is missed.
+pub async fn run(args: SelftestArgs) -> Result<i32> {
+    let btf = Btf::from_sys_fs()?;
+    let mut outcomes = Vec::new();
+    for incident in INCIDENTS {
+        let outcome = check(incident, &btf).await.unwrap_or_else(|e| Outcome {
+            incident: incident.name,
+            reason: incident.reason,
+            status: Status::NotSeen,
+            detail: format!("could not reproduce: {e:#}"),
+        });
+        outcomes.push(outcome);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcomes)?);
+    } else {
+        print!("{}", table(&outcomes));
+    }
+    Ok(if outcomes.iter().any(|o| o.status == Status::NotSeen) { 1 } else { 0 })
+}
+
+async fn check(incident: &'static Incident, btf: &Btf) -> Result<Outcome> {
+    let outcome = |status, detail| Outcome { incident: incident.name, reason: incident.reason, status, detail };
+    let reason_exists = btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{}", incident.reason)).is_some();
+    if !reason_exists {
+        let detail = format!("drop reason {} does not exist on this kernel; the tracepoint backend cannot see it", incident.reason);
+        return Ok(outcome(Status::Unsupported, detail));
+    }
+    let topo = Arc::new(PawsTopology::new(incident.tag)?);
+    let opts = DiagnoseOptions {
+        duration: INCIDENT_DEADLINE,
+        peer: None,
+        port: None,
+        netns: Some(topo.server_ns.clone()),
+        hooks: hooks::Options::default(),
+    };
+    let (result_tx, result_rx) = tokio::sync::oneshot::channel();
+    let in_lab = topo.clone();
+    // Polled only once tracing has started, so the reproduction never runs untraced.
+    let reproduction = async move {
+        let result = tokio::task::spawn_blocking(move || (incident.reproduce)(&in_lab)).await;
+        let _ = result_tx.send(result);
+    };
+    let report = session::diagnose_until(&opts, reproduction).await?;
+    let run = result_rx.await.context("the reproduction did not report")?.context("the reproduction panicked")??;
+
+    let client = run.client_addr.to_string();
+    let named: u64 = report
+        .findings
+        .iter()
+        .filter(|f| f.peer == client && f.variant == incident.variant)
+        .map(|f| f.count)
+        .sum();
+    Ok(if named == run.injected && named > 0 {
+        outcome(Status::Seen, format!("{named} of {} rejected segments attributed to {client}", run.injected))
+    } else {
+        outcome(Status::NotSeen, format!("{named} of {} rejected segments attributed to {client}", run.injected))
+    })
+}
+
+fn table(outcomes: &[Outcome]) -> String {
+    let mut out = String::from("netdiag selftest: each incident reproduced in throwaway namespaces on this host\n\n");
+    for o in outcomes {
+        let status = match o.status {
+            Status::Seen => "seen",
+            Status::NotSeen => "NOT SEEN",
+            Status::Unsupported => "unsupported",
+        };
+        out += &format!("  {:<50} {:<12} {}\n", o.incident, status, o.detail);
+    }
+    out
+}
