@@ -180,10 +180,11 @@ fn watch_reports_deltas_per_namespace() {
     let Some(after) = TestNetns::add("after") else { return };
     before.connect(1);
     after.connect(4);
-    gone.connect(1);
     let gone_inode = gone.netns().inode;
     watch.refresh(&[gone_inode]).unwrap();
     assert!(watch.has_reading(gone_inode));
+    // Counted after the last refresh and before deletion: still read, through the held fd.
+    gone.connect(1);
     drop(gone);
 
     let deltas = watch.deltas(&[gone_inode, u32::MAX]).unwrap();
@@ -194,7 +195,7 @@ fn watch_reports_deltas_per_namespace() {
     assert_eq!(opens(&before), Some(1), "counted from the baseline");
     assert_eq!(opens(&after), Some(4), "a namespace created later starts from zero");
     let gone_delta = deltas.iter().find(|(ns, _)| ns.inode == gone_inode).map(|(_, d)| d["TcpActiveOpens"]);
-    assert_eq!(gone_delta, Some(1), "a vanished namespace keeps its last reading");
+    assert_eq!(gone_delta, Some(1), "a namespace deleted during the session is still read to the end");
     assert!(!deltas.iter().any(|(ns, _)| ns.inode == u32::MAX));
     assert!(deltas.iter().all(|(_, delta)| !delta.is_empty()));
 }

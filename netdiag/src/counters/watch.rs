@@ -1,5 +1,5 @@
 //! Counter deltas per namespace over a diagnosis.
-use std::collections::HashMap;
+use std::{collections::HashMap, fs::File, os::fd::AsRawFd};
 
 use anyhow::Result;
 
@@ -10,6 +10,9 @@ use crate::netns::{self, Netns};
 /// each namespace of interest, so one that vanishes before the end keeps its name and counters.
 pub struct CounterWatch {
     baselines: HashMap<u32, Counters>,
+    /// Namespaces events came from, held open so their counters stay readable to the end even
+    /// if they are deleted meanwhile (they are freed when the session ends).
+    held: HashMap<u32, File>,
     latest: HashMap<u32, (Netns, Counters)>,
 }
 
@@ -23,7 +26,7 @@ impl CounterWatch {
                 baselines.insert(ns.inode, counters);
             }
         }
-        Ok(CounterWatch { baselines, latest: HashMap::new() })
+        Ok(CounterWatch { baselines, held: HashMap::new(), latest: HashMap::new() })
     }
 
     /// Whether `inode` has been read since start.
@@ -42,8 +45,25 @@ impl CounterWatch {
             }
         }
         for inode in inodes {
-            let Some(ns) = netns::find(inode, &named) else { continue };
-            if let Some(now) = read_if_alive(&ns)? {
+            let found = netns::find(inode, &named);
+            if let Some(ns) = &found
+                && extra_inodes.contains(&inode)
+                && !self.held.contains_key(&inode)
+                && let Ok(file) = File::open(&ns.path)
+            {
+                self.held.insert(inode, file);
+            }
+            // A namespace deleted since (`ip netns del`) lives on while we hold it: read it
+            // through our fd, under the name it had.
+            let (ns, reach) = match (found, self.held.get(&inode), self.latest.get(&inode)) {
+                (Some(ns), _, _) => (ns.clone(), ns),
+                (None, Some(file), Some((known, _))) => {
+                    let through_fd = Netns { path: format!("/proc/self/fd/{}", file.as_raw_fd()).into(), ..known.clone() };
+                    (known.clone(), through_fd)
+                }
+                _ => continue,
+            };
+            if let Some(now) = read_if_alive(&reach)? {
                 self.latest.insert(inode, (ns, now));
             }
         }
