@@ -55,6 +55,8 @@ enum Command {
         #[arg(value_enum)]
         target: cli_docs::Target,
     },
+    /// Live table of peers by problem rate, refreshed from the kernel's exact per-peer counts.
+    Top(netdiag::output::top::TopArgs),
     /// Reproduce each known incident in throwaway namespaces and check netdiag sees it here.
     Selftest(netdiag::selftest::SelftestArgs),
 }
@@ -91,6 +93,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Top(args) => netdiag::output::top::run(args).await,
         Command::Selftest(args) => netdiag::selftest::run(args).await,
         Command::Counters(args) => operator::counters::run(args).await,
         Command::Explain(args) => operator::explain::run(args).await,

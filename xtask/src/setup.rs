@@ -26,6 +26,9 @@ const APT_PACKAGES: &[&str] = &[
     "busybox-static",
     "musl-tools",
     "qemu-system-x86",
+    // `netdiag top` is tested in a tmux pane; the man page is linted with groff.
+    "tmux",
+    "groff-base",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";

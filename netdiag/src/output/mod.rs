@@ -1,4 +1,6 @@
 //! Output: the diagnose report as JSON (a contract others parse) and as text for a person.
+pub mod top;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;
