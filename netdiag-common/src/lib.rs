@@ -30,7 +30,9 @@ pub mod stat {
     pub const PEER_MAP_FULL: u32 = 3;
     /// Segments seen by a function hook (fentry/kprobe) whose headers could not be read.
     pub const HOOK_UNPARSED: u32 = 4;
-    pub const COUNT: u32 = 5;
+    /// Packet captures not taken: over the per-CPU rate limit, or the capture ring was full.
+    pub const CAPTURE_SKIPPED: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 /// Load-time configuration of the `skb:kfree_skb` program. Every offset comes from the running
@@ -174,6 +176,33 @@ pub struct DropEvent {
     pub _pad1: [u8; 4],
 }
 
+/// Header bytes a packet capture keeps: a TCP/IPv4 header with full options is at most 120.
+pub const CAPTURE_BYTES: usize = 128;
+
+/// The headers of one dropped segment, for `--pcap` evidence: IP header onwards, as on the wire.
+/// Travels over its own ring buffer (`CAPTURES`), so evidence never crowds out drop samples.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketCapture {
+    pub ts_ns: u64,
+    pub netns: u32,
+    pub reason: u32,
+    /// Bytes of `headers` that hold the packet (IP and TCP headers, options included).
+    pub captured_len: u16,
+    /// Length of the whole packet on the wire (IP total length).
+    pub wire_len: u16,
+    /// Where the TCP header starts in `headers` (after IP options or IPv6 extension headers).
+    pub transport_offset: u16,
+    pub _pad: [u8; 2],
+    pub headers: [u8; CAPTURE_BYTES],
+}
+
+impl Default for PacketCapture {
+    fn default() -> Self {
+        PacketCapture { ts_ns: 0, netns: 0, reason: 0, captured_len: 0, wire_len: 0, transport_offset: 0, _pad: [0; 2], headers: [0; CAPTURE_BYTES] }
+    }
+}
+
 /// TCP flag bits as in the header's 14th byte.
 pub mod tcp_flag {
     pub const FIN: u8 = 0x01;
@@ -194,9 +223,11 @@ mod user {
     unsafe impl aya::Pod for PeerKey {}
     unsafe impl aya::Pod for PeerStats {}
     unsafe impl aya::Pod for DropEvent {}
+    unsafe impl aya::Pod for PacketCapture {}
 }
 
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 80);
+const _: () = assert!(core::mem::size_of::<PacketCapture>() == 152);
 const _: () = assert!(core::mem::size_of::<PeerKey>() == 28);
 const _: () = assert!(core::mem::size_of::<SynKey>() == 24);
 const _: () = assert!(core::mem::size_of::<PeerAddrKey>() == 24);

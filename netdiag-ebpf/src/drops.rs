@@ -8,6 +8,7 @@ use netdiag_common::{
 
 use crate::{
     access::{self, configured, read},
+    capture,
     maps::{EVENTS, PEER_DROPS, bump, count},
     packet::{self, SkbLayout},
 };
@@ -90,6 +91,7 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
         _pad: [0; 2],
     };
     count(&PEER_DROPS, &key, now);
+    capture::headers(&seg, netns, reason, now);
 
     match EVENTS.reserve::<DropEvent>(0) {
         Some(mut entry) => {

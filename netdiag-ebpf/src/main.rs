@@ -4,6 +4,7 @@
 #![no_main]
 
 mod access;
+mod capture;
 mod drops;
 mod functions;
 mod maps;

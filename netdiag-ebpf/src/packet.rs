@@ -28,6 +28,14 @@ pub struct Segment {
     pub flags: u8,
     pub payload_len: u16,
     pub timestamp: Option<(u32, u32)>,
+    /// Bytes from the IP header to the end of the TCP header (options included).
+    pub headers_len: u16,
+    /// The whole packet's length on the wire, from the IP header.
+    pub wire_len: u16,
+    /// Bytes from the IP header to the TCP header.
+    pub transport_offset: u16,
+    /// Where the IP header starts in kernel memory.
+    pub ip: *const u8,
 }
 
 /// Offsets of the `sk_buff` members the parser needs, from the running kernel's BTF.
@@ -58,8 +66,12 @@ pub unsafe fn parse(skb: *const u8, layout: &SkbLayout) -> Option<Segment> {
         flags: 0,
         payload_len: 0,
         timestamp: None,
+        headers_len: 0,
+        wire_len: 0,
+        transport_offset: transport - network,
+        ip: unsafe { head.add(network as usize) },
     };
-    let ip = unsafe { head.add(network as usize) };
+    let ip = seg.ip;
     let version_byte: u8 = unsafe { read(ip, 0)? };
     // Bytes of IP payload (TCP header + data), from the IP header's own length field.
     let ip_payload: u32 = match version_byte >> 4 {
@@ -77,6 +89,7 @@ pub unsafe fn parse(skb: *const u8, layout: &SkbLayout) -> Option<Segment> {
             seg.saddr[..4].copy_from_slice(&hdr[12..16]);
             seg.daddr[..4].copy_from_slice(&hdr[16..20]);
             let total = u16::from_be_bytes([hdr[2], hdr[3]]) as u32;
+            seg.wire_len = total as u16;
             total.saturating_sub((transport - network) as u32)
         }
         6 => {
@@ -86,6 +99,7 @@ pub unsafe fn parse(skb: *const u8, layout: &SkbLayout) -> Option<Segment> {
             seg.saddr.copy_from_slice(&hdr[8..24]);
             seg.daddr.copy_from_slice(&hdr[24..40]);
             let payload = u16::from_be_bytes([hdr[4], hdr[5]]) as u32;
+            seg.wire_len = (payload + 40).min(u16::MAX as u32) as u16;
             // Extension headers sit between the fixed header and the transport header.
             payload.saturating_sub((transport - network) as u32 - 40)
         }
@@ -105,6 +119,7 @@ pub unsafe fn parse(skb: *const u8, layout: &SkbLayout) -> Option<Segment> {
         return None;
     }
     seg.payload_len = ip_payload.saturating_sub(header_len) as u16;
+    seg.headers_len = seg.transport_offset.saturating_add(header_len as u16);
     let options_len = (header_len as usize) - TCP_FIXED_HEADER;
     if options_len > 0 {
         // Fixed-size read; bytes past the options are never looked at.

@@ -20,6 +20,11 @@ impl Clock {
         Clock { mono_ns: monotonic_ns(), wall: SystemTime::now() }
     }
 
+    /// A clock that read `mono_ns` at `wall`, for tests.
+    pub fn at(mono_ns: u64, wall: SystemTime) -> Clock {
+        Clock { mono_ns, wall }
+    }
+
     pub fn wall_of(&self, kernel_ns: u64) -> SystemTime {
         if kernel_ns <= self.mono_ns {
             self.wall - Duration::from_nanos(self.mono_ns - kernel_ns)
@@ -40,7 +45,7 @@ mod tests {
 
     #[test]
     fn converts_kernel_time_to_wall_time_both_ways() {
-        let clock = Clock { mono_ns: 10_000_000_000, wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000) };
+        let clock = Clock::at(10_000_000_000, SystemTime::UNIX_EPOCH + Duration::from_secs(1_000));
         assert_eq!(clock.wall_of(9_000_000_000), SystemTime::UNIX_EPOCH + Duration::from_secs(999));
         assert_eq!(clock.wall_of(12_000_000_000), SystemTime::UNIX_EPOCH + Duration::from_secs(1_002));
         assert_eq!(clock.rfc3339(10_000_000_000), "1970-01-01T00:16:40.000Z");

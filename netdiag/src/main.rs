@@ -7,6 +7,7 @@ use netdiag::{
     error::{EXIT_UNAVAILABLE, EXIT_USAGE, Unavailable, Usage},
     filter::PeerFilter,
     hooks, operator,
+    output::pcap::PcapTarget,
     session::{self, DiagnoseOptions},
 };
 
@@ -40,6 +41,12 @@ enum Command {
         /// Which attach mechanism may serve the hooks: the best one per hook, or only this one.
         #[arg(long, value_enum, default_value_t = hooks::BackendChoice::Auto)]
         backend: hooks::BackendChoice,
+        /// Write the headers of the dropped segments to FILE as pcapng (created mode 0600).
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<std::path::PathBuf>,
+        /// Replace the --pcap file if it exists.
+        #[arg(long, requires = "pcap")]
+        overwrite: bool,
     },
     /// TCP counter deltas per namespace, grouped and explained; no tracing, no eBPF.
     Counters(operator::counters::CountersArgs),
@@ -82,9 +89,10 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Diagnose { duration, json, peer, port, netns, backend } => {
+        Command::Diagnose { duration, json, peer, port, netns, backend, pcap, overwrite } => {
             let hooks = hooks::Options { backend, ..hooks::Options::default() };
-            let opts = DiagnoseOptions { duration: Duration::from_secs_f64(duration), peer, port, netns, hooks };
+            let pcap = pcap.map(|path| PcapTarget { path, overwrite });
+            let opts = DiagnoseOptions { duration: Duration::from_secs_f64(duration), peer, port, netns, hooks, pcap };
             let report = session::diagnose(&opts).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -118,6 +118,7 @@ async fn check(incident: &'static Incident, btf: &Btf) -> Result<Outcome> {
         port: None,
         netns: Some(topo.server_ns.clone()),
         hooks: hooks::Options::default(),
+        pcap: None,
     };
     let (result_tx, result_rx) = tokio::sync::oneshot::channel();
     let in_lab = topo.clone();

@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::Result;
-use netdiag_common::{PeerKey, PeerStats};
+use netdiag_common::{PacketCapture, PeerKey, PeerStats};
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
     sync::watch,
@@ -21,7 +21,10 @@ use crate::{
     filter::PeerFilter,
     hooks::{self, Probes, ReasonTable},
     netns,
-    output::{Attribution, PeerReport, Report},
+    output::{
+        Attribution, PcapSummary, PeerReport, Report,
+        pcap::{self, PcapTarget, PcapWriter},
+    },
     verdict::paws,
 };
 
@@ -34,7 +37,12 @@ pub struct DiagnoseOptions {
     /// Only this namespace (`root` or an `ip netns` name); all when `None`.
     pub netns: Option<String>,
     pub hooks: hooks::Options,
+    /// Write the headers of dropped segments here as pcapng.
+    pub pcap: Option<PcapTarget>,
 }
+
+/// Header captures allowed per CPU and second with `--pcap`: evidence, not a full trace.
+pub const CAPTURES_PER_SECOND: u32 = 200;
 
 /// Printed on stderr once every hook is attached; scripts and tests wait for it.
 pub const READY_LINE: &str = "netdiag: tracing started";
@@ -51,12 +59,23 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
     // moment after this ends the session with a report instead of killing the process.
     let stop_signals = StopSignals::register()?;
     let netns_filter = opts.netns.as_deref().map(netns_inode_by_name).transpose()?;
+    // Before attaching: a file that cannot be created is the user's to fix, and says so at once.
+    let pcap_writer = opts.pcap.as_ref().map(PcapWriter::create).transpose()?;
     let mut watch_counters = CounterWatch::start()?;
-    let mut probes = Probes::attach(&opts.hooks)?;
+    let captures_per_second = if pcap_writer.is_some() { CAPTURES_PER_SECOND } else { 0 };
+    let mut probes = Probes::attach(&hooks::Options { captures_per_second, ..opts.hooks.clone() })?;
     let ring = probes.take_events()?;
     let aggregator = Arc::new(Mutex::new(Aggregator::default()));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let pump = tokio::spawn(events::pump(ring, aggregator.clone(), stop_rx));
+    let pump = tokio::spawn(events::pump(ring, aggregator.clone(), stop_rx.clone()));
+    let evidence = match pcap_writer {
+        Some(writer) => {
+            let captures = probes.take_captures()?;
+            let scope = EvidenceScope { peer: opts.peer, port: opts.port, netns: netns_filter };
+            Some(tokio::spawn(write_evidence(captures, writer, probes.reasons.clone(), scope, stop_rx)))
+        }
+        None => None,
+    };
 
     let active: Vec<String> = probes.hooks.iter().filter(|h| h.active).map(|h| format!("{} via {}", h.name, h.backend)).collect();
     eprintln!(
@@ -68,6 +87,10 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
 
     let _ = stop_tx.send(true);
     pump.await??;
+    let pcap_packets = match evidence {
+        Some(task) => Some(task.await??),
+        None => None,
+    };
     let kernel_counts = probes.peer_drops()?;
     let stats = probes.stats()?;
     let hooks = probes.hooks.clone();
@@ -121,10 +144,68 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
         attribution: attribution(&kernel_counts, &reasons, &names, root, &counters),
         findings,
         counters,
+        pcap: opts.pcap.as_ref().zip(pcap_packets).map(|(target, packets)| PcapSummary {
+            path: target.path.display().to_string(),
+            packets,
+            skipped: stats.capture_skipped,
+        }),
         lost_events: stats.ring_lost,
         unparsed_packets: stats.unparsed,
         probe_stats: stats,
     })
+}
+
+/// The session's filters, applied to evidence as to the report.
+struct EvidenceScope {
+    peer: Option<PeerFilter>,
+    port: Option<u16>,
+    netns: Option<u32>,
+}
+
+impl EvidenceScope {
+    fn keeps(&self, capture: &PacketCapture) -> bool {
+        if self.netns.is_some_and(|inode| inode != capture.netns) {
+            return false;
+        }
+        if self.peer.is_none() && self.port.is_none() {
+            return true;
+        }
+        pcap::source_and_dport(capture).is_some_and(|(source, dport)| {
+            self.peer.is_none_or(|f| f.contains(source)) && self.port.is_none_or(|port| port == dport)
+        })
+    }
+}
+
+/// Writes every capture the kernel sends, within the session's filters, until the session
+/// stops; returns how many.
+async fn write_evidence(
+    ring: aya::maps::RingBuf<aya::maps::MapData>,
+    mut writer: PcapWriter,
+    reasons: ReasonTable,
+    scope: EvidenceScope,
+    stop: watch::Receiver<bool>,
+) -> Result<u64> {
+    let clock = Clock::now();
+    let root = netns::root_inode().ok();
+    let mut names = HashMap::new();
+    events::pump_ring(ring, stop, |ring| {
+        while let Some(item) = ring.next() {
+            let Some(capture) = pcap::decode(&item).filter(|c| scope.keeps(c)) else { continue };
+            if !names.contains_key(&capture.netns) {
+                // A namespace created since the last look: read the names again.
+                names = netns::names_by_inode(&netns::named().unwrap_or_default());
+            }
+            let comment = format!(
+                "dropped by the kernel: {} (netns {})",
+                reasons.name(capture.reason),
+                display_name(capture.netns, &names, root)
+            );
+            writer.write(&capture, &clock, comment)?;
+        }
+        Ok(())
+    })
+    .await?;
+    writer.finish()
 }
 
 /// Inode of `root` or an `ip netns` name; an unknown name is a usage error.

@@ -29,6 +29,8 @@ const APT_PACKAGES: &[&str] = &[
     // `netdiag top` is tested in a tmux pane; the man page is linted with groff.
     "tmux",
     "groff-base",
+    // `diagnose --pcap` evidence is read back with tshark.
+    "tshark",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";

@@ -38,7 +38,20 @@ pub fn ip_from(family: u8, raw: &[u8; 16]) -> Option<IpAddr> {
 pub async fn pump(
     ring: RingBuf<MapData>,
     aggregator: Arc<Mutex<Aggregator>>,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    pump_ring(ring, stop, move |ring| {
+        drain(ring, &aggregator);
+        Ok(())
+    })
+    .await
+}
+
+/// Hands the ring to `drain` whenever it has records, until `stop` flips, and once more then.
+pub async fn pump_ring(
+    ring: RingBuf<MapData>,
     mut stop: watch::Receiver<bool>,
+    mut drain: impl FnMut(&mut RingBuf<MapData>) -> Result<()>,
 ) -> Result<()> {
     // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, until it is dropped
     // together with the AsyncFd.
@@ -48,12 +61,11 @@ pub async fn pump(
         tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &aggregator);
+                drain(guard.get_inner_mut())?;
                 guard.clear_ready();
             }
             _ = stop.changed() => {
-                drain(fd.get_mut(), &aggregator);
-                return Ok(());
+                return drain(fd.get_mut());
             }
         }
     }

@@ -52,6 +52,8 @@ pub struct Options {
     pub peer_entries: u32,
     /// Which attach mechanisms may serve the hooks.
     pub backend: BackendChoice,
+    /// Header captures of dropped segments allowed per CPU and second (`--pcap`); 0: none.
+    pub captures_per_second: u32,
 }
 
 impl Default for Options {
@@ -61,6 +63,7 @@ impl Default for Options {
             ring_bytes: 256 * 1024,
             peer_entries: 16384,
             backend: BackendChoice::Auto,
+            captures_per_second: 0,
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct ProbeStats {
     pub peer_map_full: u64,
     /// Segments the function hooks could not read; they are missing from their counts.
     pub hook_unparsed: u64,
+    /// Header captures (`--pcap`) not taken: over the rate limit or the capture ring full.
+    pub capture_skipped: u64,
 }
 
 /// The per-peer maps, all sized by [`Options::peer_entries`].
@@ -120,7 +125,12 @@ impl Probes {
         loader
             .override_global("DROP_PROBE_CONFIG", &drop_config, true)
             .override_global("FUNCTION_PROBE_CONFIG", &function_config, true)
+            .override_global("CAPTURES_PER_SECOND", &opts.captures_per_second, true)
             .map_max_entries("EVENTS", opts.ring_bytes);
+        if opts.captures_per_second == 0 {
+            // Nothing is ever captured: the smallest ring the kernel allows.
+            loader.map_max_entries("CAPTURES", page_size());
+        }
         for map in PEER_MAPS {
             loader.map_max_entries(map, opts.peer_entries);
         }
@@ -148,6 +158,12 @@ impl Probes {
     /// The ring buffer of per-flow samples; can be taken once.
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
         let map = self.ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("EVENTS map already taken"))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// The ring buffer of header captures (`--pcap`); can be taken once.
+    pub fn take_captures(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self.ebpf.take_map("CAPTURES").ok_or_else(|| anyhow!("CAPTURES map already taken"))?;
         Ok(RingBuf::try_from(map)?)
     }
 
@@ -192,6 +208,7 @@ impl Probes {
             unparsed: read(stat::UNPARSED)?,
             peer_map_full: read(stat::PEER_MAP_FULL)?,
             hook_unparsed: read(stat::HOOK_UNPARSED)?,
+            capture_skipped: read(stat::CAPTURE_SKIPPED)?,
         })
     }
 }
@@ -203,6 +220,11 @@ fn sum_per_cpu<'a>(slots: impl Iterator<Item = &'a PeerStats>) -> PeerStats {
         first_ns: if acc.first_ns == 0 { s.first_ns } else { acc.first_ns.min(s.first_ns) },
         last_ns: acc.last_ns.max(s.last_ns),
     })
+}
+
+fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as u32 }
 }
 
 /// Turns a refusal to load the object into an actionable message where we can tell why.

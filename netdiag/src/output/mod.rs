@@ -1,4 +1,5 @@
 //! Output: the diagnose report as JSON (a contract others parse) and as text for a person.
+pub mod pcap;
 pub mod top;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,16 @@ pub struct Attribution {
     pub attributed: u64,
 }
 
+/// The evidence file of a session.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct PcapSummary {
+    pub path: String,
+    /// Packets written.
+    pub packets: u64,
+    /// Drops not captured: over the rate limit or the capture ring full (their counts still hold).
+    pub skipped: u64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub kernel: String,
@@ -34,6 +45,9 @@ pub struct Report {
     /// Non-zero TCP counter deltas of the session, per namespace name.
     pub counters: BTreeMap<String, Counters>,
     pub attribution: Vec<Attribution>,
+    /// Where `--pcap` wrote evidence, and how much; absent without `--pcap`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcap: Option<PcapSummary>,
     /// Samples the kernel could not put in the ring buffer (full). Counts stay exact regardless.
     pub lost_events: u64,
     /// Packets with a watched drop reason whose headers could not be parsed.
@@ -108,6 +122,12 @@ impl Report {
             out += &format!(
                 "  {} {}: kernel counted {}, attributed to named peers {}\n",
                 a.netns, a.counter, a.kernel_delta, a.attributed
+            );
+        }
+        if let Some(pcap) = &self.pcap {
+            out += &format!(
+                "\nevidence: {} packet(s) written to {} ({} not captured: rate limit)\n",
+                pcap.packets, pcap.path, pcap.skipped
             );
         }
         out += &format!(
