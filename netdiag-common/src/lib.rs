@@ -212,6 +212,61 @@ pub mod tcp_flag {
     pub const ACK: u8 = 0x10;
 }
 
+/// The TCP option walk of the kernel programs, here so that userspace tests and fuzzes the very
+/// code the kernel runs.
+pub mod tcp_options {
+    /// Option bytes a TCP header can carry.
+    pub const MAX_LEN: usize = 40;
+    /// Room for [`MAX_LEN`] option bytes plus a whole timestamp option starting at the last one,
+    /// so every index the walk computes is in bounds without a check the verifier must follow.
+    pub const BUFFER: usize = 64;
+    const EOL: u8 = 0;
+    const NOP: u8 = 1;
+    const TIMESTAMP: u8 = 8;
+    const TIMESTAMP_LEN: usize = 10;
+
+    /// The (TSval, TSecr) the kernel's `tcp_parse_options` would take from `options[..len]`:
+    /// like it, the walk stops at EOL, at a length below 2 and at an option running past the
+    /// end. Unlike it, the walk ends at the first timestamp option, where the kernel would let a
+    /// later one override it: carrying on makes the verifier's path count explode (E2BIG), and
+    /// only a forged segment carries two. Bounded: the loop visits each byte position once, so
+    /// each index is the loop counter itself, which the verifier knows exactly; `next` marks
+    /// where the next option starts.
+    #[inline(always)]
+    pub fn find_timestamp(options: &[u8; BUFFER], len: usize) -> Option<(u32, u32)> {
+        let mut next = 0usize;
+        for i in 0..MAX_LEN {
+            if i >= len {
+                break;
+            }
+            if i != next {
+                continue;
+            }
+            let kind = options[i];
+            if kind == EOL {
+                break;
+            }
+            if kind == NOP {
+                next = i + 1;
+                continue;
+            }
+            let size = options[i + 1] as usize;
+            if size < 2 || i + size > len {
+                break;
+            }
+            if kind == TIMESTAMP && size == TIMESTAMP_LEN {
+                let b = &options[i + 2..i + 10];
+                return Some((
+                    u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+                    u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+                ));
+            }
+            next = i + size;
+        }
+        None
+    }
+}
+
 #[cfg(feature = "user")]
 mod user {
     use super::*;
@@ -231,3 +286,46 @@ const _: () = assert!(core::mem::size_of::<PacketCapture>() == 152);
 const _: () = assert!(core::mem::size_of::<PeerKey>() == 28);
 const _: () = assert!(core::mem::size_of::<SynKey>() == 24);
 const _: () = assert!(core::mem::size_of::<PeerAddrKey>() == 24);
+
+#[cfg(test)]
+mod tests {
+    use super::tcp_options::{BUFFER, find_timestamp};
+
+    fn walk(options: &[u8]) -> Option<(u32, u32)> {
+        let mut buffer = [0u8; BUFFER];
+        buffer[..options.len()].copy_from_slice(options);
+        find_timestamp(&buffer, options.len())
+    }
+
+    const TS_1_2: [u8; 10] = [8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+
+    #[test]
+    fn finds_the_timestamp_of_a_linux_syn_and_of_an_established_segment() {
+        // MSS, SACK permitted, TS, NOP, window scale: what Linux puts in a SYN.
+        let syn = [[2, 4, 5, 0xb4, 4, 2].as_slice(), &TS_1_2, &[1, 3, 3, 7]].concat();
+        assert_eq!(walk(&syn), Some((1, 2)));
+        assert_eq!(walk(&[[1, 1].as_slice(), &TS_1_2].concat()), Some((1, 2)));
+    }
+
+    #[test]
+    fn stops_where_the_kernel_stops() {
+        assert_eq!(walk(&[[0, 1].as_slice(), &TS_1_2].concat()), None, "after EOL");
+        assert_eq!(walk(&[[30, 0].as_slice(), &TS_1_2].concat()), None, "after a silly length");
+        assert_eq!(walk(&[[30, 1].as_slice(), &TS_1_2].concat()), None, "after a length of one");
+        assert_eq!(walk(&TS_1_2[..9]), None, "an option running past the end");
+        assert_eq!(walk(&[8, 6, 0, 0, 0, 1]), None, "a timestamp of the wrong size");
+    }
+
+    #[test]
+    fn the_first_of_two_timestamp_options_is_taken() {
+        let twice = [TS_1_2.as_slice(), &[8, 10, 0, 0, 0, 3, 0, 0, 0, 4]].concat();
+        assert_eq!(walk(&twice), Some((1, 2)));
+    }
+
+    #[test]
+    fn a_timestamp_at_the_last_possible_offset_is_read() {
+        let mut options = [1u8; 40];
+        options[30..].copy_from_slice(&TS_1_2);
+        assert_eq!(walk(&options), Some((1, 2)));
+    }
+}

@@ -2,18 +2,11 @@
 //! transport header offsets the stack recorded. This works for request-socket and TIME_WAIT
 //! drops, where `skb->sk` is NULL.
 use aya_ebpf::helpers::bpf_probe_read_kernel_buf;
-use netdiag_common::{FAMILY_IPV4, FAMILY_IPV6};
+use netdiag_common::{FAMILY_IPV4, FAMILY_IPV6, tcp_options};
 
 use crate::access::read;
 
 const TCP_FIXED_HEADER: usize = 20;
-/// Room for 40 option bytes plus a whole timestamp option starting at the last one.
-const OPTIONS_BUF: usize = 64;
-const TCP_OPT_BYTES: usize = 40;
-const TCPOPT_EOL: u8 = 0;
-const TCPOPT_NOP: u8 = 1;
-const TCPOPT_TIMESTAMP: u8 = 8;
-const TCPOLEN_TIMESTAMP: usize = 10;
 /// `skb->{network,transport}_header` when the stack has not set it.
 const HEADER_UNSET: u16 = 0xffff;
 
@@ -123,43 +116,9 @@ pub unsafe fn parse(skb: *const u8, layout: &SkbLayout) -> Option<Segment> {
     let options_len = (header_len as usize) - TCP_FIXED_HEADER;
     if options_len > 0 {
         // Fixed-size read; bytes past the options are never looked at.
-        let mut options = [0u8; OPTIONS_BUF];
-        unsafe { bpf_probe_read_kernel_buf(tcp_start.add(TCP_FIXED_HEADER), &mut options[..TCP_OPT_BYTES]).ok()? };
-        seg.timestamp = find_timestamp(&options, options_len);
+        let mut options = [0u8; tcp_options::BUFFER];
+        unsafe { bpf_probe_read_kernel_buf(tcp_start.add(TCP_FIXED_HEADER), &mut options[..tcp_options::MAX_LEN]).ok()? };
+        seg.timestamp = tcp_options::find_timestamp(&options, options_len);
     }
     Some(seg)
-}
-
-/// Bounded walk of the TCP options (at most 40 bytes) for the timestamp option. The loop
-/// visits every byte position once, so each index is the loop counter itself, which the
-/// verifier knows exactly; `next` marks where the next option starts.
-#[inline(always)]
-fn find_timestamp(options: &[u8; OPTIONS_BUF], options_len: usize) -> Option<(u32, u32)> {
-    let mut next = 0usize;
-    for i in 0..TCP_OPT_BYTES {
-        if i >= options_len {
-            break;
-        }
-        if i != next {
-            continue;
-        }
-        let kind = options[i];
-        if kind == TCPOPT_EOL {
-            break;
-        }
-        if kind == TCPOPT_NOP {
-            next = i + 1;
-            continue;
-        }
-        let len = options[i + 1] as usize;
-        if len < 2 || i + len > options_len {
-            break;
-        }
-        if kind == TCPOPT_TIMESTAMP && len == TCPOLEN_TIMESTAMP {
-            let b = &options[i + 2..i + 10];
-            return Some((u32::from_be_bytes([b[0], b[1], b[2], b[3]]), u32::from_be_bytes([b[4], b[5], b[6], b[7]])));
-        }
-        next = i + len;
-    }
-    None
 }
