@@ -1,5 +1,6 @@
 //! Project tasks: `cargo xtask setup | run | test`.
 mod cmd;
+mod fuzz;
 mod setup;
 mod tally;
 mod vmtest;
@@ -30,6 +31,8 @@ enum Task {
     Test,
     /// Boot Debian 6.1/6.12 kernels in qemu and run the integration tests inside them.
     Vmtest(vmtest::VmTestArgs),
+    /// Run every fuzz target for a bounded time from the corpus kept in tests/fuzz.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> Result<()> {
@@ -50,6 +53,10 @@ fn main() -> Result<()> {
         Task::Vmtest(args) => {
             setup::setup()?;
             vmtest::run(args.into()).map(|_| ())
+        }
+        Task::Fuzz(args) => {
+            setup::setup()?;
+            fuzz::run_all(&args).map(|_| ())
         }
     }
 }
@@ -72,5 +79,7 @@ fn test() -> Result<()> {
     let (passed, ignored) = vmtest::run(vm_args.into()).inspect_err(|_| tally.print_line())?;
     tally.passed += passed;
     tally.ignored += ignored;
+    // Bounded: a regression in a parser of untrusted bytes shows within these seconds.
+    tally.passed += fuzz::run_all(&fuzz::FuzzArgs { seconds: 20 }).inspect_err(|_| tally.print_line())?;
     tally.finish()
 }

@@ -4,7 +4,8 @@
 //! - the nightly toolchain's rust-src (eBPF programs are built with `-Z build-std=core`);
 //! - bpf-linker, built against the very libLLVM that nightly rustc ships, so the bitcode rustc
 //!   emits and the linker reads come from the same LLVM;
-//! - the musl target for the static binaries the VM guests run.
+//! - the musl target for the static binaries the VM guests run;
+//! - cargo-fuzz for the fuzz targets in tests/fuzz.
 use std::{
     fs,
     os::unix::fs::symlink,
@@ -40,7 +41,19 @@ pub fn setup() -> Result<()> {
     run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
     run(Command::new("rustup").args(["target", "add", MUSL_TARGET]))?;
     bpf_linker()?;
+    cargo_fuzz()?;
     Ok(())
+}
+
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// `cargo fuzz` for the fuzz targets in tests/fuzz.
+fn cargo_fuzz() -> Result<()> {
+    let installed = Command::new("cargo").args(["fuzz", "--version"]).output();
+    if installed.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION)) {
+        return Ok(());
+    }
+    run(Command::new("cargo").args(["install", "--locked", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION]))
 }
 
 fn apt_packages() -> Result<()> {
