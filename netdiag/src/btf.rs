@@ -8,6 +8,7 @@
 //! error.
 use std::collections::{HashMap, HashSet};
 
+use crate::error::unavailable;
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
 /// Where the kernel exposes its own BTF.
@@ -126,14 +127,17 @@ fn section<'a>(data: &'a [u8], off: usize, len: usize, what: &str) -> Result<&'a
 impl Btf {
     /// The running kernel's BTF.
     pub fn from_sys_fs() -> Result<Btf> {
+        // Without it no program can be configured: a missing kernel feature, said in one line.
+        const FIX: &str = "netdiag needs a kernel built with CONFIG_DEBUG_INFO_BTF=y; \
+                           `netdiag counters` and `netdiag check` work without it";
         let data = std::fs::read(VMLINUX_BTF).map_err(|err| match err.kind() {
-            std::io::ErrorKind::NotFound => anyhow!(
-                "{VMLINUX_BTF} is missing: kernel built without CONFIG_DEBUG_INFO_BTF, \
-                 so netdiag cannot learn its struct layouts"
+            std::io::ErrorKind::NotFound => unavailable(
+                format!("{VMLINUX_BTF} is missing, so netdiag cannot learn this kernel's struct layouts"),
+                FIX,
             ),
-            _ => anyhow!("read {VMLINUX_BTF}: {err}"),
+            _ => unavailable(format!("cannot read {VMLINUX_BTF} ({err})"), FIX),
         })?;
-        Btf::from_bytes(&data).with_context(|| format!("parse {VMLINUX_BTF}"))
+        Btf::from_bytes(&data).map_err(|err| unavailable(format!("{VMLINUX_BTF} does not parse as BTF ({err:#})"), FIX))
     }
 
     /// Parses a raw BTF blob in this machine's byte order.

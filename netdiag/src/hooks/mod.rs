@@ -102,7 +102,7 @@ impl Probes {
             probes.hooks.iter().map(|hook| format!("{}: {}", hook.name, hook.detail)).collect();
         Err(unavailable(
             format!("no hook could be attached on this kernel ({})", why.join("; ")),
-            "`netdiag hooks` lists every hook and why each backend was refused",
+            "`netdiag hooks` lists every hook and why each backend was refused; `netdiag counters` works without eBPF",
         ))
     }
 
