@@ -3,7 +3,11 @@
 use aya_ebpf::{helpers::bpf_probe_read_kernel_buf, macros::map, maps::{PerCpuArray, RingBuf}};
 use netdiag_common::{CAPTURE_BYTES, PacketCapture, stat};
 
-use crate::{access::configured, maps::bump, packet::Segment};
+use crate::{
+    access::configured,
+    maps::{bump, wakeup_flags},
+    packet::Segment,
+};
 
 /// Captures allowed per CPU and second; 0 turns capturing off. Set by the loader.
 #[unsafe(no_mangle)]
@@ -48,7 +52,7 @@ pub fn headers(seg: &Segment, netns: u32, reason: u32, now: u64) {
         len > 0 && bpf_probe_read_kernel_buf(seg.ip, &mut (&mut (*capture).headers)[..len]).is_ok()
     };
     if copied {
-        entry.submit(0);
+        entry.submit(wakeup_flags(&CAPTURES));
     } else {
         entry.discard(0);
         bump(stat::CAPTURE_SKIPPED);

@@ -9,7 +9,7 @@ use netdiag_common::{
 use crate::{
     access::{self, configured, read},
     capture,
-    maps::{EVENTS, PEER_DROPS, bump, count},
+    maps::{EVENTS, PEER_DROPS, bump, count, wakeup_flags},
     packet::{self, SkbLayout},
 };
 
@@ -116,7 +116,7 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
                 payload_len: seg.payload_len,
                 _pad1: [0; 4],
             });
-            entry.submit(0);
+            entry.submit(wakeup_flags(&EVENTS));
         }
         None => bump(stat::RING_LOST),
     }

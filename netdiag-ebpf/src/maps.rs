@@ -1,6 +1,6 @@
 //! Maps shared by all programs. Sizes are defaults; userspace may resize them before load.
 use aya_ebpf::{
-    bindings::BPF_ANY,
+    bindings::{BPF_ANY, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
     macros::map,
     maps::{LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
@@ -44,6 +44,16 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 /// Program health: matched, lost samples, unparsed packets (see `netdiag_common::stat`).
 #[map]
 pub static PROBE_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// Submit flags for a ring-buffer record: wake the reader only once a quarter of the ring is
+/// filled. Under a storm one wakeup then serves thousands of records instead of one context
+/// switch each; userspace drains on a short timer in between (`events::pump_ring`).
+#[inline(always)]
+pub fn wakeup_flags(ring: &RingBuf) -> u64 {
+    let filled = ring.query(BPF_RB_AVAIL_DATA as u64);
+    let size = ring.query(BPF_RB_RING_SIZE as u64);
+    if filled >= size / 4 { BPF_RB_FORCE_WAKEUP as u64 } else { BPF_RB_NO_WAKEUP as u64 }
+}
 
 #[inline(always)]
 pub fn bump(index: u32) {

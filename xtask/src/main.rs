@@ -33,6 +33,12 @@ enum Task {
     Vmtest(vmtest::VmTestArgs),
     /// Run every fuzz target for a bounded time from the corpus kept in tests/fuzz.
     Fuzz(fuzz::FuzzArgs),
+    /// Overhead and capacity, side by side with no tracer and with bpftrace (release builds).
+    Bench {
+        /// Fewer repeats and shorter runs (a few minutes).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -57,6 +63,17 @@ fn main() -> Result<()> {
         Task::Fuzz(args) => {
             setup::setup()?;
             fuzz::run_all(&args).map(|_| ())
+        }
+        Task::Bench { quick } => {
+            setup::setup()?;
+            run(Command::new("cargo").args(["build", "--release", "-p", "netdiag", "-p", "netdiag-tests"]).args(["--bin", "netdiag", "--bin", "bench"]))?;
+            let netdiag = std::env::current_dir()?.join("target/release/netdiag");
+            let mut bench = Command::new("target/release/bench");
+            bench.args(["--out", "target/bench/results.json"]).env("NETDIAG_BIN", netdiag);
+            if quick {
+                bench.arg("--quick");
+            }
+            run(&mut bench)
         }
     }
 }

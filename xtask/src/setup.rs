@@ -32,6 +32,8 @@ const APT_PACKAGES: &[&str] = &[
     "groff-base",
     // `diagnose --pcap` evidence is read back with tshark.
     "tshark",
+    // The bench's comparison: the same counts from a bpftrace script.
+    "bpftrace",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";

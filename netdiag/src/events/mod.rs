@@ -47,7 +47,12 @@ pub async fn pump(
     .await
 }
 
-/// Hands the ring to `drain` whenever it has records, until `stop` flips, and once more then.
+/// How often the ring is drained without a wakeup: the kernel programs wake the reader only
+/// when a quarter of the ring is filled, so records arriving slowly wait at most this long.
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Hands the ring to `drain` whenever the kernel wakes the reader and every [`DRAIN_EVERY`],
+/// until `stop` flips, and once more then.
 pub async fn pump_ring(
     ring: RingBuf<MapData>,
     mut stop: watch::Receiver<bool>,
@@ -57,6 +62,8 @@ pub async fn pump_ring(
     // together with the AsyncFd.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {e}"))?;
+    let mut tick = tokio::time::interval(DRAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             guard = fd.readable_mut() => {
@@ -64,6 +71,7 @@ pub async fn pump_ring(
                 drain(guard.get_inner_mut())?;
                 guard.clear_ready();
             }
+            _ = tick.tick() => drain(fd.get_mut())?,
             _ = stop.changed() => {
                 return drain(fd.get_mut());
             }

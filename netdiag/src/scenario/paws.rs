@@ -74,6 +74,8 @@ pub struct PawsRun {
     pub innocent_addr: Option<IpAddr>,
     /// Segments or SYNs sent that the server is expected to reject, one counter step each.
     pub injected: u64,
+    /// How long sending them took: the bench's measure of what a tracer costs the drop path.
+    pub injection_time: Duration,
 }
 
 /// Server, client and innocent-client namespaces, linked and addressed:
@@ -154,7 +156,7 @@ impl PawsTopology {
         RAW_PORT_FIRST + self.raw_ports_used.fetch_add(1, Ordering::Relaxed) % span
     }
 
-    fn report(&self, client_addr: IpAddr, server: SocketAddr, injected: u64) -> PawsRun {
+    fn report(&self, client_addr: IpAddr, server: SocketAddr, injected: u64, injection_time: Duration) -> PawsRun {
         PawsRun {
             server_ns: self.server_ns.clone(),
             client_ns: self.client_ns.clone(),
@@ -163,6 +165,7 @@ impl PawsTopology {
             innocent_ns: Some(self.innocent_ns.clone()),
             innocent_addr: Some(INNOCENT_V4.into()),
             injected,
+            injection_time,
         }
     }
 }
@@ -198,13 +201,15 @@ pub fn paws_established(topo: &PawsTopology, v6: bool, count: u32) -> Result<Paw
     let live = sniff_data_segment(topo, &mut client, &mut accepted)?;
     let stale = stale_copy(&live)?;
     let raw = RawSender::open_in(&topo.client_path(), v6)?;
+    let started = Instant::now();
     for _ in 0..count {
         raw.send(&stale)?;
     }
+    let injection_time = started.elapsed();
     // Also a barrier: once this arrives the server has processed what was injected before it.
     exchange(&mut client, &mut accepted, b"after")?;
     close_in_order(client, accepted)?;
-    Ok(topo.report(client_ip, server, count.into()))
+    Ok(topo.report(client_ip, server, count.into(), injection_time))
 }
 
 /// Sends one real data segment from the client and returns it as captured on the wire.
@@ -245,9 +250,11 @@ fn stale_copy(live: &Segment) -> Result<Segment> {
 pub fn paws_time_wait(topo: &PawsTopology) -> Result<PawsRun> {
     let (listener, server) = topo.listen(SERVER_V4)?;
     let original = topo.lab.read_sysctl(&topo.client_ns, TIMESTAMPS_SYSCTL)?;
+    let started = Instant::now();
     let rejected = reconnect_behind_time_wait(topo, &listener);
+    let injection_time = started.elapsed();
     topo.set_client_timestamps(&original)?;
-    Ok(topo.report(CLIENT_V4.into(), server, rejected?))
+    Ok(topo.report(CLIENT_V4.into(), server, rejected?, injection_time))
 }
 
 fn reconnect_behind_time_wait(topo: &PawsTopology, listener: &TcpListener) -> Result<u64> {
@@ -343,11 +350,12 @@ pub fn paws_tsecr(topo: &PawsTopology, count: u32) -> Result<PawsRun> {
     let (_listener, server) = topo.listen(SERVER_V4)?;
     let sniffer = Sniffer::open_in(&topo.client_path(), &topo.client_if)?;
     let raw = RawSender::open_in(&topo.client_path(), false)?;
+    let started = Instant::now();
     for _ in 0..count {
         let client = SocketAddr::new(CLIENT_V4.into(), topo.next_raw_port());
         handshake_with_bad_tsecr(&raw, &sniffer, client, server)?;
     }
-    Ok(topo.report(CLIENT_V4.into(), server, count.into()))
+    Ok(topo.report(CLIENT_V4.into(), server, count.into(), started.elapsed()))
 }
 
 fn handshake_with_bad_tsecr(

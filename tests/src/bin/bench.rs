@@ -1,0 +1,359 @@
+//! The measurements behind `cargo xtask bench`: each contender (no tracer, netdiag, a bpftrace
+//! script counting the same events on the same hooks) runs the same reproduction in turn,
+//! alternating and repeated, and only ratios measured side by side in this one run are reported.
+//! Targets are printed beside the figures, never asserted: these machines are shared and noisy.
+use std::{
+    io::{BufRead, BufReader, Read as _},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use netdiag::{
+    btf::Btf,
+    hooks::{PAWS_REASONS, ReasonTable},
+    scenario::{self, PawsTopology},
+};
+use netdiag_tests::{Diagnose, findings_for, nstat};
+use serde_json::{Value, json};
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+struct Plan {
+    repeats: usize,
+    /// Rejected segments injected per run.
+    segments: u32,
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Contender {
+    Untraced,
+    Netdiag,
+    Bpftrace,
+}
+
+impl Contender {
+    const ALL: [Contender; 3] = [Contender::Untraced, Contender::Netdiag, Contender::Bpftrace];
+
+    fn name(self) -> &'static str {
+        match self {
+            Contender::Untraced => "no tracer",
+            Contender::Netdiag => "netdiag",
+            Contender::Bpftrace => "bpftrace",
+        }
+    }
+}
+
+/// What one run of the drop-path reproduction measured under one contender.
+#[derive(Debug, Default)]
+struct DropRun {
+    segments_per_s: f64,
+    /// Nanoseconds per program run (kernel.bpf_stats_enabled), the tracer's programs only.
+    ns_per_run: Option<f64>,
+    /// The tracer counted exactly what the kernel rejected (nstat in the server namespace).
+    exact: Option<bool>,
+    lost_events: Option<u64>,
+    startup_s: Option<f64>,
+}
+
+fn main() -> Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let out = std::env::args()
+        .skip_while(|a| a != "--out")
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/bench/results.json"));
+    let plan = Plan { repeats: if quick { 3 } else { 5 }, segments: if quick { 100_000 } else { 300_000 }, out };
+    ensure!(unsafe { libc::geteuid() } == 0, "the bench loads eBPF programs and creates namespaces: run it as root");
+    let stats_were = std::fs::read_to_string(BPF_STATS).unwrap_or_default();
+    std::fs::write(BPF_STATS, "1").context("enable kernel.bpf_stats_enabled")?;
+    let result = drop_path(&plan);
+    let _ = std::fs::write(BPF_STATS, stats_were.trim());
+    let rows = result?;
+    let machine = machine();
+    print_table(&machine, &rows);
+    if let Some(dir) = plan.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&plan.out, serde_json::to_string_pretty(&json!({ "machine": machine, "rows": rows }))?)?;
+    println!("\nresults: {}", plan.out.display());
+    Ok(())
+}
+
+/// PAWS rejections injected as fast as one raw socket sends them, each dropped by the server
+/// (reason TCP_RFC7323_PAWS) and so run through every tracer's program on skb:kfree_skb.
+fn drop_path(plan: &Plan) -> Result<Vec<Value>> {
+    let topo = PawsTopology::new("bench")?;
+    let script = bpftrace_paws_script()?;
+    let mut runs: Vec<(Contender, DropRun)> = Vec::new();
+    for repeat in 0..plan.repeats {
+        // Alternating, with the order rotated per round, so drift hits every contender alike.
+        for i in 0..Contender::ALL.len() {
+            let contender = Contender::ALL[(i + repeat) % Contender::ALL.len()];
+            let run = drop_run(&topo, contender, plan.segments, &script)
+                .with_context(|| format!("{} run {}", contender.name(), repeat + 1))?;
+            eprintln!("bench: {:<10} {:>10.0} segments/s", contender.name(), run.segments_per_s);
+            runs.push((contender, run));
+        }
+    }
+    let of = |c: Contender| runs.iter().filter(move |(who, _)| *who == c).map(|(_, r)| r);
+    let untraced = median(of(Contender::Untraced).map(|r| r.segments_per_s).collect());
+    let mut rows = Vec::new();
+    for contender in Contender::ALL {
+        let rates: Vec<f64> = of(contender).map(|r| r.segments_per_s).collect();
+        let rate = median(rates.clone());
+        rows.push(json!({
+            "measure": "PAWS drop path: segments/s through skb:kfree_skb",
+            "contender": contender.name(),
+            "median": rate.round(), "min": min(&rates).round(), "max": max(&rates).round(),
+            "ratio_to_untraced": round3(rate / untraced),
+            "target": match contender { Contender::Netdiag => "≥ 0.95 of untraced", _ => "" },
+        }));
+    }
+    for contender in [Contender::Netdiag, Contender::Bpftrace] {
+        let costs: Vec<f64> = of(contender).filter_map(|r| r.ns_per_run).collect();
+        if costs.is_empty() {
+            continue;
+        }
+        rows.push(json!({
+            "measure": "cost per program run on skb:kfree_skb (ns, bpf_stats)",
+            "contender": contender.name(),
+            "median": round3(median(costs.clone())), "min": round3(min(&costs)), "max": round3(max(&costs)),
+            "target": match contender { Contender::Netdiag => "≤ bpftrace's", _ => "" },
+        }));
+    }
+    let netdiag: Vec<&DropRun> = of(Contender::Netdiag).collect();
+    let startups: Vec<f64> = netdiag.iter().filter_map(|r| r.startup_s).collect();
+    rows.push(json!({
+        "measure": "start-up: launch to every hook attached (s)",
+        "contender": "netdiag",
+        "median": round3(median(startups.clone())), "min": round3(min(&startups)), "max": round3(max(&startups)),
+        "target": "< 1 s",
+    }));
+    let rates: Vec<f64> = netdiag.iter().map(|r| r.segments_per_s).collect();
+    rows.push(json!({
+        "measure": "relevant events/s traced, all counted exactly",
+        "contender": "netdiag",
+        "median": median(rates.clone()).round(), "min": min(&rates).round(), "max": max(&rates).round(),
+        "exact_in_every_run": netdiag.iter().all(|r| r.exact == Some(true)),
+        "lost_events_total": netdiag.iter().filter_map(|r| r.lost_events).sum::<u64>(),
+        "target": "≥ 1 M/s where the machine allows; counts = kernel counters; losses reported",
+    }));
+    let bpftrace_exact = of(Contender::Bpftrace).all(|r| r.exact == Some(true));
+    rows.push(json!({
+        "measure": "bpftrace counted exactly too",
+        "contender": "bpftrace",
+        "median": Value::Null,
+        "exact_in_every_run": bpftrace_exact,
+        "target": "",
+    }));
+    Ok(rows)
+}
+
+fn drop_run(topo: &PawsTopology, contender: Contender, segments: u32, script: &str) -> Result<DropRun> {
+    let before = nstat(&topo.server_ns, "TcpExtPAWSEstab")?;
+    let mut run = DropRun::default();
+    match contender {
+        Contender::Untraced => {
+            let paws = scenario::paws_established(topo, false, segments)?;
+            run.segments_per_s = paws.injected as f64 / paws.injection_time.as_secs_f64();
+        }
+        Contender::Netdiag => {
+            let started = Instant::now();
+            let tracer = Diagnose::start(&["--netns", &topo.server_ns])?;
+            run.startup_s = Some(started.elapsed().as_secs_f64());
+            let paws = scenario::paws_established(topo, false, segments)?;
+            run.segments_per_s = paws.injected as f64 / paws.injection_time.as_secs_f64();
+            run.ns_per_run = ns_per_run(tracer.pid())?;
+            let report = tracer.finish()?;
+            let rejected = nstat(&topo.server_ns, "TcpExtPAWSEstab")? - before;
+            let found = findings_for(&report, "paws_rejections", &paws.client_addr.to_string());
+            run.exact = Some(rejected == paws.injected && found.len() == 1 && found[0]["count"] == rejected);
+            run.lost_events = report["lost_events"].as_u64();
+        }
+        Contender::Bpftrace => {
+            let tracer = Bpftrace::start(script)?;
+            let paws = scenario::paws_established(topo, false, segments)?;
+            run.segments_per_s = paws.injected as f64 / paws.injection_time.as_secs_f64();
+            run.ns_per_run = ns_per_run(tracer.child.id())?;
+            let counted = tracer.finish()?;
+            let rejected = nstat(&topo.server_ns, "TcpExtPAWSEstab")? - before;
+            run.exact = Some(counted == rejected && rejected == paws.injected);
+        }
+    }
+    Ok(run)
+}
+
+/// What a bpftrace user would write for the same per-peer count: source address and reason of
+/// every PAWS drop, parsed from the packet as netdiag's program does. Reason numbers are this
+/// kernel's, resolved by name.
+fn bpftrace_paws_script() -> Result<String> {
+    let btf = Btf::from_sys_fs()?;
+    let reasons = ReasonTable::resolve(&btf, None);
+    let numbers: Vec<String> =
+        PAWS_REASONS.iter().filter_map(|r| reasons.number(r)).map(|n| format!("args->reason == {n}")).collect();
+    ensure!(!numbers.is_empty(), "this kernel has none of the PAWS drop reasons");
+    Ok(format!(
+        "tracepoint:skb:kfree_skb /{}/ {{
+            $skb = (struct sk_buff *)args->skbaddr;
+            $ip = (struct iphdr *)($skb->head + $skb->network_header);
+            @drops[$ip->saddr, args->reason] = count();
+        }}",
+        numbers.join(" || ")
+    ))
+}
+
+/// A running bpftrace; its maps are printed when it gets SIGINT.
+struct Bpftrace {
+    child: Child,
+}
+
+impl Bpftrace {
+    fn start(script: &str) -> Result<Bpftrace> {
+        let mut child = Command::new("bpftrace")
+            .args(["-e", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start bpftrace (cargo xtask setup installs it)")?;
+        let stdout = child.stdout.take().context("bpftrace stdout")?;
+        let (tx, rx) = mpsc::channel();
+        let mut reader = BufReader::new(stdout);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if line.starts_with("Attaching") {
+                    let _ = tx.send(());
+                    break;
+                }
+                line.clear();
+            }
+            let mut rest = String::new();
+            let _ = reader.read_to_string(&mut rest);
+            let _ = tx.send(());
+            std::fs::write(bpftrace_output_file(), rest).ok();
+        });
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = child.kill();
+            bail!("bpftrace did not attach");
+        }
+        // "Attaching" is printed before the programs are in; give them a moment.
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(Bpftrace { child })
+    }
+
+    /// Stops bpftrace and returns the total of its `@drops` map.
+    fn finish(mut self) -> Result<u64> {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        self.child.wait()?;
+        std::thread::sleep(Duration::from_millis(200));
+        let text = std::fs::read_to_string(bpftrace_output_file()).unwrap_or_default();
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with("@drops["))
+            .filter_map(|l| l.rsplit(' ').next()?.trim().parse::<u64>().ok())
+            .sum())
+    }
+}
+
+fn bpftrace_output_file() -> PathBuf {
+    std::env::temp_dir().join(format!("netdiag-bench-bpftrace-{}.txt", std::process::id()))
+}
+
+/// Run time per run of the programs process `pid` holds on skb:kfree_skb, from the kernel's
+/// own statistics (kernel.bpf_stats_enabled=1): the process's fds name its program ids, and
+/// `bpftool prog show` their names and figures.
+fn ns_per_run(pid: u32) -> Result<Option<f64>> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        let info = std::fs::read_to_string(entry?.path()).unwrap_or_default();
+        if let Some(id) = info.lines().find_map(|l| l.strip_prefix("prog_id:")) {
+            ids.push(id.trim().parse::<u64>()?);
+        }
+    }
+    let out = Command::new("bpftool").args(["prog", "show", "--json"]).output().context("run bpftool")?;
+    let progs: Value = serde_json::from_slice(&out.stdout).context("bpftool printed no JSON")?;
+    let (mut time, mut count) = (0u64, 0u64);
+    for prog in progs.as_array().into_iter().flatten() {
+        let held = prog["id"].as_u64().is_some_and(|id| ids.contains(&id));
+        // netdiag's program there is `kfree_skb`; bpftrace names its own after the probe.
+        let on_kfree_skb = prog["name"].as_str().is_some_and(|n| n == "kfree_skb" || n.starts_with("tracepoint_skb"));
+        if held && on_kfree_skb {
+            time += prog["run_time_ns"].as_u64().unwrap_or(0);
+            count += prog["run_cnt"].as_u64().unwrap_or(0);
+        }
+    }
+    Ok((count > 0).then(|| time as f64 / count as f64))
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default();
+    json!({
+        "date": humantime_now(),
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": cpu,
+    })
+}
+
+fn humantime_now() -> String {
+    let out = Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+}
+
+fn print_table(machine: &Value, rows: &[Value]) {
+    println!("\nnetdiag bench — {} — kernel {}, {} CPUs ({})", machine["date"].as_str().unwrap_or(""),
+        machine["kernel"].as_str().unwrap_or(""), machine["cpus"], machine["cpu"].as_str().unwrap_or(""));
+    println!("{:<56} {:<10} {:>12} {:>25} {:>9}  target", "measure", "contender", "median", "spread (min … max)", "ratio");
+    for row in rows {
+        let number = |v: &Value| match v.as_f64() {
+            Some(x) if x >= 1000.0 => format!("{x:.0}"),
+            Some(x) => format!("{x:.3}"),
+            None => "-".into(),
+        };
+        let mut extra = String::new();
+        if let Some(exact) = row["exact_in_every_run"].as_bool() {
+            extra = format!("exact: {}", if exact { "yes" } else { "NO" });
+        }
+        if let Some(lost) = row["lost_events_total"].as_u64() {
+            extra += &format!(", lost events reported: {lost}");
+        }
+        println!(
+            "{:<56} {:<10} {:>12} {:>25} {:>9}  {} {}",
+            row["measure"].as_str().unwrap_or(""),
+            row["contender"].as_str().unwrap_or(""),
+            number(&row["median"]),
+            format!("{} … {}", number(&row["min"]), number(&row["max"])),
+            row["ratio_to_untraced"].as_f64().map(|r| format!("{r:.3}")).unwrap_or_default(),
+            row["target"].as_str().unwrap_or(""),
+            extra,
+        );
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 { values[mid] } else { (values[mid - 1] + values[mid]) / 2.0 }
+}
+
+fn min(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn max(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
