@@ -29,6 +29,11 @@ const APT_PACKAGES: &[&str] = &[
     // `netdiag top` is tested in a tmux pane; the man page is linted with groff.
     "tmux",
     "groff-base",
+    // `netdiag agent` is tested with a real Prometheus server scraping it and promtool checking
+    // the alert rules and scrape config (the package's own service is never started: tests run
+    // the binary on a loopback port with their own storage); systemd-analyze verifies the unit.
+    "prometheus",
+    "systemd",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";

@@ -81,11 +81,14 @@ pub struct Step {
 pub struct Tracker {
     tracked: HashMap<FindingKey, Tracked>,
     close_after: Duration,
+    /// Most findings remembered that are no longer in the kernel map (those in it are bounded
+    /// by its size); beyond it the longest quiet are closed early.
+    max_absent: usize,
 }
 
 impl Tracker {
-    pub fn new(close_after: Duration) -> Tracker {
-        Tracker { tracked: HashMap::new(), close_after }
+    pub fn new(close_after: Duration, max_absent: usize) -> Tracker {
+        Tracker { tracked: HashMap::new(), close_after, max_absent }
     }
 
     /// Open findings per kind.
@@ -100,7 +103,7 @@ impl Tracker {
     }
 
     /// Findings remembered (open ones, and closed ones whose kernel entries still exist).
-    pub fn len(&self) -> usize {
+    pub fn remembered(&self) -> usize {
         self.tracked.len()
     }
 
@@ -149,8 +152,19 @@ impl Tracker {
                 t.open = None;
             }
         }
-        // Bounded: a closed finding no longer in the kernel map is forgotten.
+        // Bounded: a closed finding no longer in the kernel map is forgotten, and under a flood
+        // of peers the longest quiet of those absent from it are closed early.
         self.tracked.retain(|_, t| t.open.is_some() || t.present);
+        let mut absent: Vec<(Instant, FindingKey)> =
+            self.tracked.iter().filter(|(_, t)| !t.present).map(|(k, t)| (t.last_rise, k.clone())).collect();
+        if absent.len() > self.max_absent {
+            absent.sort();
+            for (_, key) in &absent[..absent.len() - self.max_absent] {
+                if let Some(t) = self.tracked.remove(key) {
+                    step.events.push(event(Change::Close, &t, now));
+                }
+            }
+        }
         step
     }
 }
@@ -196,7 +210,7 @@ mod tests {
     fn opens_updates_on_doubling_and_closes_when_quiet() {
         let start = Instant::now();
         let at = |s: u64| start + Duration::from_secs(s);
-        let mut tracker = Tracker::new(Duration::from_secs(10));
+        let mut tracker = Tracker::new(Duration::from_secs(10), 100);
         let step = tracker.step(vec![finding("a", 3)], at(0));
         assert_eq!(changes(&step), [(Change::Open, "a", 3)]);
         assert_eq!(step.rises, [(FindingKey::of(&finding("a", 3)), 3)]);
@@ -217,7 +231,7 @@ mod tests {
     #[test]
     fn a_total_that_drops_was_evicted_and_counts_afresh() {
         let now = Instant::now();
-        let mut tracker = Tracker::new(Duration::from_secs(10));
+        let mut tracker = Tracker::new(Duration::from_secs(10), 100);
         tracker.step(vec![finding("a", 100)], now);
         let step = tracker.step(vec![finding("a", 4)], now);
         assert_eq!(step.rises[0].1, 4);
@@ -226,12 +240,24 @@ mod tests {
     #[test]
     fn closed_findings_gone_from_the_kernel_map_are_forgotten() {
         let start = Instant::now();
-        let mut tracker = Tracker::new(Duration::from_secs(1));
+        let mut tracker = Tracker::new(Duration::from_secs(1), 100);
         tracker.step((0..50).map(|i| finding(&format!("p{i}"), 1)).collect(), start);
-        assert_eq!(tracker.len(), 50);
+        assert_eq!(tracker.remembered(), 50);
         let step = tracker.step(Vec::new(), start + Duration::from_secs(2));
         assert_eq!(step.events.len(), 50);
         assert!(step.events.iter().all(|e| e.change == Change::Close));
-        assert_eq!(tracker.len(), 0);
+        assert_eq!(tracker.remembered(), 0);
+    }
+
+    #[test]
+    fn open_findings_gone_from_the_kernel_map_are_capped() {
+        let start = Instant::now();
+        let mut tracker = Tracker::new(Duration::from_secs(600), 10);
+        for i in 0..30u64 {
+            tracker.step(vec![finding(&format!("p{i}"), 1)], start + Duration::from_secs(i));
+        }
+        assert_eq!(tracker.remembered(), 11, "the one still in the map, and the 10 most recent others");
+        assert!(tracker.tracked.contains_key(&FindingKey::of(&finding("p29", 1))));
+        assert!(!tracker.tracked.contains_key(&FindingKey::of(&finding("p0", 1))));
     }
 }

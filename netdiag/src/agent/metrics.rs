@@ -27,6 +27,8 @@ use crate::hooks::{HookStatus, ProbeStats};
 const SCORE_HALF_LIFE: Duration = Duration::from_secs(60);
 /// A peer without a series whose score fell below this is forgotten.
 const SCORE_FLOOR: f64 = 0.01;
+/// Most peers scored per family; under a flood of peers the least active are forgotten.
+const MAX_SCORED: usize = 4096;
 pub const OTHER: &str = "other";
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -79,6 +81,12 @@ impl PeerSeries {
         }
         let with_series: HashSet<(&str, &str)> = self.named.keys().map(|k| (k.peer.as_str(), k.netns.as_str())).collect();
         self.scores.retain(|(peer, netns), score| *score >= SCORE_FLOOR || with_series.contains(&(peer.as_str(), netns.as_str())));
+        if self.scores.len() > MAX_SCORED {
+            let mut by_score: Vec<((String, String), f64)> = self.scores.drain().collect();
+            by_score.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            by_score.truncate(MAX_SCORED);
+            self.scores = by_score.into_iter().collect();
+        }
     }
 
     fn series(&self) -> Vec<(Vec<(&'static str, String)>, u64)> {
@@ -128,6 +136,8 @@ pub struct Exported {
     pub bpf_stats_enabled: bool,
     pub hooks: Vec<HookStatus>,
     pub cycles: u64,
+    /// Entries of the agent's own tables that grow with peers, to show they stay bounded.
+    pub tables: Vec<(&'static str, u64)>,
     top_peers: usize,
     series_expiry: Duration,
     last_record: Option<Instant>,
@@ -145,6 +155,7 @@ impl Exported {
             bpf_stats_enabled: false,
             hooks: Vec::new(),
             cycles: 0,
+            tables: Vec::new(),
             top_peers,
             series_expiry,
             last_record: None,
@@ -171,6 +182,11 @@ impl Exported {
     /// Per-peer series across all families (for the cardinality bound).
     pub fn per_peer_series(&self) -> usize {
         self.families.values().map(|f| f.named.len()).sum()
+    }
+
+    /// Peers scored for ranking across all families.
+    pub fn scored_peers(&self) -> usize {
+        self.families.values().map(|f| f.scores.len()).sum()
     }
 
     fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -221,6 +237,8 @@ impl Exported {
             .map(|h| (vec![("hook", h.name.clone()), ("backend", h.backend.clone())], h.active as u64))
             .collect();
         gauges(encoder, "netdiag_hook_active", "1 if the logical hook is attached, by the backend serving it.", None, &hooks)?;
+        let tables: Vec<_> = self.tables.iter().map(|(t, n)| (vec![("table", t.to_string())], *n)).collect();
+        gauges(encoder, "netdiag_agent_table_entries", "Entries of the agent's own per-peer tables (bounded by the kernel map size or top_peers).", None, &tables)?;
         counters(encoder, "netdiag_agent_cycles", "Cycles run: kernel maps read and findings rebuilt.", None, &[(none(), self.cycles)])?;
 
         if let Some(process) = ProcessStats::read() {
@@ -401,6 +419,7 @@ mod tests {
             assert!(exported.per_peer_series() <= 5);
         }
         let family = &exported.families["paws_rejections"];
+        assert!(family.scores.len() <= MAX_SCORED);
         let total: u64 = family.named.values().map(|s| s.value).sum::<u64>() + family.other.values().sum::<u64>();
         assert!(total <= 100 * (0..100).map(|i| 1 + i % 7).sum::<u64>());
     }

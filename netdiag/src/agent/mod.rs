@@ -113,7 +113,7 @@ pub async fn run(args: AgentArgs) -> Result<i32> {
         probes: &probes,
         aggregator: &aggregator,
         watch_counters: &mut watch_counters,
-        tracker: Tracker::new(config.close_after),
+        tracker: Tracker::new(config.close_after, config.peer_entries as usize),
         peer_map: KeyWatch::default(),
         exported: &exported,
         started,
@@ -173,7 +173,7 @@ impl Agent<'_> {
         let step = self.tracker.step(findings, now);
 
         let live = self.peer_map.read(self.probes.peer_drops()?.into_iter().map(|(key, _)| key));
-        self.forget_what_the_kernel_forgot(&live);
+        let samples = self.forget_what_the_kernel_forgot(&live);
         let programs = self
             .probes
             .program_infos()
@@ -201,6 +201,12 @@ impl Agent<'_> {
         }];
         exported.programs = programs;
         exported.bpf_stats_enabled = self.config.bpf_stats || read_bpf_stats_sysctl();
+        exported.tables = vec![
+            ("findings", self.tracker.remembered() as u64),
+            ("samples", samples as u64),
+            ("peer_scores", exported.scored_peers() as u64),
+            ("per_peer_series", exported.per_peer_series() as u64),
+        ];
         exported.cycles += 1;
         Ok(step.events)
     }
@@ -219,13 +225,15 @@ impl Agent<'_> {
 
     /// Samples and held namespaces of peers no longer in the kernel map are dropped, so
     /// userspace never holds more than the fixed-size map does.
-    fn forget_what_the_kernel_forgot(&mut self, live: &HashSet<PeerKey>) {
+    /// Returns how many peers' samples are kept.
+    fn forget_what_the_kernel_forgot(&mut self, live: &HashSet<PeerKey>) -> usize {
         let ids: HashSet<PeerId> =
             live.iter().filter_map(|k| Some(PeerId { addr: ip_from(k.family, &k.addr)?, netns: k.netns })).collect();
         let mut aggregator = self.aggregator.lock().unwrap_or_else(|e| e.into_inner());
         aggregator.peers.retain(|id, _| ids.contains(id));
         let namespaces: Vec<u32> = ids.iter().map(|id| id.netns).collect();
         self.watch_counters.release_except(&namespaces);
+        aggregator.peers.len()
     }
 }
 

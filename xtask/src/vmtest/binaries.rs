@@ -11,8 +11,8 @@ use super::{cargo, command_stdout, workspace_root};
 
 const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 /// Test binaries that say nothing about the kernel and need host tools the guest lacks
-/// (bash, groff): they run on the host only.
-const HOST_ONLY_TESTS: &[&str] = &["completions"];
+/// (bash, groff, prometheus, promtool, systemd-analyze): they run on the host only.
+const HOST_ONLY_TESTS: &[&str] = &["completions", "agent"];
 
 pub struct GuestBinaries {
     pub netdiag: PathBuf,
