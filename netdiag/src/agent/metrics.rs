@@ -101,8 +101,13 @@ impl PeerSeries {
     }
 }
 
+/// A family without variants (the duplicate-ACK counters) has no `variant` label.
 fn labels(variant: &'static str, peer: &str, netns: &str) -> Vec<(&'static str, String)> {
-    vec![("variant", variant.to_string()), ("peer", peer.to_string()), ("netns", netns.to_string())]
+    let mut labels = vec![("variant", variant.to_string()), ("peer", peer.to_string()), ("netns", netns.to_string())];
+    if variant.is_empty() {
+        labels.remove(0);
+    }
+    labels
 }
 
 /// One kernel map: how full, how big, and how many entries were seen to vanish (LRU evictions:
@@ -262,6 +267,12 @@ impl Exported {
 }
 
 fn family_help(kind: &str) -> String {
+    let raw = |what: &str| format!("{what}, by peer and namespace; only the most active peers have own series, the rest are peer=\"other\".");
+    match kind {
+        "dupacks_sent" => return raw("Duplicate ACKs this host sent (dupack_sent hook)"),
+        "dupacks_suppressed" => return raw("Answers to out-of-window segments the kernel's rate limiter suppressed (oow_limiter hook)"),
+        _ => {}
+    }
     let what = match kind {
         "paws_rejections" => "Segments the kernel dropped in its PAWS (RFC 7323 timestamp) checks",
         "unanswered_syns" => "SYNs that reached a listener and got no answer",
@@ -387,6 +398,15 @@ mod tests {
         assert!(text.contains("# TYPE netdiag_paws_rejections_total counter"), "{text}");
         assert_eq!(sample(&text, "netdiag_findings_active{kind=\"paws_rejections\"}"), Some(0.0));
         assert!(sample(&text, "netdiag_process_resident_memory_bytes").is_some_and(|b| b > 0.0), "{text}");
+    }
+
+    #[test]
+    fn a_family_without_variants_has_no_variant_label() {
+        let dupacks = FindingKey { kind: "dupacks_sent", variant: "", peer: "198.51.100.2".into(), netns: "srv".into() };
+        let mut exported = Exported::new(2, Duration::from_secs(60), &[]);
+        exported.record(&[(dupacks, 9)], Instant::now());
+        let text = render_of(exported);
+        assert_eq!(sample(&text, "netdiag_dupacks_sent_total{peer=\"198.51.100.2\",netns=\"srv\"}"), Some(9.0), "{text}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod jsonlines;
 pub mod metrics;
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     convert::Infallible,
     net::SocketAddr,
     path::PathBuf,
@@ -25,7 +25,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header::CONTENT_TYPE, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use netdiag_common::PeerKey;
+use netdiag_common::{PeerAddrKey, PeerKey, PeerStats};
 use prometheus_client::registry::Registry;
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -35,7 +35,7 @@ use tokio::{
 
 use self::{
     config::Config,
-    findings::{Change, Tracker},
+    findings::{Change, FindingKey, Tracker},
     jsonlines::JsonLines,
     metrics::{Exported, MapStat, ProgramStat},
 };
@@ -115,6 +115,7 @@ pub async fn run(args: AgentArgs) -> Result<i32> {
         watch_counters: &mut watch_counters,
         tracker: Tracker::new(config.close_after, config.peer_entries as usize),
         peer_map: KeyWatch::default(),
+        dupacks: HashMap::new(),
         exported: &exported,
         started,
     };
@@ -155,6 +156,7 @@ struct Agent<'a> {
     watch_counters: &'a mut CounterWatch,
     tracker: Tracker,
     peer_map: KeyWatch,
+    dupacks: HashMap<&'static str, Totals>,
     exported: &'a Mutex<Exported>,
     started: Instant,
 }
@@ -172,6 +174,8 @@ impl Agent<'_> {
         let now = Instant::now();
         let step = self.tracker.step(findings, now);
 
+        let mut rises = step.rises;
+        rises.extend(self.dupack_rises()?);
         let live = self.peer_map.read(self.probes.peer_drops()?.into_iter().map(|(key, _)| key));
         let samples = self.forget_what_the_kernel_forgot(&live);
         let programs = self
@@ -182,7 +186,7 @@ impl Agent<'_> {
             .collect();
 
         let mut exported = self.exported.lock().unwrap_or_else(|e| e.into_inner());
-        exported.record(&step.rises, now);
+        exported.record(&rises, now);
         for count in exported.active.values_mut() {
             *count = 0;
         }
@@ -211,6 +215,35 @@ impl Agent<'_> {
         Ok(step.events)
     }
 
+    /// Rises of the duplicate-ACK maps, as families `dupacks_sent` and `dupacks_suppressed`
+    /// (read only while their hooks are attached).
+    fn dupack_rises(&mut self) -> Result<Vec<(FindingKey, u64)>> {
+        let attached = |hook: &str| self.probes.hooks.iter().any(|h| h.name == hook && h.active);
+        let mut sources = Vec::new();
+        if attached("dupack_sent") {
+            sources.push(("dupacks_sent", self.probes.dupack_counts()?));
+        }
+        if attached("oow_limiter") {
+            sources.push(("dupacks_suppressed", self.probes.oow_suppressed()?));
+        }
+        if sources.is_empty() {
+            return Ok(Vec::new());
+        }
+        let known = netns::named().unwrap_or_default();
+        let mut rises = Vec::new();
+        for (family, counts) in sources {
+            let last = self.dupacks.entry(family).or_default();
+            for (key, rise) in last.rises(counts) {
+                let (Some(addr), true) = (ip_from(key.family, &key.addr), keeps(self.config, &key, &known)) else {
+                    continue;
+                };
+                let netns = netns::display_name(key.netns, &known);
+                rises.push((FindingKey { kind: family, variant: "", peer: addr.to_string(), netns }, rise));
+            }
+        }
+        Ok(rises)
+    }
+
     /// Inodes of the configured namespaces, read each cycle so one created later is covered.
     fn netns_filter(&self) -> Result<Vec<u32>> {
         if self.config.netns.is_empty() {
@@ -234,6 +267,39 @@ impl Agent<'_> {
         let namespaces: Vec<u32> = ids.iter().map(|id| id.netns).collect();
         self.watch_counters.release_except(&namespaces);
         aggregator.peers.len()
+    }
+}
+
+/// The config's peer and namespace filters, for map keys outside the report.
+fn keeps(config: &Config, key: &PeerAddrKey, known: &[netns::Netns]) -> bool {
+    let peer_ok = config.peers.is_empty()
+        || ip_from(key.family, &key.addr).is_some_and(|a| config.peers.iter().any(|f| f.contains(a)));
+    let netns_ok =
+        config.netns.is_empty() || known.iter().any(|ns| ns.inode == key.netns && config.netns.contains(&ns.name));
+    peer_ok && netns_ok
+}
+
+/// A kernel map's totals at the last read, to turn them into rises. Only keys still in the map
+/// are kept; a total below the last one was evicted and counts afresh.
+#[derive(Default)]
+struct Totals {
+    last: HashMap<PeerAddrKey, u64>,
+}
+
+impl Totals {
+    fn rises(&mut self, now: Vec<(PeerAddrKey, PeerStats)>) -> Vec<(PeerAddrKey, u64)> {
+        let mut rises = Vec::new();
+        let mut next = HashMap::with_capacity(now.len());
+        for (key, stats) in now {
+            let before = self.last.get(&key).copied().unwrap_or(0);
+            let rise = stats.count.checked_sub(before).unwrap_or(stats.count);
+            if rise > 0 {
+                rises.push((key, rise));
+            }
+            next.insert(key, stats.count);
+        }
+        self.last = next;
+        rises
     }
 }
 
@@ -294,6 +360,17 @@ mod tests {
 
     fn key(port: u16) -> PeerKey {
         PeerKey { local_port: port, ..PeerKey::default() }
+    }
+
+    #[test]
+    fn map_totals_become_rises_and_an_evicted_key_counts_afresh() {
+        let peer = |n: u8| PeerAddrKey { netns: n.into(), ..PeerAddrKey::default() };
+        let stats = |count: u64| PeerStats { count, ..PeerStats::default() };
+        let mut totals = Totals::default();
+        assert_eq!(totals.rises(vec![(peer(1), stats(5)), (peer(2), stats(1))]), [(peer(1), 5), (peer(2), 1)]);
+        assert_eq!(totals.rises(vec![(peer(1), stats(7)), (peer(2), stats(1))]), [(peer(1), 2)]);
+        assert_eq!(totals.rises(vec![(peer(1), stats(3))]), [(peer(1), 3)]);
+        assert_eq!(totals.last.len(), 1, "keys gone from the map are forgotten");
     }
 
     #[test]
