@@ -353,7 +353,12 @@ fn prometheus_scrapes_the_kernel_counts_and_alerts_on_paws() {
     let jsonl = dir.0.join("findings.jsonl");
     let agent = Agent::start(
         &dir.0,
-        &format!("json_lines = \"{}\"\ninterval_s = 0.5\ntop_peers = 3\n", jsonl.display()),
+        // Only this test's server namespace: tests running meanwhile may cause PAWS drops elsewhere.
+        &format!(
+            "json_lines = \"{}\"\ninterval_s = 0.5\ntop_peers = 3\nbpf_stats = true\n[filters]\nnetns = [\"{}\"]\n",
+            jsonl.display(),
+            topo.server_ns
+        ),
     );
     let prometheus = Prometheus::start(&dir.0, agent.addr);
 
@@ -385,8 +390,9 @@ fn prometheus_scrapes_the_kernel_counts_and_alerts_on_paws() {
     }
     let findings = expected.len() as f64;
     let active = "netdiag_findings_active{job=\"netdiag\",kind=\"paws_rejections\"}";
-    wait_for(Duration::from_secs(10), "findings_active in Prometheus", || {
-        prometheus.query(active).first().is_some_and(|(_, v)| *v == findings)
+    wait_for(Duration::from_secs(10), &format!("{active} = {findings} in Prometheus"), || {
+        let got = prometheus.query(active);
+        got.first().is_some_and(|(_, v)| *v == findings)
     });
     let quiet = prometheus.query("netdiag_findings_active{job=\"netdiag\",kind=\"ack_loop\"}");
     assert_eq!(quiet.first().map(|(_, v)| *v), Some(0.0), "no ACK loop was reproduced");
@@ -397,8 +403,15 @@ fn prometheus_scrapes_the_kernel_counts_and_alerts_on_paws() {
         })
     });
     assert!(!prometheus.alerts().iter().any(|a| a["labels"]["alertname"] == "NetdiagAckLoop"));
-    let own = prometheus.query("netdiag_process_resident_memory_bytes{job=\"netdiag\"}");
-    assert!(own.first().is_some_and(|(_, v)| *v > 0.0), "{own:?}");
+    // The agent's own cost: memory, and the kernel's accounting of the program that saw the drops.
+    for expr in [
+        "netdiag_process_resident_memory_bytes{job=\"netdiag\"}",
+        "netdiag_bpf_program_runs_total{job=\"netdiag\",program=\"kfree_skb\"}",
+        "netdiag_bpf_program_run_time_seconds_total{job=\"netdiag\",program=\"kfree_skb\"}",
+    ] {
+        let own = prometheus.query(expr);
+        assert!(own.first().is_some_and(|(_, v)| *v > 0.0), "{expr}: {own:?}");
+    }
 
     // One "open" line per finding, naming the client, with the diagnose fields.
     let text = std::fs::read_to_string(&jsonl).unwrap();
@@ -429,7 +442,11 @@ fn memory_and_series_stay_bounded_with_many_distinct_peers() {
     let topo = PawsTopology::new("agrss").unwrap();
     let agent = Agent::start(
         &dir.0,
-        "interval_s = 0.5\ntop_peers = 5\nseries_expiry_s = 2\nfinding_close_after_s = 1\n[maps]\npeer_entries = 256\n",
+        &format!(
+            "interval_s = 0.5\ntop_peers = 5\nseries_expiry_s = 2\nfinding_close_after_s = 1\n\
+             [maps]\npeer_entries = 256\n[filters]\nnetns = [\"{}\"]\n",
+            topo.server_ns
+        ),
     );
     let settle = || std::thread::sleep(Duration::from_secs(3));
     let mut rss = Vec::new();

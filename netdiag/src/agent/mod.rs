@@ -169,8 +169,13 @@ impl Agent<'_> {
             let aggregator = self.aggregator.lock().unwrap_or_else(|e| e.into_inner());
             session::build_report(self.probes, &aggregator, self.watch_counters, &filter, self.started)?
         };
-        let findings =
-            report.findings.into_iter().filter(|f| self.config.detectors.iter().any(|d| d == f.kind)).collect();
+        // A kind missing from config::DETECTORS (a detector newer than that list) is exported
+        // rather than silently dropped.
+        let findings = report
+            .findings
+            .into_iter()
+            .filter(|f| self.config.detectors.iter().any(|d| d == f.kind) || !config::DETECTORS.contains(&f.kind))
+            .collect();
         let now = Instant::now();
         let step = self.tracker.step(findings, now);
 
