@@ -5,6 +5,7 @@
 //! (findings) → `output` (text and JSON). `counters` reads the kernel's own TCP counters to
 //! reconcile; `scenario` reproduces the incidents for tests, `selftest` and benchmarks.
 
+pub mod agent;
 pub mod aggregate;
 pub mod btf;
 pub mod clock;

@@ -66,6 +66,8 @@ enum Command {
     Top(netdiag::output::top::TopArgs),
     /// Reproduce each known incident in throwaway namespaces and check netdiag sees it here.
     Selftest(netdiag::selftest::SelftestArgs),
+    /// Run the detectors until SIGTERM, serving Prometheus metrics and writing JSON lines.
+    Agent(netdiag::agent::AgentArgs),
 }
 
 fn parse_duration(text: &str) -> Result<f64, String> {
@@ -108,6 +110,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check(args) => operator::check::run(args).await,
         Command::Hooks(args) => hooks::command::run(args),
         Command::Completions { target } => cli_docs::print(target, Cli::command()),
+        Command::Agent(args) => netdiag::agent::run(args).await,
     }
 }
 

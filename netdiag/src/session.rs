@@ -91,20 +91,60 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
         Some(task) => Some(task.await??),
         None => None,
     };
+    let filter = ReportFilter {
+        peers: opts.peer.into_iter().collect(),
+        port: opts.port,
+        netns: netns_filter.into_iter().collect(),
+    };
+    let aggregator = aggregator.lock().unwrap_or_else(|e| e.into_inner());
+    let mut report = build_report(&probes, &aggregator, &mut watch_counters, &filter, started)?;
+    drop(probes);
+    report.pcap = opts.pcap.as_ref().zip(pcap_packets).map(|(target, packets)| PcapSummary {
+        path: target.path.display().to_string(),
+        packets,
+        skipped: report.probe_stats.capture_skipped,
+    });
+    Ok(report)
+}
+
+/// Which peers, local port and namespaces a report covers; empty lists cover all.
+#[derive(Clone, Debug, Default)]
+pub struct ReportFilter {
+    pub peers: Vec<PeerFilter>,
+    pub port: Option<u16>,
+    /// Namespace inodes.
+    pub netns: Vec<u32>,
+}
+
+impl ReportFilter {
+    fn keeps(&self, key: &PeerKey) -> bool {
+        let peer_ok = self.peers.is_empty()
+            || ip_from(key.family, &key.addr).is_some_and(|a| self.peers.iter().any(|f| f.contains(a)));
+        peer_ok && self.port.is_none_or(|port| key.local_port == port) && self.keeps_netns(key.netns)
+    }
+
+    fn keeps_netns(&self, inode: u32) -> bool {
+        self.netns.is_empty() || self.netns.contains(&inode)
+    }
+}
+
+/// The report of everything gathered since `started`: the kernel's per-peer maps and program
+/// stats as they are now, the samples, and the counter deltas. `diagnose` calls it once at the
+/// end, `agent` every cycle, so both see the same findings from every detector.
+pub fn build_report(
+    probes: &Probes,
+    aggregator: &Aggregator,
+    watch_counters: &mut CounterWatch,
+    filter: &ReportFilter,
+    started: Instant,
+) -> Result<Report> {
     let kernel_counts = probes.peer_drops()?;
     let stats = probes.stats()?;
     let hooks = probes.hooks.clone();
-    let reasons = probes.reasons.clone();
-    drop(probes);
+    let reasons = &probes.reasons;
     let duration_s = started.elapsed().as_secs_f64();
 
-    let aggregator = aggregator.lock().unwrap_or_else(|e| e.into_inner());
-    let kernel_counts: Vec<(PeerKey, PeerStats)> = kernel_counts
-        .into_iter()
-        .filter(|(key, _)| opts.peer.is_none_or(|f| ip_from(key.family, &key.addr).is_some_and(|a| f.contains(a))))
-        .filter(|(key, _)| opts.port.is_none_or(|port| key.local_port == port))
-        .filter(|(key, _)| netns_filter.is_none_or(|inode| key.netns == inode))
-        .collect();
+    let kernel_counts: Vec<(PeerKey, PeerStats)> = kernel_counts.into_iter().filter(|(key, _)| filter.keeps(key)).collect();
     let event_namespaces: Vec<u32> = kernel_counts.iter().map(|(k, _)| k.netns).collect();
     let deltas = watch_counters.deltas(&event_namespaces)?;
     let known = netns::named().unwrap_or_default();
@@ -120,8 +160,8 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
     };
     let findings = paws::findings(&paws::Input {
         kernel_counts: &kernel_counts,
-        reasons: &reasons,
-        samples: &aggregator,
+        reasons,
+        samples: aggregator,
         clock: &Clock::now(),
         duration_s,
         netns_names: &names,
@@ -129,7 +169,7 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
     });
     let counters: BTreeMap<String, counters::Counters> = deltas
         .iter()
-        .filter(|(ns, _)| netns_filter.is_none_or(|inode| ns.inode == inode))
+        .filter(|(ns, _)| filter.keeps_netns(ns.inode))
         .map(|(ns, delta)| {
             let tcp: counters::Counters = delta.iter().filter(|(k, _)| k.starts_with("Tcp")).map(|(k, v)| (k.clone(), *v)).collect();
             (display_name(ns.inode, &names, root), tcp)
@@ -140,15 +180,11 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
         kernel: facts.release.clone(),
         duration_s: (duration_s * 10.0).round() / 10.0,
         hooks,
-        peers: peer_reports(&kernel_counts, &reasons, &names, root),
-        attribution: attribution(&kernel_counts, &reasons, &names, root, &counters),
+        peers: peer_reports(&kernel_counts, reasons, &names, root),
+        attribution: attribution(&kernel_counts, reasons, &names, root, &counters),
         findings,
         counters,
-        pcap: opts.pcap.as_ref().zip(pcap_packets).map(|(target, packets)| PcapSummary {
-            path: target.path.display().to_string(),
-            packets,
-            skipped: stats.capture_skipped,
-        }),
+        pcap: None,
         lost_events: stats.ring_lost,
         unparsed_packets: stats.unparsed,
         probe_stats: stats,

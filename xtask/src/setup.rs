@@ -34,6 +34,11 @@ const APT_PACKAGES: &[&str] = &[
     "tshark",
     // The bench's comparison: the same counts from a bpftrace script.
     "bpftrace",
+    // `netdiag agent` is tested with a real Prometheus server scraping it and promtool checking
+    // the alert rules and scrape config (the package's own service is never started: tests run
+    // the binary on a loopback port with their own storage); systemd-analyze verifies the unit.
+    "prometheus",
+    "systemd",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";

@@ -70,6 +70,13 @@ impl CounterWatch {
         Ok(())
     }
 
+    /// Lets go of every namespace but `keep`: an agent runs for ever, so a namespace whose
+    /// events have left the kernel maps must not stay held open (and read) after it is deleted.
+    pub fn release_except(&mut self, keep: &[u32]) {
+        self.held.retain(|inode, _| keep.contains(inode));
+        self.latest.retain(|inode, _| keep.contains(inode));
+    }
+
     /// Deltas since `start` of every namespace read during the session (named ones, those in
     /// `extra_inodes`, and those refreshed earlier), leaving out those where nothing rose. A
     /// namespace without a baseline was created since, and so counted from zero.

@@ -198,6 +198,12 @@ impl Probes {
         Ok(out)
     }
 
+    /// The kernel's record of each loaded program, by name: run count and run time are kept
+    /// only while BPF stats are enabled (`kernel.bpf_stats_enabled`, or `aya::sys::enable_stats`).
+    pub fn program_infos(&self) -> Vec<(String, aya::programs::ProgramInfo)> {
+        self.ebpf.programs().filter_map(|(name, program)| Some((name.to_string(), program.info().ok()?))).collect()
+    }
+
     pub fn stats(&self) -> Result<ProbeStats> {
         let map = self.ebpf.map("PROBE_STATS").ok_or_else(|| anyhow!("PROBE_STATS map missing"))?;
         let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;

@@ -17,7 +17,7 @@ mod wire;
 pub use lab::{Lab, VethPair};
 pub use paws::{
     CLIENT_V4, CLIENT_V6, INNOCENT_V4, PawsRun, PawsTopology, SERVER_INNOCENT_SIDE_V4, SERVER_V4,
-    SERVER_V6, innocent_traffic, paws_established, paws_time_wait, paws_tsecr,
+    SERVER_V6, innocent_traffic, paws_established, paws_time_wait, paws_tsecr, paws_tsecr_from_many,
 };
 
 #[cfg(test)]

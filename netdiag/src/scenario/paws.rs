@@ -423,3 +423,48 @@ pub fn innocent_traffic(topo: &PawsTopology, connections: u32) -> Result<()> {
 fn random_u32() -> u32 {
     std::hash::RandomState::new().hash_one(Instant::now()) as u32
 }
+
+/// `count` hand-made IPv6 handshakes, each from its own client address (`2001:db8:2::<first+i>`,
+/// added to the client's interface; the server routes 2001:db8:2::/64 via the client, so the
+/// addresses cost it no neighbour entry each), each ending with a final ACK whose TSecr the
+/// server never sent, as in [`paws_tsecr`]: one rejected segment per address, so `count`
+/// distinct peers. For tests of how netdiag copes with many peers.
+pub fn paws_tsecr_from_many(topo: &PawsTopology, first: u16, count: u16) -> Result<PawsRun> {
+    let clients: Vec<Ipv6Addr> =
+        (0..count).map(|i| Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, first.wrapping_add(i))).collect();
+    let batch: String = clients
+        .iter()
+        .map(|addr| format!("address add {addr}/128 dev {} nodad\n", topo.client_if))
+        .collect();
+    run_ip_batch(&topo.client_ns, &batch)?;
+    run_ip_batch(&topo.server_ns, &format!("route replace 2001:db8:2::/64 via {CLIENT_V6}\n"))?;
+    let (_listener, server) = topo.listen(SERVER_V6)?;
+    let sniffer = Sniffer::open_in(&topo.client_path(), &topo.client_if)?;
+    let raw = RawSender::open_in(&topo.client_path(), true)?;
+    let started = Instant::now();
+    for addr in &clients {
+        let client = SocketAddr::new((*addr).into(), topo.next_raw_port());
+        handshake_with_bad_tsecr(&raw, &sniffer, client, server)?;
+    }
+    let first = clients.first().copied().unwrap_or(CLIENT_V6).into();
+    let mut run = topo.report(first, server, count.into(), started.elapsed());
+    run.innocent_ns = None;
+    run.innocent_addr = None;
+    Ok(run)
+}
+
+/// `ip -n <ns> -batch -` with `commands`, one per line.
+fn run_ip_batch(ns: &str, commands: &str) -> Result<()> {
+    use std::{io::Write as _, process::{Command, Stdio}};
+    let mut child = Command::new("ip")
+        .args(["-n", ns, "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("run ip -batch")?;
+    child.stdin.take().context("ip stdin")?.write_all(commands.as_bytes())?;
+    let out = child.wait_with_output()?;
+    ensure!(out.status.success(), "ip -batch in {ns}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
