@@ -10,7 +10,7 @@ use crate::cmd::run;
 
 const FUZZ_DIR: &str = "tests/fuzz";
 /// Every target in tests/fuzz/Cargo.toml.
-pub const TARGETS: &[&str] = &["tcp_options", "ring_records", "btf", "tracepoint_format"];
+pub const TARGETS: &[&str] = &["tcp_options", "ring_records", "btf", "tracepoint_format", "agent_config"];
 /// Inputs longer than this add time, not coverage: the parsers look at the first KiBs.
 const MAX_LEN: u32 = 4096;
 
