@@ -478,3 +478,34 @@ fn memory_and_series_stay_bounded_with_many_distinct_peers() {
     assert!(growth < 1 << 20, "RSS grew by {growth} bytes after the first round: {rss:?}");
     agent.stop();
 }
+
+/// Once attached, every thread of the agent keeps only CAP_BPF, CAP_SYS_ADMIN and CAP_SYS_PTRACE,
+/// in its effective and permitted sets and in the bounding set (so nothing it runs regains the
+/// rest), and it still does its work: the PAWS count read through a namespace it enters.
+#[test]
+fn after_attaching_the_agent_keeps_only_the_capabilities_it_needs() {
+    require_root();
+    const KEPT: u64 = 1 << 19 | 1 << 21 | 1 << 39;
+    let dir = TempDir::new("caps");
+    let topo = PawsTopology::new("agcaps").unwrap();
+    let agent = Agent::start(&dir.0, &format!("interval_s = 0.5\n[filters]\nnetns = [\"{}\"]\n", topo.server_ns));
+    let tasks: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{}/task", agent.child.id()))
+        .unwrap()
+        .map(|t| t.unwrap().path().join("status"))
+        .collect();
+    for status in &tasks {
+        let text = std::fs::read_to_string(status).unwrap();
+        for set in ["CapEff:", "CapPrm:", "CapBnd:", "CapAmb:"] {
+            let mask = text.lines().find_map(|l| l.strip_prefix(set)).map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap()).unwrap();
+            assert_eq!(mask & !KEPT, 0, "{} {set} {mask:#x}", status.display());
+        }
+    }
+    let run = scenario::paws_established(&topo, false, 3).unwrap();
+    let labels = [("peer", "198.51.100.2"), ("variant", "established")];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while value_of(&agent.metrics(), "netdiag_paws_rejections_total", &labels) != Some(run.injected as f64) {
+        assert!(Instant::now() < deadline, "no PAWS count after dropping capabilities: {}", agent.metrics());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    agent.stop();
+}

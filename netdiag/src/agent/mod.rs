@@ -97,6 +97,8 @@ pub async fn run(args: AgentArgs) -> Result<i32> {
     let hook_options =
         hooks::Options { peer_entries: config.peer_entries, ring_bytes: config.ring_bytes, ..hooks::Options::default() };
     let mut probes = Probes::attach(&hook_options)?;
+    // Attached and listening: what is left to do needs far less than root.
+    hooks::privileges::keep_only(hooks::privileges::AFTER_ATTACH)?;
     let ring = probes.take_events()?;
     let aggregator = Arc::new(Mutex::new(Aggregator::default()));
     let (stop_tx, stop_rx) = watch::channel(false);
