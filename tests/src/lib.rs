@@ -7,6 +7,8 @@ use std::{
     time::Duration,
 };
 
+pub mod agent;
+
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 

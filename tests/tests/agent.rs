@@ -4,48 +4,22 @@
 //! kernel's own counters. Also: the ops files pass promtool and systemd-analyze, memory stays
 //! flat through a stream of distinct peers, and SIGTERM leaves no program or link attached.
 use std::{
-    collections::{BTreeMap, BTreeSet},
-    io::{BufRead, BufReader, Read, Write},
+    collections::BTreeSet,
     net::{SocketAddr, TcpListener, TcpStream},
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
 use netdiag::scenario::{self, CLIENT_V4, PawsTopology};
-use netdiag_tests::{netdiag_bin, nstat, require_root};
+use netdiag_tests::{
+    agent::{Agent, TempDir, checked, http_get, samples, value_of},
+    netdiag_bin, nstat, require_root,
+};
 use serde_json::Value;
 
 const OPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../ops");
-const READY_LINE: &str = "netdiag agent: serving";
-
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("netdiag-agent-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs a tool and returns its combined output; fails the test if it exits non-zero.
-fn checked(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e} (cargo xtask setup installs it)"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{cmd:?} failed: {text}");
-    text
-}
 
 #[test]
 fn ops_files_pass_promtool_and_systemd_analyze() {
@@ -84,172 +58,10 @@ fn a_bad_config_file_is_an_error_naming_the_line() {
     assert!(stderr.contains(&format!("{}:4:1:", path.display())) && stderr.contains("peer_entrys"), "{stderr}");
 }
 
-/// A running `netdiag agent` with its config in a scratch directory.
-struct Agent {
-    child: Child,
-    addr: SocketAddr,
-    attached: BpfIds,
-}
-
-impl Agent {
-    fn start(dir: &Path, config: &str) -> Agent {
-        let path = dir.join("agent.toml");
-        std::fs::write(&path, format!("listen = \"127.0.0.1:0\"\n{config}")).unwrap();
-        let mut child = Command::new(netdiag_bin())
-            .args(["agent", "--config"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[agent] {line}");
-                let _ = tx.send(line);
-            }
-        });
-        let ready = loop {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) if line.starts_with(READY_LINE) => break line,
-                Ok(_) => continue,
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("the agent did not start: {:?}", child.wait());
-                }
-            }
-        };
-        // "netdiag agent: serving http://127.0.0.1:PORT/metrics (...)"
-        let addr = ready.split("http://").nth(1).and_then(|rest| rest.split('/').next()).unwrap().parse().unwrap();
-        let attached = BpfIds::held_by(child.id());
-        assert!(!attached.links.is_empty(), "the agent serves but holds no BPF link");
-        Agent { child, addr, attached }
-    }
-
-    fn metrics(&self) -> String {
-        let (status, body) = http_get(self.addr, "/metrics");
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-
-    fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap();
-        kib * 1024
-    }
-
-    /// SIGTERM: the agent exits 0 and nothing it attached is left in the kernel.
-    fn stop(mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "the agent exited with {status} on SIGTERM");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let left = self.attached.still_in_kernel();
-            if left.progs.is_empty() && left.links.is_empty() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "still in the kernel after the agent exited: {left:?}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Kernel ids of BPF programs and links, as a process's fds name them (fdinfo) and bpftool lists them.
-#[derive(Debug, Default)]
-struct BpfIds {
-    progs: BTreeSet<u64>,
-    links: BTreeSet<u64>,
-}
-
-impl BpfIds {
-    fn held_by(pid: u32) -> BpfIds {
-        let mut ids = BpfIds::default();
-        for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else { continue };
-            let (set, field) = match target.to_str() {
-                Some("anon_inode:bpf-prog") => (&mut ids.progs, "prog_id:"),
-                Some("anon_inode:bpf_link") => (&mut ids.links, "link_id:"),
-                _ => continue,
-            };
-            let Ok(info) = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy())) else {
-                continue;
-            };
-            if let Some(id) = info.lines().find_map(|l| l.strip_prefix(field)) {
-                set.insert(id.trim().parse().unwrap());
-            }
-        }
-        ids
-    }
-
-    fn still_in_kernel(&self) -> BpfIds {
-        let listed = |object: &str| -> BTreeSet<u64> {
-            let out = checked(Command::new("bpftool").args([object, "show", "--json"]));
-            let all: Value = serde_json::from_str(&out).unwrap();
-            all.as_array().unwrap().iter().map(|o| o["id"].as_u64().unwrap()).collect()
-        };
-        BpfIds {
-            progs: self.progs.intersection(&listed("prog")).copied().collect(),
-            links: self.links.intersection(&listed("link")).copied().collect(),
-        }
-    }
-}
-
-/// A plain HTTP/1.0 GET on loopback; status and body.
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, body.to_string())
-}
-
 fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
-}
-
-/// One sample of the agent's text exposition: `name{k="v",...} value`.
-fn samples(text: &str, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (metric, labels) = series.split_once('{').unwrap_or((series, "}"));
-            if metric != name {
-                return None;
-            }
-            let labels = labels.trim_end_matches('}');
-            let labels = labels
-                .split("\",")
-                .filter(|kv| !kv.is_empty())
-                .filter_map(|kv| {
-                    let (k, v) = kv.split_once("=\"")?;
-                    Some((k.to_string(), v.trim_end_matches('"').to_string()))
-                })
-                .collect();
-            Some((labels, value.parse().ok()?))
-        })
-        .collect()
-}
-
-fn value_of(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    samples(text, name)
-        .into_iter()
-        .find(|(l, _)| labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
-        .map(|(_, v)| v)
 }
 
 fn free_loopback_port() -> u16 {

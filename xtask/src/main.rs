@@ -33,6 +33,11 @@ enum Task {
     Vmtest(vmtest::VmTestArgs),
     /// Run every fuzz target for a bounded time from the corpus kept in tests/fuzz.
     Fuzz(fuzz::FuzzArgs),
+    /// The agent under mixed incident traffic: memory, CPU and map fill over time (release).
+    Soak {
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+    },
     /// Overhead and capacity, side by side with no tracer and with bpftrace (release builds).
     Bench {
         /// Fewer repeats and shorter runs (a few minutes).
@@ -64,6 +69,10 @@ fn main() -> Result<()> {
             setup::setup()?;
             fuzz::run_all(&args).map(|_| ())
         }
+        Task::Soak { minutes } => {
+            setup::setup()?;
+            soak(minutes)
+        }
         Task::Bench { quick } => {
             setup::setup()?;
             run(Command::new("cargo").args(["build", "--release", "-p", "netdiag", "-p", "netdiag-tests"]).args(["--bin", "netdiag", "--bin", "bench"]))?;
@@ -76,6 +85,13 @@ fn main() -> Result<()> {
             run(&mut bench)
         }
     }
+}
+
+/// Builds the release agent and the soak driver, then soaks.
+fn soak(minutes: f64) -> Result<()> {
+    run(Command::new("cargo").args(["build", "--release", "-p", "netdiag", "-p", "netdiag-tests"]).args(["--bin", "netdiag", "--bin", "soak"]))?;
+    let netdiag = std::env::current_dir()?.join("target/release/netdiag");
+    run(Command::new("target/release/soak").args(["--minutes", &minutes.to_string()]).env("NETDIAG_BIN", netdiag))
 }
 
 fn test() -> Result<()> {
@@ -96,6 +112,9 @@ fn test() -> Result<()> {
     let (passed, ignored) = vmtest::run(vm_args.into()).inspect_err(|_| tally.print_line())?;
     tally.passed += passed;
     tally.ignored += ignored;
+    // A short soak: the agent's memory and maps stay bounded under mixed traffic.
+    soak(1.0).inspect_err(|_| tally.print_line())?;
+    tally.passed += 1;
     // Bounded: a regression in a parser of untrusted bytes shows within these seconds.
     tally.passed += fuzz::run_all(&fuzz::FuzzArgs { seconds: 20 }).inspect_err(|_| tally.print_line())?;
     tally.finish()
