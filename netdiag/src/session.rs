@@ -91,8 +91,11 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
         Some(task) => Some(task.await??),
         None => None,
     };
+    // Stats, then the map: a peer inserted in between is present but not counted as inserted,
+    // so the eviction count is never overstated by the drops still arriving.
+    let mut stats = probes.stats()?;
     let kernel_counts = probes.peer_drops()?;
-    let stats = probes.stats()?;
+    stats.account_peer_map(kernel_counts.len() as u64);
     let hooks = probes.hooks.clone();
     let reasons = probes.reasons.clone();
     drop(probes);

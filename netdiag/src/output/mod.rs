@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::{counters::Counters, hooks::{HookStatus, ProbeStats}, verdict::Finding};
+use crate::{counters::Counters, hooks::{HookStatus, PAWS_REASONS, ProbeStats}, verdict::Finding};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PeerReport {
@@ -109,6 +109,7 @@ impl Report {
             out += &wrap(&format!("What to do: {}", f.advice), "    ");
             out += "\n\n";
         }
+        out += &self.other_reasons_text();
         out += "kernel counters (session deltas, per namespace):\n";
         if self.counters.is_empty() {
             out += "  no TCP counter moved\n";
@@ -134,9 +135,32 @@ impl Report {
             "\nlost events: {} (ring buffer full; per-peer counts unaffected), unparsed packets: {}\n",
             self.lost_events, self.unparsed_packets
         );
+        out += &format!(
+            "peer map: {} peer(s) held, {} evicted (least recently counted first; their counts are lost)\n",
+            self.probe_stats.peer_map_entries, self.probe_stats.peer_map_evictions
+        );
         out
     }
+
+    /// Peers with drops of the reasons `--reason` added, busiest first, exact kernel counts.
+    fn other_reasons_text(&self) -> String {
+        let other = |p: &&PeerReport| p.by_reason.keys().any(|r| !PAWS_REASONS.contains(&r.as_str()));
+        let shown: Vec<&PeerReport> = self.peers.iter().filter(other).take(OTHER_REASON_PEERS).collect();
+        if shown.is_empty() {
+            return String::new();
+        }
+        let total = self.peers.iter().filter(other).count();
+        let mut out = format!("peers by drop reason (top {} of {total}):\n", shown.len());
+        for peer in shown {
+            let reasons: Vec<String> = peer.by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            out += &format!("  {} (netns {}): {}\n", peer.addr, peer.netns, reasons.join(", "));
+        }
+        out + "\n"
+    }
 }
+
+/// Peers listed in the text report for `--reason` drops.
+const OTHER_REASON_PEERS: usize = 10;
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@
 //! Usage: build a [`PawsTopology`], start tracing, run a scenario, stop tracing, compare
 //! findings with the returned [`PawsRun`].
 
+mod hostile;
 mod lab;
 mod packet;
 mod paws;
@@ -19,6 +20,8 @@ pub use paws::{
     CLIENT_V4, CLIENT_V6, INNOCENT_V4, PawsRun, PawsTopology, SERVER_INNOCENT_SIDE_V4, SERVER_V4,
     SERVER_V6, innocent_traffic, paws_established, paws_time_wait, paws_tsecr,
 };
+
+pub use hostile::{HostileRun, HostileShape, HostileTopology, stale_shaped};
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 use std::{
     io::{ErrorKind, Read as _, Write as _},
     mem::MaybeUninit,
-    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream},
     os::fd::AsRawFd,
     path::Path,
     time::{Duration, Instant},
@@ -133,13 +133,14 @@ impl RawSender {
     }
 
     pub fn send(&self, segment: &Segment) -> Result<()> {
-        let packet = segment.to_ip_packet()?;
+        self.send_packet(&segment.to_ip_packet()?, segment.dst.ip())
+    }
+
+    /// Sends one IP packet built by the caller (fragments, hostile shapes) to `dst`.
+    pub fn send_packet(&self, packet: &[u8], dst: IpAddr) -> Result<()> {
         // The port must be 0 for raw sockets; routing uses only the address.
-        let to = SockAddr::from(SocketAddr::new(segment.dst.ip(), 0));
-        let sent = self
-            .socket
-            .send_to(&packet, &to)
-            .with_context(|| format!("send raw segment to {}", segment.dst))?;
+        let to = SockAddr::from(SocketAddr::new(dst, 0));
+        let sent = self.socket.send_to(packet, &to).with_context(|| format!("send raw packet to {dst}"))?;
         ensure!(sent == packet.len(), "short raw send: {sent} of {}", packet.len());
         Ok(())
     }

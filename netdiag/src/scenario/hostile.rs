@@ -1,0 +1,316 @@
+//! Odd and hostile packets: variants of the PAWS-stale segment of `paws_established` with IPv4
+//! options, IPv6 extension headers, unusual or broken TCP options and IP fragmentation, each
+//! from its own client address so a tracer's per-peer counts tell the shapes apart.
+//!
+//! Every stale segment repeats data the server already has (the sequence number of the live
+//! segment it copies): where the kernel applies PAWS it drops it (`TcpExtPAWSEstab`), where the
+//! kernel sees no timestamp it drops it as an old duplicate instead, so the stream never changes.
+//! [`HostileShape::kernel_rejects`] says which, per shape, as read in 6.18's
+//! `tcp_parse_options`: EOL ends the walk, a length below 2 or past the end stops it (options
+//! after it are never seen), a timestamp option of the wrong length is skipped, and a later
+//! timestamp option replaces an earlier one.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+
+use anyhow::{Context as _, Result, ensure};
+
+use super::{
+    lab::Lab,
+    packet::{ACK, Extension, NEXTHDR_DEST, NEXTHDR_HOP, PSH, Segment, Shape, Timestamp, fragment_ipv4, fragment_ipv6},
+    paws::{SERVER_V4, SERVER_V6},
+    wire::{CONNECT_TIMEOUT, IO_TIMEOUT, RawSender, Sniffer, accept_within, close_in_order, connect_in, exchange, listen_in},
+};
+
+/// How far behind the live TSval the stale segments claim to be: far outside any PAWS window.
+const STALE_BY: u32 = 100_000;
+
+const EOL: u8 = 0;
+const NOP: u8 = 1;
+const WSCALE: u8 = 3;
+const SACK_PERM: u8 = 4;
+const TIMESTAMP: u8 = 8;
+/// An option kind with no meaning to the kernel (unassigned), for zero and over-long lengths.
+const UNKNOWN: u8 = 30;
+const IPOPT_RR: u8 = 7;
+/// IPv6 PadN option filling a 6-byte extension header body.
+const PADN_6: [u8; 6] = [1, 4, 0, 0, 0, 0];
+
+/// One odd shape of the stale segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostileShape {
+    /// IPv4 header with 4 bytes of options (NOPs and EOL).
+    Ipv4NopOptions,
+    /// IPv4 header of the maximum length (IHL 15): a record-route option filling 40 bytes.
+    Ipv4FullRecordRoute,
+    /// IPv6 hop-by-hop options header before TCP.
+    Ipv6HopByHop,
+    /// IPv6 destination options header before TCP.
+    Ipv6DestinationOptions,
+    /// Both, hop-by-hop first.
+    Ipv6HopByHopAndDestination,
+    /// Timestamp after six NOPs (16 option bytes, not the aligned fast-path layout).
+    TimestampAfterNops,
+    /// Timestamp after SACK-permitted and window scale (ignored outside SYNs) and a NOP.
+    TimestampAfterSackPermWscale,
+    /// Timestamp at an odd offset: NOP, timestamp, NOP.
+    TimestampAtOddOffset,
+    /// A fresh timestamp, then the stale one: the kernel keeps the last.
+    FreshThenStaleTimestamp,
+    /// The stale timestamp, then a fresh one: the kernel keeps the fresh one, no PAWS drop.
+    StaleThenFreshTimestamp,
+    /// Timestamp, then a zero-length option: the kernel saw the timestamp before it stopped.
+    TimestampThenZeroLength,
+    /// A zero-length option before the timestamp: the kernel stops and never sees it.
+    ZeroLengthBeforeTimestamp,
+    /// An option whose length runs past the options before the timestamp: parse stops.
+    OverlongBeforeTimestamp,
+    /// EOL before the timestamp: the options end there.
+    EolBeforeTimestamp,
+    /// The timestamp option cut short by the header's end (its last bytes are payload).
+    TruncatedTimestamp,
+    /// A timestamp option of length 8 instead of 10: skipped, no timestamp.
+    ShortTimestampLength,
+    /// IPv4 fragments, the first holding only 16 bytes of the TCP header.
+    Ipv4Fragments,
+    /// IPv6 fragments, the first holding the fixed TCP header (RFC 7112 requires it).
+    Ipv6Fragments,
+}
+
+impl HostileShape {
+    pub const ALL: [HostileShape; 18] = [
+        HostileShape::Ipv4NopOptions,
+        HostileShape::Ipv4FullRecordRoute,
+        HostileShape::Ipv6HopByHop,
+        HostileShape::Ipv6DestinationOptions,
+        HostileShape::Ipv6HopByHopAndDestination,
+        HostileShape::TimestampAfterNops,
+        HostileShape::TimestampAfterSackPermWscale,
+        HostileShape::TimestampAtOddOffset,
+        HostileShape::FreshThenStaleTimestamp,
+        HostileShape::StaleThenFreshTimestamp,
+        HostileShape::TimestampThenZeroLength,
+        HostileShape::ZeroLengthBeforeTimestamp,
+        HostileShape::OverlongBeforeTimestamp,
+        HostileShape::EolBeforeTimestamp,
+        HostileShape::TruncatedTimestamp,
+        HostileShape::ShortTimestampLength,
+        HostileShape::Ipv4Fragments,
+        HostileShape::Ipv6Fragments,
+    ];
+
+    pub fn is_v6(self) -> bool {
+        matches!(
+            self,
+            HostileShape::Ipv6HopByHop
+                | HostileShape::Ipv6DestinationOptions
+                | HostileShape::Ipv6HopByHopAndDestination
+                | HostileShape::Ipv6Fragments
+        )
+    }
+
+    /// Whether the kernel's PAWS check rejects this shape (see the module comment for why not).
+    pub fn kernel_rejects(self) -> bool {
+        !matches!(
+            self,
+            HostileShape::StaleThenFreshTimestamp
+                | HostileShape::ZeroLengthBeforeTimestamp
+                | HostileShape::OverlongBeforeTimestamp
+                | HostileShape::EolBeforeTimestamp
+                | HostileShape::TruncatedTimestamp
+                | HostileShape::ShortTimestampLength
+        )
+    }
+
+    /// The client address this shape is sent from: one per shape.
+    pub fn client_addr(self) -> IpAddr {
+        let index = HostileShape::ALL.iter().position(|s| *s == self).expect("listed") as u8;
+        if self.is_v6() {
+            Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10 + u16::from(index)).into()
+        } else {
+            Ipv4Addr::new(198, 51, 100, 10 + index).into()
+        }
+    }
+
+    /// The IP packets carrying `stale` in this shape; `fresh` is the live timestamp.
+    fn packets(self, stale: &Segment, fresh: Timestamp) -> Result<Vec<Vec<u8>>> {
+        let old = stale.timestamp.context("stale segment without timestamp")?;
+        let ts = |t: Timestamp| [&[TIMESTAMP, 10][..], &t.val.to_be_bytes(), &t.ecr.to_be_bytes()].concat();
+        let tcp = |parts: &[&[u8]]| Shape { tcp_options: Some(parts.concat()), ..Shape::default() };
+        let v6_exts = |kinds: &[u8]| Shape {
+            ipv6_extensions: kinds.iter().map(|&kind| Extension { kind, options: PADN_6.to_vec() }).collect(),
+            ..Shape::default()
+        };
+        let shape = match self {
+            HostileShape::Ipv4NopOptions => Shape { ipv4_options: vec![NOP, NOP, NOP, EOL], ..Shape::default() },
+            HostileShape::Ipv4FullRecordRoute => {
+                let mut rr = vec![IPOPT_RR, 39, 4];
+                rr.resize(39, 0);
+                rr.push(EOL);
+                Shape { ipv4_options: rr, ..Shape::default() }
+            }
+            HostileShape::Ipv6HopByHop => v6_exts(&[NEXTHDR_HOP]),
+            HostileShape::Ipv6DestinationOptions => v6_exts(&[NEXTHDR_DEST]),
+            HostileShape::Ipv6HopByHopAndDestination => v6_exts(&[NEXTHDR_HOP, NEXTHDR_DEST]),
+            HostileShape::TimestampAfterNops => tcp(&[&[NOP; 6], &ts(old)]),
+            HostileShape::TimestampAfterSackPermWscale => tcp(&[&[SACK_PERM, 2, WSCALE, 3, 7, NOP], &ts(old)]),
+            HostileShape::TimestampAtOddOffset => tcp(&[&[NOP], &ts(old), &[NOP]]),
+            HostileShape::FreshThenStaleTimestamp => tcp(&[&ts(fresh), &ts(old)]),
+            HostileShape::StaleThenFreshTimestamp => tcp(&[&ts(old), &ts(fresh)]),
+            HostileShape::TimestampThenZeroLength => tcp(&[&[NOP, NOP], &ts(old), &[UNKNOWN, 0, NOP, NOP]]),
+            HostileShape::ZeroLengthBeforeTimestamp => tcp(&[&[UNKNOWN, 0], &ts(old), &[NOP, NOP, NOP, NOP]]),
+            HostileShape::OverlongBeforeTimestamp => tcp(&[&[UNKNOWN, 40], &ts(old), &[NOP, NOP, NOP, NOP]]),
+            HostileShape::EolBeforeTimestamp => tcp(&[&[EOL, NOP], &ts(old)]),
+            HostileShape::TruncatedTimestamp => {
+                // The header ends 4 bytes into the option; the rest of it is sent as payload.
+                let full = ts(old);
+                let shape = tcp(&[&[NOP, NOP], &full[..6]]);
+                let payload = [&full[6..], &stale.payload[..]].concat();
+                let seg = Segment { payload, seq: stale.seq.wrapping_sub(4), ..stale.clone() };
+                return Ok(vec![seg.to_shaped_packet(&shape)?]);
+            }
+            HostileShape::ShortTimestampLength => {
+                tcp(&[&[NOP, NOP, TIMESTAMP, 8], &old.val.to_be_bytes(), &old.ecr.to_be_bytes()[..2], &[NOP, NOP]])
+            }
+            HostileShape::Ipv4Fragments => {
+                return Ok(fragment_ipv4(&stale.to_ip_packet()?, 16, 0x6e64)?.to_vec());
+            }
+            HostileShape::Ipv6Fragments => {
+                return Ok(fragment_ipv6(&stale.to_ip_packet()?, 24, 0x6e64)?.to_vec());
+            }
+        };
+        Ok(vec![stale.to_shaped_packet(&shape)?])
+    }
+}
+
+/// What one shape did: who sent it and how many copies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostileRun {
+    pub shape: HostileShape,
+    pub client_addr: IpAddr,
+    pub server: SocketAddr,
+    /// Copies of the stale segment sent (each one kernel rejection where the kernel rejects).
+    pub sent: u64,
+}
+
+/// A server and a client namespace linked by one veth pair, the client holding one address per
+/// shape (198.51.100.10+ and 2001:db8:1::10+). Dropping it removes both.
+pub struct HostileTopology {
+    lab: Lab,
+    pub server_ns: String,
+    pub client_ns: String,
+    client_if: String,
+}
+
+impl HostileTopology {
+    pub fn new(tag: &str) -> Result<HostileTopology> {
+        let mut lab = Lab::new(tag)?;
+        let server_ns = lab.add_ns("srv")?;
+        let client_ns = lab.add_ns("cli")?;
+        let client_addrs: Vec<String> = HostileShape::ALL
+            .iter()
+            .map(|s| format!("{}/{}", s.client_addr(), if s.is_v6() { 64 } else { 24 }))
+            .collect();
+        let client_refs: Vec<&str> = client_addrs.iter().map(String::as_str).collect();
+        let link = lab.link(&server_ns, &[&format!("{SERVER_V4}/24"), &format!("{SERVER_V6}/64")], &client_ns, &client_refs)?;
+        Ok(HostileTopology { lab, server_ns, client_ns, client_if: link.b_if })
+    }
+
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+}
+
+/// A live connection from the shape's client address, then `count` copies of a data segment
+/// with a stale TSval in the odd `shape`, then a clean close. Returns once the server has
+/// processed them all (an exchange after them is the barrier).
+pub fn stale_shaped(topo: &HostileTopology, shape: HostileShape, count: u32) -> Result<HostileRun> {
+    let server_ip: IpAddr = if shape.is_v6() { SERVER_V6.into() } else { SERVER_V4.into() };
+    let (server_ns, client_ns) = (topo.lab.ns_path(&topo.server_ns), topo.lab.ns_path(&topo.client_ns));
+    let listener = listen_in(&server_ns, SocketAddr::new(server_ip, 0))?;
+    let server = listener.local_addr()?;
+    let from = SocketAddr::new(shape.client_addr(), 0);
+    let mut client = connect_in(&client_ns, Some(from), server, CONNECT_TIMEOUT)?;
+    let mut accepted = accept_within(&listener, IO_TIMEOUT)?;
+    let live = sniff_data_segment(&Sniffer::open_in(&client_ns, &topo.client_if)?, &mut client, &mut accepted)?;
+    let fresh = live.timestamp.context("the connection does not use TCP timestamps")?;
+    // A repeat of data the server has: dropped either way, never added to the stream.
+    let stale = Segment {
+        flags: ACK | PSH,
+        mss: None,
+        timestamp: Some(Timestamp { val: fresh.val.wrapping_sub(STALE_BY), ecr: fresh.ecr }),
+        ..live
+    };
+    let packets = shape.packets(&stale, fresh)?;
+    let raw = RawSender::open_in(&client_ns, shape.is_v6())?;
+    for _ in 0..count {
+        for packet in &packets {
+            raw.send_packet(packet, server_ip)?;
+        }
+    }
+    exchange(&mut client, &mut accepted, b"after").with_context(|| format!("stream intact after {shape:?}"))?;
+    close_in_order(client, accepted)?;
+    Ok(HostileRun { shape, client_addr: shape.client_addr(), server, sent: count.into() })
+}
+
+fn sniff_data_segment(sniffer: &Sniffer, client: &mut TcpStream, accepted: &mut TcpStream) -> Result<Segment> {
+    let (local, peer) = (client.local_addr()?, client.peer_addr()?);
+    exchange(client, accepted, b"before")?;
+    let live = sniffer
+        .wait_for(IO_TIMEOUT, |s| s.src == local && s.dst == peer && !s.payload.is_empty())
+        .context("capture the client's data segment")?;
+    ensure!(live.payload == b"before", "captured {:?}", live.payload);
+    Ok(live)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::packet::Segment as Seg;
+
+    fn stale() -> Segment {
+        Segment {
+            src: "198.51.100.10:40000".parse().unwrap(),
+            dst: "198.51.100.1:8080".parse().unwrap(),
+            seq: 1000,
+            ack: 2000,
+            flags: ACK | PSH,
+            window: 500,
+            mss: None,
+            timestamp: Some(Timestamp { val: 5, ecr: 6 }),
+            payload: b"before".to_vec(),
+        }
+    }
+
+    #[test]
+    fn every_shape_builds_and_option_shapes_keep_the_payload() {
+        let fresh = Timestamp { val: 100_005, ecr: 6 };
+        for shape in HostileShape::ALL {
+            let mut seg = stale();
+            if shape.is_v6() {
+                seg.src = "[2001:db8:1::10]:40000".parse().unwrap();
+                seg.dst = "[2001:db8:1::1]:8080".parse().unwrap();
+            }
+            let packets = shape.packets(&seg, fresh).unwrap();
+            assert!(!packets.is_empty(), "{shape:?}");
+            // Segment::parse reads neither extension headers nor fragments.
+            if packets.len() == 1 && shape != HostileShape::TruncatedTimestamp && !shape.is_v6() {
+                let parsed = Seg::parse(&packets[0]).unwrap_or_else(|| panic!("{shape:?} does not parse"));
+                assert_eq!(parsed.payload, b"before", "{shape:?}");
+                assert_eq!(parsed.seq, 1000, "{shape:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn fresh_then_stale_ends_with_the_stale_timestamp_the_kernel_keeps() {
+        let fresh = Timestamp { val: 100_005, ecr: 6 };
+        let packet = HostileShape::FreshThenStaleTimestamp.packets(&stale(), fresh).unwrap().remove(0);
+        assert_eq!(Seg::parse(&packet).unwrap().timestamp, Some(Timestamp { val: 5, ecr: 6 }));
+    }
+
+    #[test]
+    fn client_addresses_are_distinct_documentation_addresses() {
+        let addrs: std::collections::HashSet<IpAddr> = HostileShape::ALL.iter().map(|s| s.client_addr()).collect();
+        assert_eq!(addrs.len(), HostileShape::ALL.len());
+        assert!(addrs.iter().all(|a| a.to_string().starts_with("198.51.100.") || a.to_string().starts_with("2001:db8:1::")));
+    }
+}
