@@ -155,6 +155,9 @@ impl Probes {
         let mut ebpf = loader
             .load(crate::EBPF_OBJECT)
             .map_err(|e| load_error("load netdiag's eBPF object", e.into()))?;
+        // The loader holds its own parse of the kernel BTF (tens of MB): freed before the
+        // attacher may parse another, so they never add up in the process's peak memory.
+        drop(loader);
 
         let drop_note = drop_setup.map(|(_, watched)| {
             format!(", filtered on {} (reason numbers from {})", watched.join(", "), reasons.source)

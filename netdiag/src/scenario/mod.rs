@@ -9,6 +9,7 @@
 //! Usage: build a [`PawsTopology`], start tracing, run a scenario, stop tracing, compare
 //! findings with the returned [`PawsRun`].
 
+mod flood;
 mod hostile;
 mod lab;
 mod packet;
@@ -21,6 +22,7 @@ pub use paws::{
     SERVER_V6, innocent_traffic, paws_established, paws_time_wait, paws_tsecr,
 };
 
+pub use flood::{CLOSED_PORT, FloodRun, FloodSpec, FloodTopology, spoofed_source, syn_flood};
 pub use hostile::{HostileRun, HostileShape, HostileTopology, stale_shaped};
 
 #[cfg(test)]
