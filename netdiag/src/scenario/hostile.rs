@@ -1,6 +1,7 @@
 //! Odd and hostile packets: variants of the PAWS-stale segment of `paws_established` with IPv4
-//! options, IPv6 extension headers, unusual or broken TCP options and IP fragmentation, each
-//! from its own client address so a tracer's per-peer counts tell the shapes apart.
+//! options, IPv6 extension headers, unusual or broken TCP options, IP fragmentation, headers
+//! outside the linear area and GSO, each from its own client address so a tracer's per-peer
+//! counts tell the shapes apart.
 //!
 //! Every stale segment repeats data the server already has (the sequence number of the live
 //! segment it copies): where the kernel applies PAWS it drops it (`TcpExtPAWSEstab`), where the
@@ -9,15 +10,25 @@
 //! `tcp_parse_options`: EOL ends the walk, a length below 2 or past the end stops it (options
 //! after it are never seen), a timestamp option of the wrong length is skipped, and a later
 //! timestamp option replaces an earlier one.
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream},
+    process::Command,
+};
 
 use anyhow::{Context as _, Result, ensure};
 
 use super::{
     lab::Lab,
-    packet::{ACK, Extension, NEXTHDR_DEST, NEXTHDR_HOP, PSH, Segment, Shape, Timestamp, fragment_ipv4, fragment_ipv6},
+    packet::{
+        ACK, Extension, NEXTHDR_DEST, NEXTHDR_HOP, PSH, Segment, Shape, Timestamp, checksum, fragment_ipv4,
+        fragment_ipv6,
+    },
     paws::{SERVER_V4, SERVER_V6},
-    wire::{CONNECT_TIMEOUT, IO_TIMEOUT, RawSender, Sniffer, accept_within, close_in_order, connect_in, exchange, listen_in},
+    wire::{
+        CONNECT_TIMEOUT, ETH_HEADER_LEN, IO_TIMEOUT, RawSender, Sniffer, VIRTIO_NET_HDR_F_NEEDS_CSUM,
+        VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VnetHeader, VnetSender, accept_within, close_in_order,
+        connect_in, exchange, listen_in,
+    },
 };
 
 /// How far behind the live TSval the stale segments claim to be: far outside any PAWS window.
@@ -73,10 +84,34 @@ pub enum HostileShape {
     Ipv4Fragments,
     /// IPv6 fragments, the first holding the fixed TCP header (RFC 7112 requires it).
     Ipv6Fragments,
+    /// A 4.5 KB segment whose TCP header arrives in page fragments, not the linear area
+    /// (packet socket, virtio-net header asking for only Ethernet + IP to be linear). TCP pulls
+    /// the header in before its checks, so PAWS sees it whole.
+    NonLinearHeaders,
+    /// The same shape, dropped by an nftables rule before TCP ever pulls the header in
+    /// (NETFILTER_DROP): a parser reading `skb->head` at the transport offset would read bytes
+    /// past the linear data. No PAWS drop; see [`filtered_drops`].
+    NonLinearFilteredDrop,
+    /// A GSO packet of three 1000-byte segments (virtio-net header, TCPv4).
+    GsoTcpV4,
+    /// A GSO packet of three 1000-byte segments (virtio-net header, TCPv6).
+    GsoTcpV6,
 }
 
+/// Payload of the non-linear shapes: over a page, so the packet socket puts it in fragments.
+const NON_LINEAR_PAYLOAD: usize = 4500;
+/// Segment size and count of the GSO shapes.
+const GSO_SIZE: u16 = 1000;
+pub const GSO_SEGMENTS: u64 = 3;
+/// MTU of the link, room for the non-linear shapes' single large frame.
+const LINK_MTU: &str = "9000";
+const SERVER_MAC: [u8; 6] = [0x02, 0x6e, 0x64, 0, 0, 1];
+const CLIENT_MAC: [u8; 6] = [0x02, 0x6e, 0x64, 0, 0, 2];
+/// The nftables table that drops the `NonLinearFilteredDrop` shape in the server namespace.
+const FILTER_TABLE: &str = "netdiag_hostile";
+
 impl HostileShape {
-    pub const ALL: [HostileShape; 18] = [
+    pub const ALL: [HostileShape; 22] = [
         HostileShape::Ipv4NopOptions,
         HostileShape::Ipv4FullRecordRoute,
         HostileShape::Ipv6HopByHop,
@@ -95,6 +130,10 @@ impl HostileShape {
         HostileShape::ShortTimestampLength,
         HostileShape::Ipv4Fragments,
         HostileShape::Ipv6Fragments,
+        HostileShape::NonLinearHeaders,
+        HostileShape::NonLinearFilteredDrop,
+        HostileShape::GsoTcpV4,
+        HostileShape::GsoTcpV6,
     ];
 
     pub fn is_v6(self) -> bool {
@@ -104,6 +143,7 @@ impl HostileShape {
                 | HostileShape::Ipv6DestinationOptions
                 | HostileShape::Ipv6HopByHopAndDestination
                 | HostileShape::Ipv6Fragments
+                | HostileShape::GsoTcpV6
         )
     }
 
@@ -117,7 +157,39 @@ impl HostileShape {
                 | HostileShape::EolBeforeTimestamp
                 | HostileShape::TruncatedTimestamp
                 | HostileShape::ShortTimestampLength
+                | HostileShape::NonLinearFilteredDrop
         )
+    }
+
+    /// Kernel rejections one copy can cause at most: a GSO packet may reach TCP as one packet or
+    /// as its segments, depending on whether a device on the way segments it.
+    pub fn segments(self) -> u64 {
+        match self {
+            HostileShape::GsoTcpV4 | HostileShape::GsoTcpV6 => GSO_SEGMENTS,
+            _ => 1,
+        }
+    }
+
+    /// The virtio-net header of the shapes sent through a packet socket, for `packet`.
+    fn vnet_header(self, packet: &[u8]) -> Option<VnetHeader> {
+        let ip_header = if self.is_v6() { 40 } else { usize::from(packet[0] & 0x0f) * 4 };
+        let tcp_header = usize::from(packet[ip_header + 12] >> 4) * 4;
+        let gso = |gso_type| VnetHeader {
+            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            gso_type,
+            hdr_len: (ETH_HEADER_LEN + ip_header + tcp_header) as u16,
+            gso_size: GSO_SIZE,
+            csum_start: (ETH_HEADER_LEN + ip_header) as u16,
+            csum_offset: 16,
+        };
+        match self {
+            HostileShape::NonLinearHeaders | HostileShape::NonLinearFilteredDrop => {
+                Some(VnetHeader { hdr_len: (ETH_HEADER_LEN + ip_header) as u16, ..VnetHeader::default() })
+            }
+            HostileShape::GsoTcpV4 => Some(gso(VIRTIO_NET_HDR_GSO_TCPV4)),
+            HostileShape::GsoTcpV6 => Some(gso(VIRTIO_NET_HDR_GSO_TCPV6)),
+            _ => None,
+        }
     }
 
     /// The client address this shape is sent from: one per shape.
@@ -176,9 +248,51 @@ impl HostileShape {
             HostileShape::Ipv6Fragments => {
                 return Ok(fragment_ipv6(&stale.to_ip_packet()?, 24, 0x6e64)?.to_vec());
             }
+            HostileShape::NonLinearHeaders | HostileShape::NonLinearFilteredDrop => {
+                return Ok(vec![old_data(stale, NON_LINEAR_PAYLOAD).to_ip_packet()?]);
+            }
+            HostileShape::GsoTcpV4 | HostileShape::GsoTcpV6 => {
+                let mut packet = old_data(stale, GSO_SEGMENTS as usize * usize::from(GSO_SIZE)).to_ip_packet()?;
+                partial_checksum(&mut packet, self.is_v6());
+                return Ok(vec![packet]);
+            }
         };
         Ok(vec![stale.to_shaped_packet(&shape)?])
     }
+}
+
+/// `stale` with `len` bytes of payload that all lie before the data the server has received:
+/// old data either way, never added to the stream.
+fn old_data(stale: &Segment, len: usize) -> Segment {
+    let end = stale.seq.wrapping_add(stale.payload.len() as u32);
+    Segment { seq: end.wrapping_sub(len as u32), payload: vec![b'x'; len], ..stale.clone() }
+}
+
+/// Replaces the TCP checksum with the pseudo-header sum alone (`CHECKSUM_PARTIAL`, as a GSO
+/// packet carries it: whoever segments it completes each segment's sum).
+fn partial_checksum(packet: &mut [u8], v6: bool) {
+    let ip_header = if v6 { 40 } else { usize::from(packet[0] & 0x0f) * 4 };
+    let tcp_len = packet.len() - ip_header;
+    let pseudo = if v6 {
+        [&packet[8..40], &(tcp_len as u32).to_be_bytes()[..], &[0, 0, 0, 6]].concat()
+    } else {
+        [&packet[12..20], &[0, 6][..], &(tcp_len as u16).to_be_bytes()].concat()
+    };
+    let sum = !checksum(&pseudo);
+    packet[ip_header + 16..ip_header + 18].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Packets the server's nftables rule dropped (`NonLinearFilteredDrop` copies), by its counter.
+pub fn filtered_drops(topo: &HostileTopology) -> Result<u64> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &topo.server_ns, "nft", "list", "table", "inet", FILTER_TABLE])
+        .output()
+        .context("run nft")?;
+    ensure!(out.status.success(), "nft list: {}", String::from_utf8_lossy(&out.stderr).trim());
+    let text = String::from_utf8(out.stdout)?;
+    let mut words = text.split_whitespace().skip_while(|w| *w != "packets");
+    words.next().context("no counter in the filter")?;
+    Ok(words.next().context("counter without value")?.parse()?)
 }
 
 /// What one shape did: who sent it and how many copies.
@@ -211,6 +325,22 @@ impl HostileTopology {
             .collect();
         let client_refs: Vec<&str> = client_addrs.iter().map(String::as_str).collect();
         let link = lab.link(&server_ns, &[&format!("{SERVER_V4}/24"), &format!("{SERVER_V6}/64")], &client_ns, &client_refs)?;
+        let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        lab.set_link(&server_ns, &link.a_if, &["mtu", LINK_MTU, "address", &mac(SERVER_MAC)])?;
+        lab.set_link(&client_ns, &link.b_if, &["mtu", LINK_MTU, "address", &mac(CLIENT_MAC)])?;
+        // Only the large stale copies of that shape: the connection it rides on stays usable.
+        let filtered = HostileShape::NonLinearFilteredDrop.client_addr();
+        lab.nft(
+            &server_ns,
+            &format!(
+                "table inet {FILTER_TABLE} {{
+                    chain input {{
+                        type filter hook input priority 0; policy accept;
+                        ip saddr {filtered} meta length > {NON_LINEAR_PAYLOAD} counter drop
+                    }}
+                }}"
+            ),
+        )?;
         Ok(HostileTopology { lab, server_ns, client_ns, client_if: link.b_if })
     }
 
@@ -240,10 +370,20 @@ pub fn stale_shaped(topo: &HostileTopology, shape: HostileShape, count: u32) -> 
         ..live
     };
     let packets = shape.packets(&stale, fresh)?;
-    let raw = RawSender::open_in(&client_ns, shape.is_v6())?;
-    for _ in 0..count {
-        for packet in &packets {
-            raw.send_packet(packet, server_ip)?;
+    match shape.vnet_header(&packets[0]) {
+        Some(vnet) => {
+            let link = VnetSender::open_in(&client_ns, &topo.client_if, shape.is_v6())?;
+            for _ in 0..count {
+                link.send(&vnet, SERVER_MAC, CLIENT_MAC, &packets[0])?;
+            }
+        }
+        None => {
+            let raw = RawSender::open_in(&client_ns, shape.is_v6())?;
+            for _ in 0..count {
+                for packet in &packets {
+                    raw.send_packet(packet, server_ip)?;
+                }
+            }
         }
     }
     exchange(&mut client, &mut accepted, b"after").with_context(|| format!("stream intact after {shape:?}"))?;
@@ -291,8 +431,10 @@ mod tests {
             }
             let packets = shape.packets(&seg, fresh).unwrap();
             assert!(!packets.is_empty(), "{shape:?}");
-            // Segment::parse reads neither extension headers nor fragments.
-            if packets.len() == 1 && shape != HostileShape::TruncatedTimestamp && !shape.is_v6() {
+            // Segment::parse reads neither extension headers nor fragments; the packet-socket
+            // shapes carry old data of their own size.
+            let plain = shape.vnet_header(&packets[0]).is_none() && shape != HostileShape::TruncatedTimestamp;
+            if packets.len() == 1 && plain && !shape.is_v6() {
                 let parsed = Seg::parse(&packets[0]).unwrap_or_else(|| panic!("{shape:?} does not parse"));
                 assert_eq!(parsed.payload, b"before", "{shape:?}");
                 assert_eq!(parsed.seq, 1000, "{shape:?}");
@@ -305,6 +447,24 @@ mod tests {
         let fresh = Timestamp { val: 100_005, ecr: 6 };
         let packet = HostileShape::FreshThenStaleTimestamp.packets(&stale(), fresh).unwrap().remove(0);
         assert_eq!(Seg::parse(&packet).unwrap().timestamp, Some(Timestamp { val: 5, ecr: 6 }));
+    }
+
+    #[test]
+    fn packet_socket_shapes_carry_old_data_and_a_matching_virtio_net_header() {
+        let fresh = Timestamp { val: 100_005, ecr: 6 };
+        let packet = HostileShape::NonLinearHeaders.packets(&stale(), fresh).unwrap().remove(0);
+        let seg = Seg::parse(&packet).unwrap();
+        assert_eq!((seg.payload.len(), seg.seq.wrapping_add(seg.payload.len() as u32)), (NON_LINEAR_PAYLOAD, 1006));
+        let vnet = HostileShape::NonLinearHeaders.vnet_header(&packet).unwrap();
+        assert_eq!((vnet.hdr_len, vnet.gso_type), (14 + 20, 0));
+
+        let gso = HostileShape::GsoTcpV4.packets(&stale(), fresh).unwrap().remove(0);
+        let vnet = HostileShape::GsoTcpV4.vnet_header(&gso).unwrap();
+        assert_eq!((vnet.hdr_len, vnet.csum_start, vnet.csum_offset, vnet.gso_size), (14 + 20 + 32, 34, 16, 1000));
+        // CHECKSUM_PARTIAL: the field holds the pseudo-header sum, not complemented.
+        let tcp = &gso[20..];
+        let pseudo = [&gso[12..20], &[0, 6], &(tcp.len() as u16).to_be_bytes()].concat();
+        assert_eq!(u16::from_be_bytes([tcp[16], tcp[17]]), !checksum(&pseudo));
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub use paws::{
 };
 
 pub use flood::{CLOSED_PORT, FloodRun, FloodSpec, FloodTopology, spoofed_source, syn_flood};
-pub use hostile::{HostileRun, HostileShape, HostileTopology, stale_shaped};
+pub use hostile::{HostileRun, HostileShape, HostileTopology, filtered_drops, stale_shaped};
 
 #[cfg(test)]
 mod tests;
