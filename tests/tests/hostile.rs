@@ -7,7 +7,9 @@
 //! (never attributes) the packets dropped before TCP pulled their header into the linear area.
 use std::collections::BTreeMap;
 
-use netdiag::scenario::{HostileShape, HostileTopology, filtered_drops, stale_shaped};
+use netdiag::scenario::{
+    HostileShape, HostileTopology, LONE_FRAGMENT_V4, LONE_FRAGMENT_V6, filtered_drops, lone_fragments, stale_shaped,
+};
 use netdiag_tests::{Diagnose, nstat, require_root};
 use serde_json::Value;
 
@@ -81,4 +83,27 @@ fn odd_shapes_are_attributed_exactly_or_not_at_all() {
         .unwrap_or_else(|| panic!("no attribution row: {report:#}"));
     let attributed = if attributes { total } else { 0 };
     assert_eq!((row["kernel_delta"].as_u64(), row["attributed"].as_u64()), (Some(total), Some(attributed)), "{row:#}");
+}
+
+/// Fragments that hold no TCP header (the first half never came) and are freed when their
+/// reassembly times out: watched with `--reason FRAG_REASM_TIMEOUT`, each one is unparsed,
+/// none attributed; the kernel's own counters say how many timed out.
+#[test]
+fn lone_non_first_fragments_are_unparsed_never_attributed() {
+    require_root();
+    let topo = HostileTopology::new("lonefrag").unwrap();
+    let counters = [("IpReasmTimeout", false), ("Ip6ReasmTimeout", true)];
+    let before: Vec<u64> = counters.iter().map(|(c, _)| nstat(&topo.server_ns, c).unwrap()).collect();
+    let tracer = Diagnose::start(&["--reason", "FRAG_REASM_TIMEOUT"]).unwrap();
+    for (_, v6) in counters {
+        lone_fragments(&topo, v6, 4).unwrap();
+    }
+    let report = tracer.finish().unwrap();
+    let timed_out: u64 =
+        counters.iter().zip(&before).map(|((c, _), b)| nstat(&topo.server_ns, c).unwrap() - b).sum();
+    assert_eq!(timed_out, 8, "the kernel timed out every lone fragment");
+    assert_eq!(report["unparsed_packets"], timed_out, "{report:#}");
+    for addr in [LONE_FRAGMENT_V4.to_string(), LONE_FRAGMENT_V6.to_string()] {
+        assert!(report["peers"].as_array().unwrap().iter().all(|p| p["addr"] != addr.as_str()), "{report:#}");
+    }
 }

@@ -295,6 +295,42 @@ pub fn filtered_drops(topo: &HostileTopology) -> Result<u64> {
     Ok(words.next().context("counter without value")?.parse()?)
 }
 
+/// Sends `count` second halves of fragmented packets (IPv4, or IPv6 with `v6`) from
+/// [`LONE_FRAGMENT_V4`]/[`LONE_FRAGMENT_V6`] whose first halves never come: a fragment that
+/// holds no TCP header. The server keeps each in its reassembly queue until the timeout (set
+/// to 1 s here) and then frees it (reason FRAG_REASM_TIMEOUT; `IpReasmTimeout` and
+/// `Ip6ReasmTimeout` count them). Returns once the timeout has passed.
+pub fn lone_fragments(topo: &HostileTopology, v6: bool, count: u16) -> Result<()> {
+    topo.lab.sysctl(&topo.server_ns, if v6 { "net.ipv6.ip6frag_time" } else { "net.ipv4.ipfrag_time" }, "1")?;
+    let (src, dst): (IpAddr, IpAddr) =
+        if v6 { (LONE_FRAGMENT_V6.into(), SERVER_V6.into()) } else { (LONE_FRAGMENT_V4.into(), SERVER_V4.into()) };
+    let raw = RawSender::open_in(&topo.lab.ns_path(&topo.client_ns), v6)?;
+    for id in 0..count {
+        let segment = Segment {
+            src: SocketAddr::new(src, 40000),
+            dst: SocketAddr::new(dst, 8080),
+            seq: 1,
+            ack: 1,
+            flags: ACK | PSH,
+            window: 500,
+            mss: None,
+            timestamp: None,
+            payload: vec![b'x'; 64],
+        };
+        let packet = segment.to_ip_packet()?;
+        let [_, second] =
+            if v6 { fragment_ipv6(&packet, 24, u32::from(id) + 1)? } else { fragment_ipv4(&packet, 24, id + 1)? };
+        raw.send_packet(&second, dst)?;
+    }
+    // The queue's timer runs 1 s after the fragment arrived; give it room.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    Ok(())
+}
+
+/// Sources of [`lone_fragments`]: addresses no shape uses.
+pub const LONE_FRAGMENT_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
+pub const LONE_FRAGMENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 9);
+
 /// What one shape did: who sent it and how many copies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostileRun {
@@ -323,7 +359,8 @@ impl HostileTopology {
             .iter()
             .map(|s| format!("{}/{}", s.client_addr(), if s.is_v6() { 64 } else { 24 }))
             .collect();
-        let client_refs: Vec<&str> = client_addrs.iter().map(String::as_str).collect();
+        let lone = [format!("{LONE_FRAGMENT_V4}/24"), format!("{LONE_FRAGMENT_V6}/64")];
+        let client_refs: Vec<&str> = client_addrs.iter().chain(&lone).map(String::as_str).collect();
         let link = lab.link(&server_ns, &[&format!("{SERVER_V4}/24"), &format!("{SERVER_V6}/64")], &client_ns, &client_refs)?;
         let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
         lab.set_link(&server_ns, &link.a_if, &["mtu", LINK_MTU, "address", &mac(SERVER_MAC)])?;

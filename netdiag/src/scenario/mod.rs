@@ -23,7 +23,10 @@ pub use paws::{
 };
 
 pub use flood::{CLOSED_PORT, FloodRun, FloodSpec, FloodTopology, spoofed_source, syn_flood};
-pub use hostile::{HostileRun, HostileShape, HostileTopology, filtered_drops, stale_shaped};
+pub use hostile::{
+    HostileRun, HostileShape, HostileTopology, LONE_FRAGMENT_V4, LONE_FRAGMENT_V6, filtered_drops, lone_fragments,
+    stale_shaped,
+};
 
 #[cfg(test)]
 mod tests;
