@@ -83,3 +83,17 @@ fn a_million_spoofed_sources_keep_maps_and_memory_bounded_and_the_heavy_peer_exa
     let peak = peak.load(Ordering::Relaxed);
     assert!(peak > 0 && peak < RSS_LIMIT_KIB, "netdiag's peak RSS {peak} KiB");
 }
+
+/// `--reason` takes the running kernel's drop-reason names (any case, with or without the
+/// `SKB_DROP_REASON_` prefix); a misspelt one is a one-line usage error with close names.
+#[test]
+fn a_reason_the_kernel_lacks_is_a_usage_error_with_close_names() {
+    let out = std::process::Command::new(netdiag_tests::netdiag_bin())
+        .args(["diagnose", "--duration", "1", "--reason", "NO_SOKET"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("`NO_SOKET` is not a drop reason of this kernel") && err.contains("NO_SOCKET"), "{err}");
+}

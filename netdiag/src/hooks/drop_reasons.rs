@@ -62,6 +62,16 @@ impl ReasonTable {
             .filter(|&(distance, _)| distance <= (wanted.len() / 3).max(2))
             .collect();
         close.sort();
+        if close.is_empty() {
+            // A fragment of the name (`paws`, `tcp_paws`): the names that hold its words.
+            let words: Vec<&str> = wanted.split('_').filter(|w| w.len() > 2).collect();
+            close = self
+                .by_number
+                .values()
+                .filter(|name| !words.is_empty() && words.iter().all(|w| comparable(name).contains(w)))
+                .map(|name| (0, name.as_str()))
+                .collect();
+        }
         let hint = match close.as_slice() {
             [] => "`netdiag explain` describes the common ones".to_string(),
             close => format!("did you mean {}?", close.iter().take(3).map(|(_, n)| *n).collect::<Vec<_>>().join(", ")),
@@ -122,6 +132,8 @@ mod tests {
         assert_eq!(table.canonical("SKB_DROP_REASON_NO_SOCKET").unwrap(), "NO_SOCKET");
         let err = table.canonical("NO_SOKET").unwrap_err().to_string();
         assert!(err.contains("did you mean NO_SOCKET?"), "{err}");
+        let err = table.canonical("tcp_paws").unwrap_err().to_string();
+        assert!(err.contains("did you mean TCP_RFC7323_PAWS?"), "{err}");
         let err = table.canonical("SOMETHING_ELSE_ENTIRELY").unwrap_err().to_string();
         assert!(err.contains("not a drop reason of this kernel"), "{err}");
         assert!(!err.contains("did you mean"), "{err}");

@@ -166,6 +166,43 @@ const OTHER_REASON_PEERS: usize = 10;
 mod tests {
     use super::*;
 
+    fn report_with(peers: Vec<PeerReport>, probe_stats: ProbeStats) -> Report {
+        Report {
+            kernel: "6.18".into(),
+            duration_s: 1.0,
+            hooks: Vec::new(),
+            peers,
+            findings: Vec::new(),
+            counters: BTreeMap::new(),
+            attribution: Vec::new(),
+            pcap: None,
+            lost_events: 0,
+            unparsed_packets: 0,
+            probe_stats,
+        }
+    }
+
+    fn peer(addr: &str, reason: &str, count: u64) -> PeerReport {
+        PeerReport { addr: addr.into(), netns: "srv".into(), by_reason: BTreeMap::from([(reason.into(), count)]) }
+    }
+
+    #[test]
+    fn text_shows_peer_map_evictions_and_peers_of_added_reasons() {
+        let stats = ProbeStats { peer_inserts: 1_000_016, peer_map_entries: 16, peer_map_evictions: 1_000_000, ..ProbeStats::default() };
+        let mut peers = vec![peer("2001:db8:1::2", "NO_SOCKET", 15624), peer("198.51.100.2", "TCP_RFC7323_PAWS", 5)];
+        peers.extend((0..20).map(|n| peer(&format!("2001:db8:ff00::{n}"), "NO_SOCKET", 1)));
+        let text = report_with(peers, stats).to_text();
+        assert!(text.contains("peer map: 16 peer(s) held, 1000000 evicted"), "{text}");
+        assert!(text.contains("peers by drop reason (top 10 of 21):\n  2001:db8:1::2 (netns srv): NO_SOCKET 15624\n"), "{text}");
+        assert!(!text.contains("198.51.100.2 (netns"), "PAWS peers are in the findings, not this list: {text}");
+    }
+
+    #[test]
+    fn text_has_no_reason_list_when_only_paws_is_watched() {
+        let text = report_with(vec![peer("198.51.100.2", "TCP_RFC7323_PAWS", 5)], ProbeStats::default()).to_text();
+        assert!(!text.contains("peers by drop reason"), "{text}");
+    }
+
     #[test]
     fn wraps_long_text_at_word_boundaries() {
         let text = "word ".repeat(40);
