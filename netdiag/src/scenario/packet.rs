@@ -54,7 +54,7 @@ impl Segment {
     /// The full IP packet with the odd parts of `shape`, checksums filled in.
     pub fn to_shaped_packet(&self, shape: &Shape) -> Result<Vec<u8>> {
         ensure!(
-            shape.tcp_options.as_ref().is_none_or(|o| o.len() % 4 == 0 && o.len() <= 40),
+            shape.tcp_options.as_ref().is_none_or(|o| o.len().is_multiple_of(4) && o.len() <= 40),
             "raw TCP options must be a multiple of 4 bytes, at most 40"
         );
         let mut tcp = self.tcp_bytes(shape.tcp_options.as_deref());
@@ -201,7 +201,7 @@ fn parse_options(mut options: &[u8]) -> (Option<u16>, Option<Timestamp>) {
 
 fn ipv4_header(src: [u8; 4], dst: [u8; 4], options: &[u8], tcp_len: usize) -> Result<Vec<u8>> {
     ensure!(
-        options.len() % 4 == 0 && options.len() <= MAX_IPV4_OPTIONS,
+        options.len().is_multiple_of(4) && options.len() <= MAX_IPV4_OPTIONS,
         "IPv4 options must be a multiple of 4 bytes, at most {MAX_IPV4_OPTIONS}"
     );
     let header_len = IPV4_HEADER_LEN + options.len();
@@ -221,7 +221,7 @@ fn ipv4_header(src: [u8; 4], dst: [u8; 4], options: &[u8], tcp_len: usize) -> Re
 fn ipv6_header(src: [u8; 16], dst: [u8; 16], extensions: &[Extension], tcp_len: usize) -> Result<Vec<u8>> {
     let mut chain = Vec::new();
     for (i, ext) in extensions.iter().enumerate() {
-        ensure!((ext.options.len() + 2) % 8 == 0, "IPv6 extension header body must end on 8 bytes");
+        ensure!((ext.options.len() + 2).is_multiple_of(8), "IPv6 extension header body must end on 8 bytes");
         let next = extensions.get(i + 1).map_or(PROTO_TCP, |e| e.kind);
         chain.push(next);
         chain.push(((ext.options.len() + 2) / 8 - 1) as u8);
@@ -268,7 +268,7 @@ pub struct Extension {
 pub fn fragment_ipv4(packet: &[u8], first: usize, id: u16) -> Result<[Vec<u8>; 2]> {
     let header_len = usize::from(packet[0] & 0x0f) * 4;
     let payload = &packet[header_len..];
-    ensure!(first % 8 == 0 && first > 0 && first < payload.len(), "bad first fragment size {first}");
+    ensure!(first.is_multiple_of(8) && first > 0 && first < payload.len(), "bad first fragment size {first}");
     let piece = |data: &[u8], offset: usize, more: bool| {
         let mut header = packet[..header_len].to_vec();
         header[2..4].copy_from_slice(&((header_len + data.len()) as u16).to_be_bytes());
@@ -288,7 +288,7 @@ pub fn fragment_ipv4(packet: &[u8], first: usize, id: u16) -> Result<[Vec<u8>; 2
 pub fn fragment_ipv6(packet: &[u8], first: usize, id: u32) -> Result<[Vec<u8>; 2]> {
     ensure!(packet[6] == PROTO_TCP, "fragment_ipv6 takes a packet without extension headers");
     let payload = &packet[IPV6_HEADER_LEN..];
-    ensure!(first % 8 == 0 && first > 0 && first < payload.len(), "bad first fragment size {first}");
+    ensure!(first.is_multiple_of(8) && first > 0 && first < payload.len(), "bad first fragment size {first}");
     let piece = |data: &[u8], offset: usize, more: bool| {
         let mut header = packet[..IPV6_HEADER_LEN].to_vec();
         header[4..6].copy_from_slice(&((8 + data.len()) as u16).to_be_bytes());
