@@ -159,8 +159,9 @@ pub unsafe fn parse_linear(skb: *const u8, layout: &SkbLayout, tail_offset: u32)
 /// Bounded walk of the TCP options (at most 40 bytes) for the timestamp option, with the
 /// kernel's rules (`tcp_parse_options`): stop at EOL, at a length below 2 or past the end, skip
 /// a timestamp option of the wrong length. One difference: with two timestamp options the
-/// kernel keeps the last, this walk the first; walking on after a match multiplies the
-/// verifier's states past its budget (E2BIG on 6.18). The value only travels in samples (no
+/// kernel keeps the last, this walk the first; walking on after a match (the value kept in a
+/// local or in map memory alike) takes the verifier past its budget (E2BIG on 6.18), while
+/// returning at once keeps it small. The value only travels in samples (no
 /// attribution depends on it) and `--pcap` keeps the options as sent. The loop visits every
 /// byte position once, so each index is the loop counter itself, which the verifier knows
 /// exactly; `next` marks where the next option starts.

@@ -77,7 +77,9 @@ fn a_million_spoofed_sources_keep_maps_and_memory_bounded_and_the_heavy_peer_exa
     assert_eq!(top["addr"], run.heavy_addr.to_string(), "the heavy peer is on top: {top:#}");
     assert_eq!(top["netns"], topo.server_ns.as_str());
     assert_eq!(top["by_reason"]["NO_SOCKET"].as_u64(), Some(rsts), "exactly what the kernel answered: {top:#}");
-    assert_eq!(rsts, run.heavy_sent, "every heavy SYN reached the server");
+    // Loss on the way (a full backlog queue) is the kernel's business, not netdiag's: the
+    // reference is what the server answered.
+    assert!(rsts > 0 && rsts <= run.heavy_sent, "{rsts} answered of {} heavy SYNs", run.heavy_sent);
     assert!(peers[1..].iter().all(|p| p["by_reason"]["NO_SOCKET"] == 1), "each spoofed source sent one SYN");
 
     let peak = peak.load(Ordering::Relaxed);
