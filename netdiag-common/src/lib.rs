@@ -32,7 +32,9 @@ pub mod stat {
     pub const HOOK_UNPARSED: u32 = 4;
     /// Packet captures not taken: over the per-CPU rate limit, or the capture ring was full.
     pub const CAPTURE_SKIPPED: u32 = 5;
-    pub const COUNT: u32 = 6;
+    /// Fresh keys inserted into `PEER_DROPS`; minus the keys present at the end, the evictions.
+    pub const PEER_INSERTS: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 /// Load-time configuration of the `skb:kfree_skb` program. Every offset comes from the running
@@ -65,6 +67,10 @@ pub struct DropProbeConfig {
     pub dst_dev: u32,
     /// Set of watched drop reasons, resolved by name from the running kernel.
     pub reasons: [u64; REASON_SET_WORDS],
+    /// `struct sk_buff::tail` (an offset from `head` on 64-bit kernels): headers beyond it are
+    /// not in the linear area. [`FIELD_ABSENT`] where it is a pointer (32-bit kernels).
+    pub skb_tail: u32,
+    pub _pad: u32,
 }
 
 impl DropProbeConfig {

@@ -31,6 +31,8 @@ static DROP_PROBE_CONFIG: DropProbeConfig = DropProbeConfig {
     skb_refdst: 0,
     dst_dev: 0,
     reasons: [0; REASON_SET_WORDS],
+    skb_tail: FIELD_ABSENT,
+    _pad: 0,
 };
 
 #[inline(always)]
@@ -62,7 +64,7 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
         network_header: configured(&cfg.skb_network_header),
         transport_header: configured(&cfg.skb_transport_header),
     };
-    let Some(seg) = (unsafe { packet::parse(skb, &layout) }) else {
+    let Some(seg) = (unsafe { packet::parse_linear(skb, &layout, configured(&cfg.skb_tail)) }) else {
         bump(stat::UNPARSED);
         return None;
     };
@@ -90,7 +92,9 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
         local_port: seg.dport,
         _pad: [0; 2],
     };
-    count(&PEER_DROPS, &key, now);
+    if count(&PEER_DROPS, &key, now) {
+        bump(stat::PEER_INSERTS);
+    }
     capture::headers(&seg, netns, reason, now);
 
     match EVENTS.reserve::<DropEvent>(0) {

@@ -63,10 +63,11 @@ pub fn bump(index: u32) {
     }
 }
 
-/// Counts one more event for `key`. The maps are per-CPU: each CPU owns its slot, so plain
-/// writes are exact under a storm with no atomics or cache-line bouncing; userspace sums the CPUs.
+/// Counts one more event for `key`; true when `key` was inserted afresh. The maps are per-CPU:
+/// each CPU owns its slot, so plain writes are exact under a storm with no atomics or
+/// cache-line bouncing; userspace sums the CPUs.
 #[inline(always)]
-pub fn count<K>(map: &LruPerCpuHashMap<K, PeerStats>, key: &K, now: u64) {
+pub fn count<K>(map: &LruPerCpuHashMap<K, PeerStats>, key: &K, now: u64) -> bool {
     if let Some(stats) = map.get_ptr_mut(key) {
         unsafe {
             (*stats).count += 1;
@@ -75,10 +76,12 @@ pub fn count<K>(map: &LruPerCpuHashMap<K, PeerStats>, key: &K, now: u64) {
             }
             (*stats).last_ns = now;
         }
-        return;
+        return false;
     }
     let fresh = PeerStats { count: 1, first_ns: now, last_ns: now };
     if map.insert(key, &fresh, BPF_ANY as u64).is_err() {
         bump(stat::PEER_MAP_FULL);
+        return false;
     }
+    true
 }

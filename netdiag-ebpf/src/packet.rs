@@ -2,13 +2,21 @@
 //! transport header offsets the stack recorded. This works for request-socket and TIME_WAIT
 //! drops, where `skb->sk` is NULL.
 use aya_ebpf::helpers::bpf_probe_read_kernel_buf;
-use netdiag_common::{FAMILY_IPV4, FAMILY_IPV6, tcp_options};
+use netdiag_common::{FAMILY_IPV4, FAMILY_IPV6, FIELD_ABSENT, tcp_options};
 
 use crate::access::read;
 
 const TCP_FIXED_HEADER: usize = 20;
 /// `skb->{network,transport}_header` when the stack has not set it.
 const HEADER_UNSET: u16 = 0xffff;
+const PROTO_TCP: u8 = 6;
+const IPV6_HEADER: u32 = 40;
+/// IPv6 extension headers followed before giving up (counted as unparsed, never guessed).
+const MAX_EXTENSION_HEADERS: usize = 8;
+const NEXTHDR_HOP: u8 = 0;
+const NEXTHDR_ROUTING: u8 = 43;
+const NEXTHDR_FRAGMENT: u8 = 44;
+const NEXTHDR_DEST: u8 = 60;
 
 pub struct Segment {
     pub family: u8,
@@ -42,6 +50,15 @@ pub struct SkbLayout {
 /// counts it as unparsed rather than guessing a peer.
 #[inline(always)]
 pub unsafe fn parse(skb: *const u8, layout: &SkbLayout) -> Option<Segment> {
+    unsafe { parse_linear(skb, layout, FIELD_ABSENT) }
+}
+
+/// As [`parse`], and also `None` when the headers do not all lie in the skb's linear area
+/// (`head` up to `skb->tail`, whose offset is `tail_offset`; [`FIELD_ABSENT`]: unchecked).
+/// Reading past `tail` would read stale bytes, not the packet's headers, which are in page
+/// fragments then.
+#[inline(always)]
+pub unsafe fn parse_linear(skb: *const u8, layout: &SkbLayout, tail_offset: u32) -> Option<Segment> {
     let head: *const u8 = unsafe { read(skb, layout.head)? };
     let network: u16 = unsafe { read(skb, layout.network_header)? };
     let transport: u16 = unsafe { read(skb, layout.transport_header)? };
@@ -71,7 +88,7 @@ pub unsafe fn parse(skb: *const u8, layout: &SkbLayout) -> Option<Segment> {
         4 => {
             let mut hdr = [0u8; 20];
             unsafe { bpf_probe_read_kernel_buf(ip, &mut hdr).ok()? };
-            if hdr[9] != 6 {
+            if hdr[9] != PROTO_TCP || ((hdr[0] & 0x0f) as u32) * 4 != (transport - network) as u32 {
                 return None;
             }
             // A non-first fragment has no TCP header at the transport offset.
@@ -88,13 +105,16 @@ pub unsafe fn parse(skb: *const u8, layout: &SkbLayout) -> Option<Segment> {
         6 => {
             let mut hdr = [0u8; 40];
             unsafe { bpf_probe_read_kernel_buf(ip, &mut hdr).ok()? };
+            if !unsafe { ipv6_carries_tcp(ip, hdr[6], (transport - network) as u32) } {
+                return None;
+            }
             seg.family = FAMILY_IPV6;
             seg.saddr.copy_from_slice(&hdr[8..24]);
             seg.daddr.copy_from_slice(&hdr[24..40]);
             let payload = u16::from_be_bytes([hdr[4], hdr[5]]) as u32;
             seg.wire_len = (payload + 40).min(u16::MAX as u32) as u16;
             // Extension headers sit between the fixed header and the transport header.
-            payload.saturating_sub((transport - network) as u32 - 40)
+            payload.saturating_sub((transport - network) as u32 - IPV6_HEADER)
         }
         _ => return None,
     };
@@ -111,6 +131,12 @@ pub unsafe fn parse(skb: *const u8, layout: &SkbLayout) -> Option<Segment> {
     if header_len < TCP_FIXED_HEADER as u32 {
         return None;
     }
+    if tail_offset != FIELD_ABSENT {
+        let tail: u32 = unsafe { read(skb, tail_offset)? };
+        if transport as u32 + header_len > tail {
+            return None;
+        }
+    }
     seg.payload_len = ip_payload.saturating_sub(header_len) as u16;
     seg.headers_len = seg.transport_offset.saturating_add(header_len as u16);
     let options_len = (header_len as usize) - TCP_FIXED_HEADER;
@@ -121,4 +147,29 @@ pub unsafe fn parse(skb: *const u8, layout: &SkbLayout) -> Option<Segment> {
         seg.timestamp = tcp_options::find_timestamp(&options, options_len);
     }
     Some(seg)
+}
+
+/// Follows the IPv6 extension headers from the fixed header: the packet is TCP only if the
+/// chain reaches the transport header the stack recorded with TCP as the next header. Only the
+/// headers measured in 8-byte units are followed (hop-by-hop, routing, destination options,
+/// and the fragment header of a first fragment); anything else (AH, ESP, a later fragment)
+/// makes the packet unparsed. One path through each step keeps the verifier's work linear.
+#[inline(always)]
+unsafe fn ipv6_carries_tcp(ip: *const u8, first: u8, transport_offset: u32) -> bool {
+    let mut next = first;
+    let mut offset = IPV6_HEADER;
+    for _ in 0..MAX_EXTENSION_HEADERS {
+        if offset >= transport_offset {
+            break;
+        }
+        let Some(ext) = (unsafe { read::<[u8; 4]>(ip, offset) }) else { return false };
+        let first_fragment = next == NEXTHDR_FRAGMENT && u16::from_be_bytes([ext[2], ext[3]]) & 0xfff8 == 0;
+        if !(next == NEXTHDR_HOP || next == NEXTHDR_ROUTING || next == NEXTHDR_DEST || first_fragment) {
+            return false;
+        }
+        // The fragment header's length byte is reserved (zero): 8 bytes, as the formula gives.
+        offset += (ext[1] as u32 + 1) * 8;
+        next = ext[0];
+    }
+    offset == transport_offset && next == PROTO_TCP
 }

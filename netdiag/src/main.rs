@@ -47,6 +47,9 @@ enum Command {
         /// Replace the --pcap file if it exists.
         #[arg(long, requires = "pcap")]
         overwrite: bool,
+        /// Also count drops with this kernel drop reason per peer (e.g. NO_SOCKET); repeatable.
+        #[arg(long = "reason", value_name = "NAME")]
+        reasons: Vec<String>,
     },
     /// TCP counter deltas per namespace, grouped and explained; no tracing, no eBPF.
     Counters(operator::counters::CountersArgs),
@@ -91,8 +94,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Diagnose { duration, json, peer, port, netns, backend, pcap, overwrite } => {
-            let hooks = hooks::Options { backend, ..hooks::Options::default() };
+        Command::Diagnose { duration, json, peer, port, netns, backend, pcap, overwrite, reasons } => {
+            let watched_reasons = hooks::watched_with(&reasons)?;
+            let hooks = hooks::Options { backend, watched_reasons, ..hooks::Options::default() };
             let pcap = pcap.map(|path| PcapTarget { path, overwrite });
             let opts = DiagnoseOptions { duration: Duration::from_secs_f64(duration), peer, port, netns, hooks, pcap };
             let report = session::diagnose(&opts).await?;

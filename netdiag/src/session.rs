@@ -55,6 +55,8 @@ pub async fn diagnose(opts: &DiagnoseOptions) -> Result<Report> {
 /// a reproduction runs.
 pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = ()>) -> Result<Report> {
     let started = Instant::now();
+    // First: without privileges, one line saying so, not an error from whatever is tried next.
+    hooks::privileges::check()?;
     // Registered before anything attaches: Ctrl-C or SIGTERM (kill, systemd, timeout) at any
     // moment after this ends the session with a report instead of killing the process.
     let stop_signals = StopSignals::register()?;
@@ -138,8 +140,11 @@ pub fn build_report(
     filter: &ReportFilter,
     started: Instant,
 ) -> Result<Report> {
+    // Stats, then the map: a peer inserted in between is present but not counted as inserted,
+    // so the eviction count is never overstated by the drops still arriving.
+    let mut stats = probes.stats()?;
     let kernel_counts = probes.peer_drops()?;
-    let stats = probes.stats()?;
+    stats.account_peer_map(kernel_counts.len() as u64);
     let hooks = probes.hooks.clone();
     let reasons = &probes.reasons;
     let duration_s = started.elapsed().as_secs_f64();

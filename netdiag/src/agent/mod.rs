@@ -78,6 +78,8 @@ pub async fn run(args: AgentArgs) -> Result<i32> {
     if args.json_lines.is_some() {
         config.json_lines = args.json_lines;
     }
+    // First: without privileges, one line saying so, not an error from whatever is tried next.
+    hooks::privileges::check()?;
     // Registered before anything attaches, so a stop at any moment detaches cleanly.
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;

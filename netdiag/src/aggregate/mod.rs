@@ -9,9 +9,14 @@ use netdiag_common::DropEvent;
 
 use crate::events::ip_from;
 
-/// Peers kept in userspace; beyond this, new peers are counted in `peers_dropped` only
-/// (their exact counts still live in the kernel map).
-const MAX_PEERS: usize = 65536;
+/// Peers kept in userspace, as many as the kernel's per-peer map holds by default (~1 KiB each
+/// at most: a flood of spoofed sources stays within a few MiB). When full, peers seen only once
+/// make room (see [`Aggregator::record_drop`]); failing that, new peers are counted in
+/// `peers_dropped` only (their exact counts still live in the kernel map).
+const MAX_PEERS: usize = 16384;
+/// Forget the peers seen once only when they are at least this many: each sweep then frees
+/// a quarter of the table, so its cost spreads thin over the inserts that follow.
+const SWEEP_AT_LEAST: usize = MAX_PEERS / 4;
 /// Local endpoints remembered per peer and reason.
 const MAX_LOCALS: usize = 16;
 
@@ -42,6 +47,10 @@ pub struct Aggregator {
     pub undecodable: u64,
     /// Samples of peers beyond [`MAX_PEERS`].
     pub peers_dropped: u64,
+    /// Peers forgotten to make room: each had sent a single sample.
+    pub peers_swept: u64,
+    /// Peers in `peers` with exactly one sample.
+    single_sample_peers: usize,
 }
 
 impl Aggregator {
@@ -53,12 +62,17 @@ impl Aggregator {
             return;
         };
         let id = PeerId { addr: peer, netns: event.netns };
-        if !self.peers.contains_key(&id) && self.peers.len() >= MAX_PEERS {
+        if !self.peers.contains_key(&id) && self.peers.len() >= MAX_PEERS && !self.sweep_single_sample_peers() {
             self.peers_dropped += 1;
             return;
         }
         let samples = self.peers.entry(id).or_default();
         samples.samples += 1;
+        match samples.samples {
+            1 => self.single_sample_peers += 1,
+            2 => self.single_sample_peers -= 1,
+            _ => {}
+        }
         let locals = samples.locals.entry(event.reason).or_default();
         if locals.len() < MAX_LOCALS {
             locals.insert(SocketAddr::new(local, event.dport));
@@ -69,6 +83,19 @@ impl Aggregator {
         if event.has_timestamp != 0 {
             samples.last_tsval = Some(event.tsval);
         }
+    }
+
+    /// Under a flood of one-shot (spoofed) sources, forgets the peers seen only once so that
+    /// repeat offenders stay and newcomers still get in; false if too few would go.
+    fn sweep_single_sample_peers(&mut self) -> bool {
+        if self.single_sample_peers < SWEEP_AT_LEAST {
+            return false;
+        }
+        let before = self.peers.len();
+        self.peers.retain(|_, s| s.samples > 1);
+        self.peers_swept += (before - self.peers.len()) as u64;
+        self.single_sample_peers = 0;
+        true
     }
 
     /// The event with the most samples, for the live status line.
@@ -114,6 +141,27 @@ mod tests {
         let peer = agg.peers.values().next().unwrap();
         assert_eq!(peer.locals[&38].len(), MAX_LOCALS);
         assert_eq!(peer.samples, 100);
+    }
+
+    #[test]
+    fn a_flood_of_one_shot_peers_stays_bounded_and_keeps_repeat_offenders() {
+        let mut agg = Aggregator::default();
+        let heavy = PeerId { addr: "198.51.100.2".parse().unwrap(), netns: 7 };
+        for n in 0..(MAX_PEERS as u32 * 5) {
+            let mut one_shot = drop_from(0, 36, 8080);
+            one_shot.family = netdiag_common::FAMILY_IPV6;
+            one_shot.saddr = [0x20, 0x01, 0x0d, 0xb8, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            one_shot.saddr[12..].copy_from_slice(&n.to_be_bytes());
+            one_shot.daddr = one_shot.saddr;
+            agg.record_drop(&one_shot);
+            if n % 64 == 0 {
+                agg.record_drop(&drop_from(2, 36, 8080));
+            }
+            assert!(agg.peers.len() <= MAX_PEERS);
+        }
+        assert!(agg.peers_swept > 0);
+        assert_eq!(agg.peers[&heavy].samples, u64::from(MAX_PEERS as u32 * 5).div_ceil(64));
+        assert_eq!(agg.top_peer().map(|(id, _)| id), Some(heavy));
     }
 
     #[test]

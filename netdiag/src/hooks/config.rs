@@ -57,6 +57,8 @@ pub fn drop_probe_config(
         skb_refdst: member("sk_buff", &["_skb_refdst"])?,
         dst_dev: member("dst_entry", &["dev"])?,
         reasons: Default::default(),
+        skb_tail: skb_tail_offset(btf),
+        _pad: 0,
     };
     let mut watched = Vec::new();
     let mut missing = Vec::new();
@@ -87,6 +89,15 @@ pub fn drop_probe_config(
 
 /// Marks, in the hook's detail, drop reasons the running kernel does not have.
 pub const NOT_ON_THIS_KERNEL: &str = "not on this kernel";
+
+/// `sk_buff.tail` is a 32-bit offset from `head` on 64-bit kernels (`NET_SKBUFF_DATA_USES_OFFSET`)
+/// and a pointer elsewhere: the parser checks the headers against it only in the first case.
+fn skb_tail_offset(btf: &Btf) -> u32 {
+    match (btf.member_offset("sk_buff", &["tail"]), btf.member_size("sk_buff", &["tail"])) {
+        (Ok(offset), Ok(4)) => offset,
+        _ => FIELD_ABSENT,
+    }
+}
 
 /// The packet parser reads these as 16-bit offsets from `skb->head`.
 fn check_header_fields(btf: &Btf) -> Result<()> {

@@ -2,7 +2,9 @@
 //! BTF's `enum skb_drop_reason`, else from the tracepoint's `__print_symbolic` table.
 use std::collections::BTreeMap;
 
-use crate::{btf::Btf, tracefs::TracepointFormat};
+use anyhow::Result;
+
+use crate::{btf::Btf, error::usage, operator::knowledge::edit_distance, tracefs::{self, TracepointFormat}};
 
 const BTF_PREFIX: &str = "SKB_DROP_REASON_";
 
@@ -46,10 +48,65 @@ impl ReasonTable {
         self.by_number.iter().find(|(_, n)| n.as_str() == name).map(|(v, _)| *v)
     }
 
+    /// The kernel's spelling of `query` (any case, with or without `SKB_DROP_REASON_`), else a
+    /// usage error with the closest names this kernel has.
+    pub fn canonical(&self, query: &str) -> Result<String> {
+        let wanted = comparable(query);
+        if let Some(name) = self.by_number.values().find(|name| comparable(name) == wanted) {
+            return Ok(name.clone());
+        }
+        let mut close: Vec<(usize, &str)> = self
+            .by_number
+            .values()
+            .map(|name| (edit_distance(&wanted, &comparable(name)), name.as_str()))
+            .filter(|&(distance, _)| distance <= (wanted.len() / 3).max(2))
+            .collect();
+        close.sort();
+        if close.is_empty() {
+            // A fragment of the name (`paws`, `tcp_paws`): the names that hold its words.
+            let words: Vec<&str> = wanted.split('_').filter(|w| w.len() > 2).collect();
+            close = self
+                .by_number
+                .values()
+                .filter(|name| !words.is_empty() && words.iter().all(|w| comparable(name).contains(w)))
+                .map(|name| (0, name.as_str()))
+                .collect();
+        }
+        let hint = match close.as_slice() {
+            [] => "`netdiag explain` describes the common ones".to_string(),
+            close => format!("did you mean {}?", close.iter().take(3).map(|(_, n)| *n).collect::<Vec<_>>().join(", ")),
+        };
+        Err(usage(format!("`{query}` is not a drop reason of this kernel ({} known, from {}); {hint}", self.by_number.len(), self.source)))
+    }
+
     /// Name of a reason number; unknown numbers keep their number so nothing is hidden.
     pub fn name(&self, number: u32) -> String {
         self.by_number.get(&number).cloned().unwrap_or_else(|| format!("REASON_{number}"))
     }
+}
+
+/// The PAWS reasons plus `extra` (`diagnose --reason`), each checked against the running
+/// kernel's drop reasons and spelled as the kernel does.
+pub fn watched_with(extra: &[String]) -> Result<Vec<String>> {
+    let mut watched: Vec<String> = PAWS_REASONS.iter().map(|s| s.to_string()).collect();
+    if extra.is_empty() {
+        return Ok(watched);
+    }
+    let format = tracefs::read_format("skb", "kfree_skb").ok();
+    let table = ReasonTable::resolve(&Btf::from_sys_fs()?, format.as_ref());
+    for query in extra {
+        let name = table.canonical(query)?;
+        if !watched.contains(&name) {
+            watched.push(name);
+        }
+    }
+    Ok(watched)
+}
+
+/// Lower case, without the prefix users may leave out.
+fn comparable(name: &str) -> String {
+    let lower = name.trim().to_ascii_lowercase();
+    lower.strip_prefix("skb_drop_reason_").unwrap_or(&lower).to_owned()
 }
 
 #[cfg(test)]
@@ -66,5 +123,19 @@ mod tests {
         assert_eq!(table.name(36), "TCP_RFC7323_PAWS");
         assert_eq!(table.name(99), "REASON_99");
         assert_eq!(table.number("TCP_RFC7323_TSECR"), None);
+    }
+
+    #[test]
+    fn canonical_names_accept_any_case_and_suggest_close_ones() {
+        let table = ReasonTable::from_symbols(&[(2, "NO_SOCKET".into()), (36, "TCP_RFC7323_PAWS".into())]);
+        assert_eq!(table.canonical("no_socket").unwrap(), "NO_SOCKET");
+        assert_eq!(table.canonical("SKB_DROP_REASON_NO_SOCKET").unwrap(), "NO_SOCKET");
+        let err = table.canonical("NO_SOKET").unwrap_err().to_string();
+        assert!(err.contains("did you mean NO_SOCKET?"), "{err}");
+        let err = table.canonical("tcp_paws").unwrap_err().to_string();
+        assert!(err.contains("did you mean TCP_RFC7323_PAWS?"), "{err}");
+        let err = table.canonical("SOMETHING_ELSE_ENTIRELY").unwrap_err().to_string();
+        assert!(err.contains("not a drop reason of this kernel"), "{err}");
+        assert!(!err.contains("did you mean"), "{err}");
     }
 }

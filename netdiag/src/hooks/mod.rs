@@ -18,6 +18,7 @@ use aya::{
 };
 pub use catalogue::BackendChoice;
 pub use drop_reasons::{PAWS_REASONS, ReasonTable};
+pub use drop_reasons::watched_with;
 use netdiag_common::{PeerAddrKey, PeerKey, PeerStats, SynKey, stat};
 use serde::Serialize;
 
@@ -79,6 +80,23 @@ pub struct ProbeStats {
     pub hook_unparsed: u64,
     /// Header captures (`--pcap`) not taken: over the rate limit or the capture ring full.
     pub capture_skipped: u64,
+    /// Fresh peers the kernel inserted into its per-peer drop map.
+    pub peer_inserts: u64,
+    /// Peers in that map at the end of the session (at most its capacity).
+    pub peer_map_entries: u64,
+    /// Peers the LRU map evicted, counts and all: `peer_inserts - peer_map_entries`.
+    pub peer_map_evictions: u64,
+}
+
+impl ProbeStats {
+    /// Adds what the per-peer drop map held at the end. Nothing deletes from that map, so every
+    /// insert not present any more was evicted. Approximate by the few drops counted while the
+    /// map was being read, and where two CPUs inserted the same new peer at once (the second
+    /// insert replaces the first and counts as one eviction).
+    pub fn account_peer_map(&mut self, entries: u64) {
+        self.peer_map_entries = entries;
+        self.peer_map_evictions = self.peer_inserts.saturating_sub(entries);
+    }
 }
 
 /// The per-peer maps, all sized by [`Options::peer_entries`].
@@ -137,6 +155,9 @@ impl Probes {
         let mut ebpf = loader
             .load(crate::EBPF_OBJECT)
             .map_err(|e| load_error("load netdiag's eBPF object", e.into()))?;
+        // The loader holds its own parse of the kernel BTF (tens of MB): freed before the
+        // attacher may parse another, so they never add up in the process's peak memory.
+        drop(loader);
 
         let drop_note = drop_setup.map(|(_, watched)| {
             format!(", filtered on {} (reason numbers from {})", watched.join(", "), reasons.source)
@@ -215,6 +236,8 @@ impl Probes {
             peer_map_full: read(stat::PEER_MAP_FULL)?,
             hook_unparsed: read(stat::HOOK_UNPARSED)?,
             capture_skipped: read(stat::CAPTURE_SKIPPED)?,
+            peer_inserts: read(stat::PEER_INSERTS)?,
+            ..ProbeStats::default()
         })
     }
 }

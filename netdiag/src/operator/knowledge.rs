@@ -969,7 +969,7 @@ fn comparable(name: &str) -> String {
 }
 
 /// Levenshtein distance: insertions, deletions and substitutions each cost one.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     for (i, a_char) in a.chars().enumerate() {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::{counters::Counters, hooks::{HookStatus, ProbeStats}, verdict::Finding};
+use crate::{counters::Counters, hooks::{HookStatus, PAWS_REASONS, ProbeStats}, verdict::Finding};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PeerReport {
@@ -109,6 +109,7 @@ impl Report {
             out += &wrap(&format!("What to do: {}", f.advice), "    ");
             out += "\n\n";
         }
+        out += &self.other_reasons_text();
         out += "kernel counters (session deltas, per namespace):\n";
         if self.counters.is_empty() {
             out += "  no TCP counter moved\n";
@@ -134,13 +135,73 @@ impl Report {
             "\nlost events: {} (ring buffer full; per-peer counts unaffected), unparsed packets: {}\n",
             self.lost_events, self.unparsed_packets
         );
+        out += &format!(
+            "peer map: {} peer(s) held, {} evicted (least recently counted first; their counts are lost)\n",
+            self.probe_stats.peer_map_entries, self.probe_stats.peer_map_evictions
+        );
         out
     }
+
+    /// Peers with drops of the reasons `--reason` added, busiest first, exact kernel counts.
+    fn other_reasons_text(&self) -> String {
+        let other = |p: &&PeerReport| p.by_reason.keys().any(|r| !PAWS_REASONS.contains(&r.as_str()));
+        let shown: Vec<&PeerReport> = self.peers.iter().filter(other).take(OTHER_REASON_PEERS).collect();
+        if shown.is_empty() {
+            return String::new();
+        }
+        let total = self.peers.iter().filter(other).count();
+        let mut out = format!("peers by drop reason (top {} of {total}):\n", shown.len());
+        for peer in shown {
+            let reasons: Vec<String> = peer.by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            out += &format!("  {} (netns {}): {}\n", peer.addr, peer.netns, reasons.join(", "));
+        }
+        out + "\n"
+    }
 }
+
+/// Peers listed in the text report for `--reason` drops.
+const OTHER_REASON_PEERS: usize = 10;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report_with(peers: Vec<PeerReport>, probe_stats: ProbeStats) -> Report {
+        Report {
+            kernel: "6.18".into(),
+            duration_s: 1.0,
+            hooks: Vec::new(),
+            peers,
+            findings: Vec::new(),
+            counters: BTreeMap::new(),
+            attribution: Vec::new(),
+            pcap: None,
+            lost_events: 0,
+            unparsed_packets: 0,
+            probe_stats,
+        }
+    }
+
+    fn peer(addr: &str, reason: &str, count: u64) -> PeerReport {
+        PeerReport { addr: addr.into(), netns: "srv".into(), by_reason: BTreeMap::from([(reason.into(), count)]) }
+    }
+
+    #[test]
+    fn text_shows_peer_map_evictions_and_peers_of_added_reasons() {
+        let stats = ProbeStats { peer_inserts: 1_000_016, peer_map_entries: 16, peer_map_evictions: 1_000_000, ..ProbeStats::default() };
+        let mut peers = vec![peer("2001:db8:1::2", "NO_SOCKET", 15624), peer("198.51.100.2", "TCP_RFC7323_PAWS", 5)];
+        peers.extend((0..20).map(|n| peer(&format!("2001:db8:ff00::{n}"), "NO_SOCKET", 1)));
+        let text = report_with(peers, stats).to_text();
+        assert!(text.contains("peer map: 16 peer(s) held, 1000000 evicted"), "{text}");
+        assert!(text.contains("peers by drop reason (top 10 of 21):\n  2001:db8:1::2 (netns srv): NO_SOCKET 15624\n"), "{text}");
+        assert!(!text.contains("198.51.100.2 (netns"), "PAWS peers are in the findings, not this list: {text}");
+    }
+
+    #[test]
+    fn text_has_no_reason_list_when_only_paws_is_watched() {
+        let text = report_with(vec![peer("198.51.100.2", "TCP_RFC7323_PAWS", 5)], ProbeStats::default()).to_text();
+        assert!(!text.contains("peers by drop reason"), "{text}");
+    }
 
     #[test]
     fn wraps_long_text_at_word_boundaries() {

@@ -109,6 +109,13 @@ impl Lab {
         Ok(pair)
     }
 
+    /// Changes settings of one of the lab's interfaces: `ip link set dev IFNAME SETTINGS...`
+    /// (`mtu 9000`, `address 02:...`).
+    pub fn set_link(&self, ns: &str, ifname: &str, settings: &[&str]) -> Result<()> {
+        self.role_of(ns)?;
+        ip(&[&["-n", ns, "link", "set", "dev", ifname][..], settings].concat())
+    }
+
     /// Writes a per-namespace sysctl (`net.ipv4.*` or `net.ipv6.*`) in one of the lab's namespaces.
     pub fn sysctl(&self, ns: &str, key: &str, value: &str) -> Result<()> {
         let file = self.sysctl_file(ns, key)?;

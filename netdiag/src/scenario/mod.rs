@@ -9,6 +9,8 @@
 //! Usage: build a [`PawsTopology`], start tracing, run a scenario, stop tracing, compare
 //! findings with the returned [`PawsRun`].
 
+mod flood;
+mod hostile;
 mod lab;
 mod packet;
 mod paws;
@@ -18,6 +20,12 @@ pub use lab::{Lab, VethPair};
 pub use paws::{
     CLIENT_V4, CLIENT_V6, INNOCENT_V4, PawsRun, PawsTopology, SERVER_INNOCENT_SIDE_V4, SERVER_V4,
     SERVER_V6, innocent_traffic, paws_established, paws_time_wait, paws_tsecr, paws_tsecr_from_many,
+};
+
+pub use flood::{CLOSED_PORT, FloodRun, FloodSpec, FloodTopology, spoofed_source, syn_flood};
+pub use hostile::{
+    HostileRun, HostileShape, HostileTopology, LONE_FRAGMENT_V4, LONE_FRAGMENT_V6, filtered_drops, lone_fragments,
+    stale_shaped,
 };
 
 #[cfg(test)]

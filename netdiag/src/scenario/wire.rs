@@ -3,7 +3,7 @@
 use std::{
     io::{ErrorKind, Read as _, Write as _},
     mem::MaybeUninit,
-    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream},
     os::fd::AsRawFd,
     path::Path,
     time::{Duration, Instant},
@@ -133,14 +133,88 @@ impl RawSender {
     }
 
     pub fn send(&self, segment: &Segment) -> Result<()> {
-        let packet = segment.to_ip_packet()?;
+        self.send_packet(&segment.to_ip_packet()?, segment.dst.ip())
+    }
+
+    /// Sends one IP packet built by the caller (fragments, hostile shapes) to `dst`.
+    pub fn send_packet(&self, packet: &[u8], dst: IpAddr) -> Result<()> {
         // The port must be 0 for raw sockets; routing uses only the address.
-        let to = SockAddr::from(SocketAddr::new(segment.dst.ip(), 0));
-        let sent = self
-            .socket
-            .send_to(&packet, &to)
-            .with_context(|| format!("send raw segment to {}", segment.dst))?;
+        let to = SockAddr::from(SocketAddr::new(dst, 0));
+        let sent = self.socket.send_to(packet, &to).with_context(|| format!("send raw packet to {dst}"))?;
         ensure!(sent == packet.len(), "short raw send: {sent} of {}", packet.len());
+        Ok(())
+    }
+}
+
+/// Sends Ethernet frames on one interface with a virtio-net header in front (`PACKET_VNET_HDR`),
+/// which tells the kernel how much of the frame to keep in the linear area (the rest goes to
+/// page fragments) and whether it is a GSO packet to segment: the packet shapes a NIC driver
+/// or a VM's tap device hands the stack.
+pub struct VnetSender {
+    socket: Socket,
+}
+
+/// `struct virtio_net_hdr` (little-endian on x86, as the kernel reads it for packet sockets).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VnetHeader {
+    pub flags: u8,
+    pub gso_type: u8,
+    pub hdr_len: u16,
+    pub gso_size: u16,
+    pub csum_start: u16,
+    pub csum_offset: u16,
+}
+
+pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+pub const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
+pub const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
+const PACKET_VNET_HDR: libc::c_int = 15;
+pub const ETH_HEADER_LEN: usize = 14;
+
+impl VnetHeader {
+    fn bytes(&self) -> [u8; 10] {
+        let mut out = [0u8; 10];
+        out[0] = self.flags;
+        out[1] = self.gso_type;
+        for (i, field) in [self.hdr_len, self.gso_size, self.csum_start, self.csum_offset].into_iter().enumerate() {
+            out[2 + 2 * i..4 + 2 * i].copy_from_slice(&field.to_le_bytes());
+        }
+        out
+    }
+}
+
+impl VnetSender {
+    /// A sender of IPv4 (or, with `v6`, IPv6) frames: the bound protocol becomes the packets'
+    /// `skb->protocol`, which the virtio-net header's GSO type must match.
+    pub fn open_in(ns: &Path, ifname: &str, v6: bool) -> Result<VnetSender> {
+        let ifname = ifname.to_owned();
+        let protocol = if v6 { libc::ETH_P_IPV6 } else { libc::ETH_P_IP } as u16;
+        netns::run_in(ns, move || {
+            let socket = Socket::new(Domain::PACKET, Type::RAW, None).context("packet socket")?;
+            let on: libc::c_int = 1;
+            // SAFETY: a valid int option value for the call.
+            let rc = unsafe {
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    PACKET_VNET_HDR,
+                    (&raw const on).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            ensure!(rc == 0, "PACKET_VNET_HDR: {}", std::io::Error::last_os_error());
+            socket.bind(&link_layer_addr_for(&ifname, protocol)?).with_context(|| format!("bind to {ifname}"))?;
+            socket.set_write_timeout(Some(IO_TIMEOUT))?;
+            Ok(VnetSender { socket })
+        })
+    }
+
+    /// Sends `ip_packet` in an Ethernet frame from `src_mac` to `dst_mac` behind `vnet`.
+    pub fn send(&self, vnet: &VnetHeader, dst_mac: [u8; 6], src_mac: [u8; 6], ip_packet: &[u8]) -> Result<()> {
+        let ethertype: u16 = if ip_packet.first().is_some_and(|b| b >> 4 == 6) { 0x86dd } else { 0x0800 };
+        let frame = [&vnet.bytes()[..], &dst_mac, &src_mac, &ethertype.to_be_bytes(), ip_packet].concat();
+        let sent = self.socket.send(&frame).context("send frame with virtio-net header")?;
+        ensure!(sent == frame.len(), "short packet send: {sent} of {}", frame.len());
         Ok(())
     }
 }
@@ -215,6 +289,10 @@ impl Sniffer {
 }
 
 fn link_layer_addr(ifname: &str) -> Result<SockAddr> {
+    link_layer_addr_for(ifname, libc::ETH_P_ALL as u16)
+}
+
+fn link_layer_addr_for(ifname: &str, protocol: u16) -> Result<SockAddr> {
     let name = std::ffi::CString::new(ifname)?;
     // SAFETY: a valid NUL-terminated name.
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -223,7 +301,7 @@ fn link_layer_addr(ifname: &str) -> Result<SockAddr> {
     // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_ll.
     let ll = unsafe { storage.view_as::<libc::sockaddr_ll>() };
     ll.sll_family = libc::AF_PACKET as u16;
-    ll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    ll.sll_protocol = protocol.to_be();
     ll.sll_ifindex = index as i32;
     let len = std::mem::size_of::<libc::sockaddr_ll>() as socket2::socklen_t;
     // SAFETY: the storage holds an initialized sockaddr_ll of `len` bytes.
