@@ -90,6 +90,45 @@ impl Diagnose {
     }
 }
 
+/// The peak resident memory (VmHWM) of a process, followed from a thread until stopped, so the
+/// last moments before it exits (building its report) are included.
+pub struct PeakRss {
+    peak_kib: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sampler: std::thread::JoinHandle<()>,
+}
+
+impl PeakRss {
+    pub fn watch(pid: u32) -> PeakRss {
+        use std::sync::atomic::Ordering;
+        let peak_kib = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (peak, run) = (peak_kib.clone(), running.clone());
+        let sampler = std::thread::spawn(move || {
+            while run.load(Ordering::Relaxed) {
+                if let Some(kib) = peak_rss_kib(pid) {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        PeakRss { peak_kib, running, sampler }
+    }
+
+    /// The highest VmHWM seen, in KiB.
+    pub fn stop(self) -> u64 {
+        use std::sync::atomic::Ordering;
+        self.running.store(false, Ordering::Relaxed);
+        let _ = self.sampler.join();
+        self.peak_kib.load(Ordering::Relaxed)
+    }
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+}
+
 /// How a `netdiag diagnose` process ended and what it printed.
 pub struct Ended {
     pub status: ExitStatus,

@@ -4,28 +4,16 @@
 //! memory must stay bounded, and the heavy client must still be the top peer with the exact
 //! count the server kernel saw (its `TcpOutRsts` delta: only the heavy client is routable, so
 //! only its SYNs are answered).
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use netdiag::scenario::{FloodSpec, FloodTopology, syn_flood};
-use netdiag_tests::{Diagnose, nstat, require_root};
+use netdiag_tests::{Diagnose, PeakRss, nstat, require_root};
 
 const SOURCES: u32 = 1_000_000;
 const HEAVY_EVERY: u32 = 64;
 /// The per-peer map's capacity (hooks::Options::default().peer_entries).
 const PEER_ENTRIES: u64 = 16384;
 const RSS_LIMIT_KIB: u64 = 64 * 1024;
-
-/// VmHWM (peak resident set) of `pid` in KiB, if it still runs.
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
-}
 
 #[test]
 fn a_million_spoofed_sources_keep_maps_and_memory_bounded_and_the_heavy_peer_exact() {
@@ -34,18 +22,7 @@ fn a_million_spoofed_sources_keep_maps_and_memory_bounded_and_the_heavy_peer_exa
     let rsts_before = nstat(&topo.server_ns, "TcpOutRsts").unwrap();
     let tracer = Diagnose::start(&["--reason", "no_socket", "--netns", &topo.server_ns]).unwrap();
     // Peak memory sampled until the process is gone, report building included.
-    let (pid, peak, running) = (tracer.pid(), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(true)));
-    let sampler = {
-        let (peak, running) = (peak.clone(), running.clone());
-        std::thread::spawn(move || {
-            while running.load(Ordering::Relaxed) {
-                if let Some(kib) = peak_rss_kib(pid) {
-                    peak.fetch_max(kib, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    let rss = PeakRss::watch(tracer.pid());
     let spec = FloodSpec { sources: SOURCES, heavy_every: HEAVY_EVERY, time_limit: Duration::from_secs(45) };
     let run = syn_flood(&topo, spec).unwrap();
     eprintln!(
@@ -56,13 +33,12 @@ fn a_million_spoofed_sources_keep_maps_and_memory_bounded_and_the_heavy_peer_exa
         run.packets_per_second()
     );
     let report = tracer.finish().unwrap();
-    running.store(false, Ordering::Relaxed);
-    sampler.join().unwrap();
+    let peak = rss.stop();
     let rsts = nstat(&topo.server_ns, "TcpOutRsts").unwrap() - rsts_before;
 
     assert_eq!(run.spoofed_sent, u64::from(SOURCES), "the flood was cut by its time limit");
     let stats = &report["probe_stats"];
-    eprintln!("probe_stats {stats:#}, peak RSS {} KiB", peak.load(Ordering::Relaxed));
+    eprintln!("probe_stats {stats:#}, peak RSS {peak} KiB");
     let entries = stats["peer_map_entries"].as_u64().unwrap();
     let inserts = stats["peer_inserts"].as_u64().unwrap();
     let evictions = stats["peer_map_evictions"].as_u64().unwrap();
@@ -82,7 +58,6 @@ fn a_million_spoofed_sources_keep_maps_and_memory_bounded_and_the_heavy_peer_exa
     assert!(rsts > 0 && rsts <= run.heavy_sent, "{rsts} answered of {} heavy SYNs", run.heavy_sent);
     assert!(peers[1..].iter().all(|p| p["by_reason"]["NO_SOCKET"] == 1), "each spoofed source sent one SYN");
 
-    let peak = peak.load(Ordering::Relaxed);
     assert!(peak > 0 && peak < RSS_LIMIT_KIB, "netdiag's peak RSS {peak} KiB");
 }
 

@@ -14,9 +14,9 @@ use anyhow::{Context as _, Result, bail, ensure};
 use netdiag::{
     btf::Btf,
     hooks::{PAWS_REASONS, ReasonTable},
-    scenario::{self, PawsTopology},
+    scenario::{self, FloodSpec, FloodTopology, PawsTopology, syn_flood},
 };
-use netdiag_tests::{Diagnose, findings_for, nstat};
+use netdiag_tests::{Diagnose, PeakRss, findings_for, nstat};
 use serde_json::{Value, json};
 
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
@@ -25,6 +25,8 @@ struct Plan {
     repeats: usize,
     /// Rejected segments injected per run.
     segments: u32,
+    /// Distinct spoofed sources of the memory flood.
+    flood_sources: u32,
     out: PathBuf,
 }
 
@@ -66,13 +68,19 @@ fn main() -> Result<()> {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/bench/results.json"));
-    let plan = Plan { repeats: if quick { 3 } else { 5 }, segments: if quick { 100_000 } else { 300_000 }, out };
+    let plan = Plan {
+        repeats: if quick { 3 } else { 5 },
+        segments: if quick { 100_000 } else { 300_000 },
+        flood_sources: if quick { 300_000 } else { 1_000_000 },
+        out,
+    };
     ensure!(unsafe { libc::geteuid() } == 0, "the bench loads eBPF programs and creates namespaces: run it as root");
     let stats_were = std::fs::read_to_string(BPF_STATS).unwrap_or_default();
     std::fs::write(BPF_STATS, "1").context("enable kernel.bpf_stats_enabled")?;
     let result = drop_path(&plan);
     let _ = std::fs::write(BPF_STATS, stats_were.trim());
-    let rows = result?;
+    let mut rows = result?;
+    rows.extend(flood_memory(&plan)?);
     let machine = machine();
     print_table(&machine, &rows);
     if let Some(dir) = plan.out.parent() {
@@ -153,6 +161,58 @@ fn drop_path(plan: &Plan) -> Result<Vec<Value>> {
     Ok(rows)
 }
 
+/// Spoofed SYNs from `flood_sources` distinct addresses to a closed port, watched as NO_SOCKET
+/// drops: netdiag's peak memory, the kernel maps' memory, and what the bounded maps evicted.
+fn flood_memory(plan: &Plan) -> Result<Vec<Value>> {
+    let topo = FloodTopology::new("benchflood")?;
+    let tracer = Diagnose::start(&["--reason", "NO_SOCKET", "--netns", &topo.server_ns])?;
+    let pid = tracer.pid();
+    let rss = PeakRss::watch(pid);
+    let spec = FloodSpec { sources: plan.flood_sources, heavy_every: 64, time_limit: Duration::from_secs(60) };
+    let run = syn_flood(&topo, spec)?;
+    let map_bytes = map_memory(pid)?;
+    let report = tracer.finish()?;
+    let peak_kib = rss.stop();
+    let stats = &report["probe_stats"];
+    eprintln!("bench: flood of {} sources at {:.0} packets/s", run.spoofed_sent, run.packets_per_second());
+    Ok(vec![
+        json!({
+            "measure": format!("memory under a flood of {} distinct peers: netdiag peak RSS (MiB)", run.spoofed_sent),
+            "contender": "netdiag",
+            "median": round3(peak_kib as f64 / 1024.0),
+            "target": "≤ 64 MiB",
+        }),
+        json!({
+            "measure": "  … kernel map memory, all netdiag maps (MiB, bytes_memlock)",
+            "contender": "netdiag",
+            "median": round3(map_bytes as f64 / (1024.0 * 1024.0)),
+            "target": "bounded by configured sizes",
+            "peer_map_entries": stats["peer_map_entries"],
+            "peer_map_evictions": stats["peer_map_evictions"],
+        }),
+    ])
+}
+
+/// Memory the kernel charges for the maps process `pid` holds.
+fn map_memory(pid: u32) -> Result<u64> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        let info = std::fs::read_to_string(entry?.path()).unwrap_or_default();
+        if let Some(id) = info.lines().find_map(|l| l.strip_prefix("map_id:")) {
+            ids.push(id.trim().parse::<u64>()?);
+        }
+    }
+    let out = Command::new("bpftool").args(["map", "show", "--json"]).output().context("run bpftool")?;
+    let maps: Value = serde_json::from_slice(&out.stdout).context("bpftool printed no JSON")?;
+    Ok(maps
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["id"].as_u64().is_some_and(|id| ids.contains(&id)))
+        .filter_map(|m| m["bytes_memlock"].as_u64())
+        .sum())
+}
+
 fn drop_run(topo: &PawsTopology, contender: Contender, segments: u32, script: &str) -> Result<DropRun> {
     let before = nstat(&topo.server_ns, "TcpExtPAWSEstab")?;
     let mut run = DropRun::default();
@@ -179,7 +239,7 @@ fn drop_run(topo: &PawsTopology, contender: Contender, segments: u32, script: &s
             let paws = scenario::paws_established(topo, false, segments)?;
             run.segments_per_s = paws.injected as f64 / paws.injection_time.as_secs_f64();
             run.ns_per_run = ns_per_run(tracer.child.id())?;
-            let counted = tracer.finish()?;
+            let counted = tracer.finish(netdiag::netns::inode_of(&topo.server_path())?)?;
             let rejected = nstat(&topo.server_ns, "TcpExtPAWSEstab")? - before;
             run.exact = Some(counted == rejected && rejected == paws.injected);
         }
@@ -187,8 +247,8 @@ fn drop_run(topo: &PawsTopology, contender: Contender, segments: u32, script: &s
     Ok(run)
 }
 
-/// What a bpftrace user would write for the same per-peer count: source address and reason of
-/// every PAWS drop, parsed from the packet as netdiag's program does. Reason numbers are this
+/// What a bpftrace user would write for the same per-peer count: source address, reason and
+/// namespace of every PAWS drop, parsed from the packet as netdiag's program does. Reason numbers are this
 /// kernel's, resolved by name.
 fn bpftrace_paws_script() -> Result<String> {
     let btf = Btf::from_sys_fs()?;
@@ -200,7 +260,7 @@ fn bpftrace_paws_script() -> Result<String> {
         "tracepoint:skb:kfree_skb /{}/ {{
             $skb = (struct sk_buff *)args->skbaddr;
             $ip = (struct iphdr *)($skb->head + $skb->network_header);
-            @drops[$ip->saddr, args->reason] = count();
+            @drops[$ip->saddr, args->reason, $skb->dev->nd_net.net->ns.inum] = count();
         }}",
         numbers.join(" || ")
     ))
@@ -209,6 +269,8 @@ fn bpftrace_paws_script() -> Result<String> {
 /// A running bpftrace; its maps are printed when it gets SIGINT.
 struct Bpftrace {
     child: Child,
+    /// Everything it prints after attaching, once it exits.
+    output: std::thread::JoinHandle<String>,
 }
 
 impl Bpftrace {
@@ -222,7 +284,7 @@ impl Bpftrace {
         let stdout = child.stdout.take().context("bpftrace stdout")?;
         let (tx, rx) = mpsc::channel();
         let mut reader = BufReader::new(stdout);
-        std::thread::spawn(move || {
+        let output = std::thread::spawn(move || {
             let mut line = String::new();
             while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
                 if line.starts_with("Attaching") {
@@ -233,8 +295,7 @@ impl Bpftrace {
             }
             let mut rest = String::new();
             let _ = reader.read_to_string(&mut rest);
-            let _ = tx.send(());
-            std::fs::write(bpftrace_output_file(), rest).ok();
+            rest
         });
         if rx.recv_timeout(Duration::from_secs(60)).is_err() {
             let _ = child.kill();
@@ -242,25 +303,22 @@ impl Bpftrace {
         }
         // "Attaching" is printed before the programs are in; give them a moment.
         std::thread::sleep(Duration::from_millis(500));
-        Ok(Bpftrace { child })
+        Ok(Bpftrace { child, output })
     }
 
-    /// Stops bpftrace and returns the total of its `@drops` map.
-    fn finish(mut self) -> Result<u64> {
+    /// Stops bpftrace and returns the total of its `@drops` map in namespace `netns`.
+    fn finish(mut self, netns: u32) -> Result<u64> {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         self.child.wait()?;
-        std::thread::sleep(Duration::from_millis(200));
-        let text = std::fs::read_to_string(bpftrace_output_file()).unwrap_or_default();
+        let text = self.output.join().unwrap_or_default();
+        // `@drops[40121286, 36, 4026532514]: 100000`
+        let in_netns = format!(", {netns}]:");
         Ok(text
             .lines()
-            .filter(|l| l.starts_with("@drops["))
+            .filter(|l| l.starts_with("@drops[") && l.contains(&in_netns))
             .filter_map(|l| l.rsplit(' ').next()?.trim().parse::<u64>().ok())
             .sum())
     }
-}
-
-fn bpftrace_output_file() -> PathBuf {
-    std::env::temp_dir().join(format!("netdiag-bench-bpftrace-{}.txt", std::process::id()))
 }
 
 /// Run time per run of the programs process `pid` holds on skb:kfree_skb, from the kernel's
@@ -323,6 +381,9 @@ fn print_table(machine: &Value, rows: &[Value]) {
         }
         if let Some(lost) = row["lost_events_total"].as_u64() {
             extra += &format!(", lost events reported: {lost}");
+        }
+        if let (Some(entries), Some(evicted)) = (row["peer_map_entries"].as_u64(), row["peer_map_evictions"].as_u64()) {
+            extra += &format!("peer map {entries} entries, {evicted} evictions counted");
         }
         println!(
             "{:<56} {:<10} {:>12} {:>25} {:>9}  {} {}",
