@@ -154,6 +154,8 @@ pub struct PeerStats {
     /// `bpf_ktime_get_ns` of the first and last drop.
     pub first_ns: u64,
     pub last_ns: u64,
+    /// When this CPU last sent a ring-buffer sample for the key (kernel-side rate limit).
+    pub last_sample_ns: u64,
 }
 
 /// One dropped TCP segment, as parsed from the packet itself (`skb->head` + header offsets).

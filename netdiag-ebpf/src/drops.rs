@@ -9,7 +9,7 @@ use netdiag_common::{
 use crate::{
     access::{self, configured, read},
     capture,
-    maps::{EVENTS, PEER_DROPS, bump, count, wakeup_flags},
+    maps::{EVENTS, PEER_DROPS, bump, count_sampled, wakeup_flags},
     packet::{self, SkbLayout},
 };
 
@@ -64,7 +64,7 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
         network_header: configured(&cfg.skb_network_header),
         transport_header: configured(&cfg.skb_transport_header),
     };
-    let Some(seg) = (unsafe { packet::parse_linear(skb, &layout, configured(&cfg.skb_tail)) }) else {
+    let Some(mut seg) = (unsafe { packet::parse_headers(skb, &layout, configured(&cfg.skb_tail)) }) else {
         bump(stat::UNPARSED);
         return None;
     };
@@ -92,10 +92,16 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
         local_port: seg.dport,
         _pad: [0; 2],
     };
-    if count(&PEER_DROPS, &key, now) {
+    let counted = count_sampled(&PEER_DROPS, &key, now);
+    if counted.fresh {
         bump(stat::PEER_INSERTS);
     }
     capture::headers(&seg, netns, reason, now);
+    // The count is in the map; a sample (with the timestamp option, read only now) per key
+    // now and then is what userspace needs of the rest.
+    if !counted.sample_due || unsafe { packet::read_timestamp(&mut seg) }.is_none() {
+        return Some(());
+    }
 
     match EVENTS.reserve::<DropEvent>(0) {
         Some(mut entry) => {

@@ -63,25 +63,47 @@ pub fn bump(index: u32) {
     }
 }
 
-/// Counts one more event for `key`; true when `key` was inserted afresh. The maps are per-CPU:
+/// A key sends at most one ring-buffer sample per CPU in this time: per-flow detail for
+/// userspace, while the counts themselves stay in the map, exact, however fast they rise.
+const SAMPLE_EVERY_NS: u64 = 250_000_000;
+
+/// What [`count_sampled`] did.
+pub struct Counted {
+    /// `key` was inserted afresh.
+    pub fresh: bool,
+    /// A sample of this event is due: the key is new, or its last sample is old enough.
+    pub sample_due: bool,
+}
+
+/// Counts one more event for `key`; true when `key` was inserted afresh.
+#[inline(always)]
+pub fn count<K>(map: &LruPerCpuHashMap<K, PeerStats>, key: &K, now: u64) -> bool {
+    count_sampled(map, key, now).fresh
+}
+
+/// Counts one more event for `key` and says whether a sample is due. The maps are per-CPU:
 /// each CPU owns its slot, so plain writes are exact under a storm with no atomics or
 /// cache-line bouncing; userspace sums the CPUs.
 #[inline(always)]
-pub fn count<K>(map: &LruPerCpuHashMap<K, PeerStats>, key: &K, now: u64) -> bool {
+pub fn count_sampled<K>(map: &LruPerCpuHashMap<K, PeerStats>, key: &K, now: u64) -> Counted {
     if let Some(stats) = map.get_ptr_mut(key) {
-        unsafe {
-            (*stats).count += 1;
-            if (*stats).first_ns == 0 {
-                (*stats).first_ns = now;
-            }
-            (*stats).last_ns = now;
+        let stats = unsafe { &mut *stats };
+        stats.count += 1;
+        if stats.first_ns == 0 {
+            stats.first_ns = now;
         }
-        return false;
+        stats.last_ns = now;
+        let sample_due = now.wrapping_sub(stats.last_sample_ns) >= SAMPLE_EVERY_NS;
+        if sample_due {
+            stats.last_sample_ns = now;
+        }
+        return Counted { fresh: false, sample_due };
     }
-    let fresh = PeerStats { count: 1, first_ns: now, last_ns: now };
+    let fresh = PeerStats { count: 1, first_ns: now, last_ns: now, last_sample_ns: now };
     if map.insert(key, &fresh, BPF_ANY as u64).is_err() {
         bump(stat::PEER_MAP_FULL);
-        return false;
+        // Not counted: a sample at least says the peer exists.
+        return Counted { fresh: false, sample_due: true };
     }
-    true
+    Counted { fresh: true, sample_due: true }
 }

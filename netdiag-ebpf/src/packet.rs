@@ -37,6 +37,9 @@ pub struct Segment {
     pub transport_offset: u16,
     /// Where the IP header starts in kernel memory.
     pub ip: *const u8,
+    /// Where the TCP options start, and how many bytes they take.
+    options_at: *const u8,
+    options_len: usize,
 }
 
 /// Offsets of the `sk_buff` members the parser needs, from the running kernel's BTF.
@@ -59,6 +62,15 @@ pub unsafe fn parse(skb: *const u8, layout: &SkbLayout) -> Option<Segment> {
 /// fragments then.
 #[inline(always)]
 pub unsafe fn parse_linear(skb: *const u8, layout: &SkbLayout, tail_offset: u32) -> Option<Segment> {
+    let mut seg = unsafe { parse_headers(skb, layout, tail_offset)? };
+    unsafe { read_timestamp(&mut seg)? };
+    Some(seg)
+}
+
+/// As [`parse_linear`], without reading the TCP options: `timestamp` stays `None` until
+/// [`read_timestamp`]. For callers that need the timestamp only now and then.
+#[inline(always)]
+pub unsafe fn parse_headers(skb: *const u8, layout: &SkbLayout, tail_offset: u32) -> Option<Segment> {
     let head: *const u8 = unsafe { read(skb, layout.head)? };
     let network: u16 = unsafe { read(skb, layout.network_header)? };
     let transport: u16 = unsafe { read(skb, layout.transport_header)? };
@@ -80,6 +92,8 @@ pub unsafe fn parse_linear(skb: *const u8, layout: &SkbLayout, tail_offset: u32)
         wire_len: 0,
         transport_offset: transport - network,
         ip: unsafe { head.add(network as usize) },
+        options_at: core::ptr::null(),
+        options_len: 0,
     };
     let ip = seg.ip;
     let version_byte: u8 = unsafe { read(ip, 0)? };
@@ -139,14 +153,21 @@ pub unsafe fn parse_linear(skb: *const u8, layout: &SkbLayout, tail_offset: u32)
     }
     seg.payload_len = ip_payload.saturating_sub(header_len) as u16;
     seg.headers_len = seg.transport_offset.saturating_add(header_len as u16);
-    let options_len = (header_len as usize) - TCP_FIXED_HEADER;
-    if options_len > 0 {
+    seg.options_at = unsafe { tcp_start.add(TCP_FIXED_HEADER) };
+    seg.options_len = (header_len as usize) - TCP_FIXED_HEADER;
+    Some(seg)
+}
+
+/// Fills in `seg.timestamp` from its TCP options; `None` if they cannot be read.
+#[inline(always)]
+pub unsafe fn read_timestamp(seg: &mut Segment) -> Option<()> {
+    if seg.options_len > 0 {
         // Fixed-size read; bytes past the options are never looked at.
         let mut options = [0u8; tcp_options::BUFFER];
-        unsafe { bpf_probe_read_kernel_buf(tcp_start.add(TCP_FIXED_HEADER), &mut options[..tcp_options::MAX_LEN]).ok()? };
-        seg.timestamp = tcp_options::find_timestamp(&options, options_len);
+        unsafe { bpf_probe_read_kernel_buf(seg.options_at, &mut options[..tcp_options::MAX_LEN]).ok()? };
+        seg.timestamp = tcp_options::find_timestamp(&options, seg.options_len);
     }
-    Some(seg)
+    Some(())
 }
 
 /// Follows the IPv6 extension headers from the fixed header: the packet is TCP only if the

@@ -1,10 +1,10 @@
 //! netdiag when things are missing or slow: a stalled reader, no BTF, no drop tracepoint. Each
 //! is made real for netdiag alone: the process is stopped with SIGSTOP, or runs in a private
 //! mount namespace where the kernel file it needs is hidden.
-use std::process::Command;
+use std::{process::Command, time::Duration};
 
-use netdiag::scenario::{self, PawsTopology};
-use netdiag_tests::{Diagnose, findings_for, netdiag_bin, nstat, require_root};
+use netdiag::scenario::{FloodSpec, FloodTopology, syn_flood};
+use netdiag_tests::{Diagnose, netdiag_bin, nstat, require_root};
 
 /// Runs `netdiag ARGS` in a private mount namespace after `mount_command` (sh syntax) hid
 /// something; returns the exit code and stderr.
@@ -14,28 +14,31 @@ fn run_with_hidden(mount_command: &str, args: &str) -> (Option<i32>, String) {
     (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// More rejected segments than the ring buffer holds arrive while netdiag is stopped: samples
-/// are lost and reported as such, while the per-peer count, kept in a kernel map, stays exact.
+/// More new peers than the ring buffer holds samples for arrive while netdiag is stopped
+/// (SIGSTOP): samples are lost and reported as such, while the counts, kept in a kernel map,
+/// stay exact — the one real client among them has exactly the count the server kernel saw.
 #[test]
 fn a_stalled_reader_loses_samples_but_never_counts() {
     require_root();
-    let topo = PawsTopology::new("stall").unwrap();
-    let before = nstat(&topo.server_ns, "TcpExtPAWSEstab").unwrap();
-    let tracer = Diagnose::start(&["--netns", &topo.server_ns]).unwrap();
+    let topo = FloodTopology::new("stall").unwrap();
+    let rsts_before = nstat(&topo.server_ns, "TcpOutRsts").unwrap();
+    let tracer = Diagnose::start(&["--reason", "NO_SOCKET", "--netns", &topo.server_ns]).unwrap();
     unsafe { libc::kill(tracer.pid() as i32, libc::SIGSTOP) };
-    // 256 KiB of ring at 88 bytes a record holds under 3000 samples.
-    let run = scenario::paws_established(&topo, false, 5000);
+    // A sample per new peer; 256 KiB of ring at 88 bytes a record holds under 3000.
+    let spec = FloodSpec { sources: 6000, heavy_every: 64, time_limit: Duration::from_secs(30) };
+    let run = syn_flood(&topo, spec);
     unsafe { libc::kill(tracer.pid() as i32, libc::SIGCONT) };
     let run = run.unwrap();
     let report = tracer.finish().unwrap();
-    let by_nstat = nstat(&topo.server_ns, "TcpExtPAWSEstab").unwrap() - before;
-    assert_eq!(by_nstat, run.injected);
+    let answered = nstat(&topo.server_ns, "TcpOutRsts").unwrap() - rsts_before;
 
     let lost = report["lost_events"].as_u64().unwrap();
     assert!(lost >= 2000, "the stalled reader's losses are reported: {lost}");
-    let found = findings_for(&report, "paws_rejections", &run.client_addr.to_string());
-    assert_eq!(found.len(), 1, "{report:#}");
-    assert_eq!(found[0]["count"].as_u64(), Some(by_nstat), "counts stay exact whatever was lost");
+    let peers = report["peers"].as_array().unwrap();
+    let heavy = peers.iter().find(|p| p["addr"] == run.heavy_addr.to_string().as_str()).unwrap();
+    assert_eq!(heavy["by_reason"]["NO_SOCKET"].as_u64(), Some(answered), "counts stay exact whatever was lost");
+    let spoofed: u64 = peers.iter().filter(|p| p["addr"] != run.heavy_addr.to_string().as_str()).map(|p| p["by_reason"]["NO_SOCKET"].as_u64().unwrap()).sum();
+    assert_eq!(spoofed, run.spoofed_sent, "one drop counted per spoofed SYN, samples lost or not");
 }
 
 /// No usable BTF: one line naming the file and what to do, exit status 2.

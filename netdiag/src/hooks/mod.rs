@@ -248,6 +248,7 @@ fn sum_per_cpu<'a>(slots: impl Iterator<Item = &'a PeerStats>) -> PeerStats {
         count: acc.count + s.count,
         first_ns: if acc.first_ns == 0 { s.first_ns } else { acc.first_ns.min(s.first_ns) },
         last_ns: acc.last_ns.max(s.last_ns),
+        last_sample_ns: acc.last_sample_ns.max(s.last_sample_ns),
     })
 }
 

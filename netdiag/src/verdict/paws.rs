@@ -275,9 +275,9 @@ mod tests {
             (38, "TCP_RFC7323_TW_PAWS".into()),
         ]);
         let counts = [
-            (key(7, 38, 6), PeerStats { count: 4, first_ns: 2_000_000_000, last_ns: 5_000_000_000 }),
-            (key(7, 38, 0), PeerStats { count: 2, first_ns: 1_000_000_000, last_ns: 3_000_000_000 }),
-            (key(9, 36, 1), PeerStats { count: 1, first_ns: 1, last_ns: 1 }),
+            (key(7, 38, 6), PeerStats { count: 4, first_ns: 2_000_000_000, last_ns: 5_000_000_000, ..Default::default() }),
+            (key(7, 38, 0), PeerStats { count: 2, first_ns: 1_000_000_000, last_ns: 3_000_000_000, ..Default::default() }),
+            (key(9, 36, 1), PeerStats { count: 1, first_ns: 1, last_ns: 1, ..Default::default() }),
         ];
         let names = HashMap::from([(42, "srv".to_string())]);
         let input = Input {

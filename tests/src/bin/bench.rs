@@ -256,11 +256,15 @@ fn bpftrace_paws_script() -> Result<String> {
     let numbers: Vec<String> =
         PAWS_REASONS.iter().filter_map(|r| reasons.number(r)).map(|n| format!("args->reason == {n}")).collect();
     ensure!(!numbers.is_empty(), "this kernel has none of the PAWS drop reasons");
+    // The receiving socket's namespace where the tracepoint carries it (6.11+): the kernel has
+    // often cleared skb->dev by then, as netdiag's own program knows.
+    let has_rx_sk = netdiag::tracefs::read_format("skb", "kfree_skb")?.field("rx_sk").is_some();
+    let netns = if has_rx_sk { "((struct sock *)args->rx_sk)->__sk_common.skc_net.net->ns.inum" } else { "$skb->dev->nd_net.net->ns.inum" };
     Ok(format!(
         "tracepoint:skb:kfree_skb /{}/ {{
             $skb = (struct sk_buff *)args->skbaddr;
             $ip = (struct iphdr *)($skb->head + $skb->network_header);
-            @drops[$ip->saddr, args->reason, $skb->dev->nd_net.net->ns.inum] = count();
+            @drops[$ip->saddr, args->reason, {netns}] = count();
         }}",
         numbers.join(" || ")
     ))
