@@ -6,6 +6,7 @@
 mod access;
 mod drops;
 mod functions;
+mod handshake;
 mod maps;
 mod packet;
 

@@ -105,14 +105,22 @@ pub unsafe fn parse(skb: *const u8, layout: &SkbLayout) -> Option<Segment> {
         return None;
     }
     seg.payload_len = ip_payload.saturating_sub(header_len) as u16;
-    let options_len = (header_len as usize) - TCP_FIXED_HEADER;
-    if options_len > 0 {
-        // Fixed-size read; bytes past the options are never looked at.
-        let mut options = [0u8; OPTIONS_BUF];
-        unsafe { bpf_probe_read_kernel_buf(tcp_start.add(TCP_FIXED_HEADER), &mut options[..TCP_OPT_BYTES]).ok()? };
-        seg.timestamp = find_timestamp(&options, options_len);
-    }
+    seg.timestamp = unsafe { read_timestamp(tcp_start, header_len as usize)? };
     Some(seg)
+}
+
+/// The timestamp option (TSval, TSecr) of the TCP header at `tcp_start`, `header_len` bytes
+/// long (data offset × 4, at least 20). Outer `None`: the options could not be read.
+#[inline(always)]
+pub unsafe fn read_timestamp(tcp_start: *const u8, header_len: usize) -> Option<Option<(u32, u32)>> {
+    let options_len = header_len.saturating_sub(TCP_FIXED_HEADER);
+    if options_len == 0 {
+        return Some(None);
+    }
+    // Fixed-size read; bytes past the options are never looked at.
+    let mut options = [0u8; OPTIONS_BUF];
+    unsafe { bpf_probe_read_kernel_buf(tcp_start.add(TCP_FIXED_HEADER), &mut options[..TCP_OPT_BYTES]).ok()? };
+    Some(find_timestamp(&options, options_len))
 }
 
 /// Bounded walk of the TCP options (at most 40 bytes) for the timestamp option. The loop

@@ -12,6 +12,7 @@ pub mod counters;
 pub mod error;
 pub mod events;
 pub mod filter;
+pub mod handshakes;
 pub mod hooks;
 pub mod netns;
 pub mod operator;

@@ -19,6 +19,7 @@ use crate::{
     counters::{self, CounterWatch},
     events::{self, ip_from},
     filter::PeerFilter,
+    handshakes,
     hooks::{self, Probes, ReasonTable},
     netns,
     output::{Attribution, PeerReport, Report},
@@ -69,6 +70,8 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
     let _ = stop_tx.send(true);
     pump.await??;
     let kernel_counts = probes.peer_drops()?;
+    let funnel_counts = probes.funnel_counts()?;
+    let syns_seen = probes.syn_counts()?;
     let stats = probes.stats()?;
     let hooks = probes.hooks.clone();
     let reasons = probes.reasons.clone();
@@ -82,7 +85,12 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
         .filter(|(key, _)| opts.port.is_none_or(|port| key.local_port == port))
         .filter(|(key, _)| netns_filter.is_none_or(|inode| key.netns == inode))
         .collect();
-    let event_namespaces: Vec<u32> = kernel_counts.iter().map(|(k, _)| k.netns).collect();
+    let event_namespaces: Vec<u32> = kernel_counts
+        .iter()
+        .map(|(k, _)| k.netns)
+        .chain(funnel_counts.iter().map(|(k, _)| k.netns))
+        .chain(syns_seen.iter().map(|(k, _)| k.netns))
+        .collect();
     let deltas = watch_counters.deltas(&event_namespaces)?;
     let known = netns::named().unwrap_or_default();
     let mut names = netns::names_by_inode(&known);
@@ -95,7 +103,7 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
         tcp_timestamps: read_sysctl("net/ipv4/tcp_timestamps"),
         tcp_invalid_ratelimit_ms: read_sysctl("net/ipv4/tcp_invalid_ratelimit"),
     };
-    let findings = paws::findings(&paws::Input {
+    let mut findings = paws::findings(&paws::Input {
         kernel_counts: &kernel_counts,
         reasons: &reasons,
         samples: &aggregator,
@@ -104,6 +112,27 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
         netns_names: &names,
         facts: &facts,
     });
+    let by_inode: HashMap<u32, counters::Counters> = deltas.iter().map(|(ns, d)| (ns.inode, d.clone())).collect();
+    let wanted = |addr: std::net::IpAddr, inode: u32, port: Option<u16>| {
+        opts.peer.is_none_or(|f| f.contains(addr))
+            && netns_filter.is_none_or(|ns| ns == inode)
+            && opts.port.is_none_or(|want| port.is_none_or(|p| p == want))
+    };
+    let handshakes = handshakes::analyse(
+        &handshakes::Collected {
+            funnel: &funnel_counts,
+            syns_seen: &syns_seen,
+            drops: &kernel_counts,
+            syns: &aggregator.syns,
+            reasons: &reasons,
+            counters: &by_inode,
+            netns_names: &names,
+            wanted: &wanted,
+        },
+        &Clock::now(),
+        duration_s,
+    );
+    findings.extend(handshakes.findings);
     let counters: BTreeMap<String, counters::Counters> = deltas
         .iter()
         .filter(|(ns, _)| netns_filter.is_none_or(|inode| ns.inode == inode))
@@ -124,6 +153,8 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
         lost_events: stats.ring_lost,
         unparsed_packets: stats.unparsed,
         probe_stats: stats,
+        syn_funnel: handshakes.syn_funnel,
+        timestamp_clocks: handshakes.clocks,
     })
 }
 

@@ -9,6 +9,9 @@ use netdiag_common::DropEvent;
 
 use crate::events::ip_from;
 
+mod syns;
+pub use syns::{SynSample, SynSamples};
+
 /// Peers kept in userspace; beyond this, new peers are counted in `peers_dropped` only
 /// (their exact counts still live in the kernel map).
 const MAX_PEERS: usize = 65536;
@@ -42,6 +45,8 @@ pub struct Aggregator {
     pub undecodable: u64,
     /// Samples of peers beyond [`MAX_PEERS`].
     pub peers_dropped: u64,
+    /// SYN timestamp samples per peer, for telling timestamp clocks apart.
+    pub syns: SynSamples,
 }
 
 impl Aggregator {

@@ -8,6 +8,7 @@ mod catalogue;
 pub mod command;
 mod config;
 mod drop_reasons;
+mod handshake;
 pub mod privileges;
 mod support;
 
@@ -17,8 +18,8 @@ use aya::{
     maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 pub use catalogue::BackendChoice;
-pub use drop_reasons::{PAWS_REASONS, ReasonTable};
-use netdiag_common::{PeerAddrKey, PeerKey, PeerStats, SynKey, stat};
+pub use drop_reasons::{HANDSHAKE_REASONS, PAWS_REASONS, ReasonTable};
+use netdiag_common::{FunnelKey, PeerAddrKey, PeerKey, PeerStats, SynKey, stat};
 use serde::Serialize;
 
 use crate::{
@@ -57,7 +58,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            watched_reasons: PAWS_REASONS.iter().map(|s| s.to_string()).collect(),
+            watched_reasons: PAWS_REASONS.iter().chain(HANDSHAKE_REASONS).map(|s| s.to_string()).collect(),
             ring_bytes: 256 * 1024,
             peer_entries: 16384,
             backend: BackendChoice::Auto,
@@ -74,10 +75,14 @@ pub struct ProbeStats {
     pub peer_map_full: u64,
     /// Segments the function hooks could not read; they are missing from their counts.
     pub hook_unparsed: u64,
+    /// SYNs and SYN-ACKs the handshake programs could not read; missing from the SYN funnel.
+    pub handshake_unparsed: u64,
+    /// SYN timestamp samples skipped by the per-CPU budget (the funnel still counts those SYNs).
+    pub syn_samples_skipped: u64,
 }
 
 /// The per-peer maps, all sized by [`Options::peer_entries`].
-const PEER_MAPS: [&str; 4] = ["PEER_DROPS", "SYN_SEEN", "DUPACKS_SENT", "OOW_SUPPRESSED"];
+const PEER_MAPS: [&str; 5] = ["PEER_DROPS", "SYN_SEEN", "DUPACKS_SENT", "OOW_SUPPRESSED", "SYN_FUNNEL"];
 
 /// Loaded and attached programs. Dropping it detaches everything.
 pub struct Probes {
@@ -112,14 +117,17 @@ impl Probes {
             .map_err(|e| anyhow!("skb:kfree_skb is not available ({e:#})"))
             .and_then(|format| config::drop_probe_config(&btf, &format, &reasons, watched));
         let function_setup = config::function_probe_config(&btf);
+        let handshake_setup = handshake::handshake_probe_config(&btf);
 
         // A configuration that could not be made is never read: no program using it is loaded.
         let drop_config = drop_setup.as_ref().map(|(config, _)| *config).unwrap_or_default();
         let function_config = function_setup.as_ref().copied().unwrap_or_default();
+        let handshake_config = handshake_setup.as_ref().copied().unwrap_or_default();
         let mut loader = EbpfLoader::new();
         loader
             .override_global("DROP_PROBE_CONFIG", &drop_config, true)
             .override_global("FUNCTION_PROBE_CONFIG", &function_config, true)
+            .override_global("HANDSHAKE_PROBE_CONFIG", &handshake_config, true)
             .map_max_entries("EVENTS", opts.ring_bytes);
         for map in PEER_MAPS {
             loader.map_max_entries(map, opts.peer_entries);
@@ -139,6 +147,7 @@ impl Probes {
             support,
             function_setup.map(|_| String::new()).map_err(short_reason),
             drop_note.map_err(short_reason),
+            handshake_setup.map(|_| " (SYN funnel from tracepoints)".to_string()).map_err(short_reason),
         );
         let hooks =
             catalogue::CATALOGUE.iter().map(|hook| attacher.serve(hook, opts.backend)).collect();
@@ -159,6 +168,12 @@ impl Probes {
     /// SYNs that reached a listener (`conn_request`), summed over CPUs.
     pub fn syn_counts(&self) -> Result<Vec<(SynKey, PeerStats)>> {
         self.per_peer("SYN_SEEN")
+    }
+
+    /// The SYN funnel of the tracepoint programs (SYNs in, SYN-ACKs out, retransmissions,
+    /// completed handshakes), summed over CPUs.
+    pub fn funnel_counts(&self) -> Result<Vec<(FunnelKey, PeerStats)>> {
+        self.per_peer("SYN_FUNNEL")
     }
 
     /// Duplicate ACKs sent (`dupack_sent`), summed over CPUs.
@@ -192,6 +207,8 @@ impl Probes {
             unparsed: read(stat::UNPARSED)?,
             peer_map_full: read(stat::PEER_MAP_FULL)?,
             hook_unparsed: read(stat::HOOK_UNPARSED)?,
+            handshake_unparsed: read(stat::HANDSHAKE_UNPARSED)?,
+            syn_samples_skipped: read(stat::SYN_SAMPLES_SKIPPED)?,
         })
     }
 }

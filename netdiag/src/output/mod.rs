@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::{counters::Counters, hooks::{HookStatus, ProbeStats}, verdict::Finding};
+use crate::{
+    counters::Counters,
+    hooks::{HookStatus, ProbeStats},
+    verdict::{Finding, nat_clocks::PeerClocks, syn_funnel::FunnelRow},
+};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PeerReport {
@@ -39,6 +43,10 @@ pub struct Report {
     /// Packets with a watched drop reason whose headers could not be parsed.
     pub unparsed_packets: u64,
     pub probe_stats: ProbeStats,
+    /// SYN funnel per peer and listening port (SYNs, SYN-ACKs, handshakes, handshake drops).
+    pub syn_funnel: Vec<FunnelRow>,
+    /// Timestamp clocks seen in each peer's SYNs.
+    pub timestamp_clocks: Vec<PeerClocks>,
 }
 
 const WIDTH: usize = 96;
@@ -94,6 +102,23 @@ impl Report {
             out += "\n";
             out += &wrap(&format!("What to do: {}", f.advice), "    ");
             out += "\n\n";
+        }
+        if !self.syn_funnel.is_empty() {
+            out += "SYN funnel (per peer and listening port):\n";
+            out += &format!(
+                "  {:<24} {:<18} {:>6} {:>7} {:>8} {:>8} {:>7} {:>10}  drops\n",
+                "peer", "netns", "port", "SYNs", "SYN-ACKs", "(retx)", "done", "unanswered"
+            );
+            for r in &self.syn_funnel {
+                let f = &r.funnel;
+                let drops: Vec<String> = f.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                out += &format!(
+                    "  {:<24} {:<18} {:>6} {:>7} {:>8} {:>8} {:>7} {:>10}  {}\n",
+                    r.peer, r.netns, r.port, f.syns, f.synacks, f.synack_retransmits, f.handshakes, f.unanswered,
+                    if drops.is_empty() { "-".to_string() } else { drops.join(", ") }
+                );
+            }
+            out += "\n";
         }
         out += "kernel counters (session deltas, per namespace):\n";
         if self.counters.is_empty() {
