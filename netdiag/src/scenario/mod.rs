@@ -10,6 +10,7 @@
 //! findings with the returned [`PawsRun`].
 
 mod lab;
+mod nat;
 mod packet;
 mod paws;
 mod wire;
@@ -18,6 +19,11 @@ pub use lab::{Lab, VethPair};
 pub use paws::{
     CLIENT_V4, CLIENT_V6, INNOCENT_V4, PawsRun, PawsTopology, SERVER_INNOCENT_SIDE_V4, SERVER_V4,
     SERVER_V6, innocent_traffic, paws_established, paws_time_wait, paws_tsecr,
+};
+
+pub use nat::{
+    BACKLOG_PORT, NAT_PUBLIC_V4, NAT_SERVER_PORT, NAT_SERVER_V4, NatRun, NatTopology, OverflowRun, PLAIN_PORT,
+    WireCount, direct_traffic, listen_overflow, nat_time_wait,
 };
 
 #[cfg(test)]
