@@ -17,6 +17,7 @@ pub mod hooks;
 pub mod netns;
 pub mod operator;
 pub mod output;
+pub mod peer;
 pub mod scenario;
 pub mod selftest;
 pub mod session;

@@ -7,14 +7,14 @@ use std::{
 };
 
 use anyhow::Result;
-use netdiag_common::{PeerKey, PeerStats};
+use netdiag_common::{PeerAddrKey, PeerKey, PeerStats};
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
     sync::watch,
 };
 
 use crate::{
-    aggregate::Aggregator,
+    aggregate::{Aggregator, FlowId, FlowSeen},
     clock::Clock,
     counters::{self, CounterWatch},
     events::{self, ip_from},
@@ -47,6 +47,22 @@ pub async fn diagnose(opts: &DiagnoseOptions) -> Result<Report> {
 /// A session that also ends as soon as `done` completes: `selftest` traces exactly as long as
 /// a reproduction runs.
 pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = ()>) -> Result<Report> {
+    Ok(diagnose_detailed(opts, done).await?.0)
+}
+
+/// What a session saw beyond the report, for `netdiag peer`: flows and the per-peer counts of
+/// the duplicate-ACK and out-of-window hooks (None where the hook is not active).
+pub struct Details {
+    pub flows: Vec<(FlowId, FlowSeen)>,
+    pub dupacks: Option<Vec<(PeerAddrKey, PeerStats)>>,
+    pub oow_suppressed: Option<Vec<(PeerAddrKey, PeerStats)>>,
+    /// Display names of namespaces by inode, as the report spells them.
+    pub netns_names: HashMap<u32, String>,
+    pub clock: Clock,
+}
+
+/// A session that returns the report and the [`Details`] behind it.
+pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output = ()>) -> Result<(Report, Details)> {
     let started = Instant::now();
     // Registered before anything attaches: Ctrl-C or SIGTERM (kill, systemd, timeout) at any
     // moment after this ends the session with a report instead of killing the process.
@@ -73,6 +89,9 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
     let funnel_counts = probes.funnel_counts()?;
     let syns_seen = probes.syn_counts()?;
     let stats = probes.stats()?;
+    let active = |name: &str| probes.hooks.iter().any(|h| h.name == name && h.active);
+    let dupacks = if active("dupack_sent") { Some(probes.dupack_counts()?) } else { None };
+    let oow_suppressed = if active("oow_limiter") { Some(probes.oow_suppressed()?) } else { None };
     let hooks = probes.hooks.clone();
     let reasons = probes.reasons.clone();
     drop(probes);
@@ -142,7 +161,20 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
         })
         .filter(|(_, c)| !c.is_empty())
         .collect();
-    Ok(Report {
+    let shown: HashMap<u32, String> = by_inode
+        .keys()
+        .chain(names.keys())
+        .map(|inode| (*inode, display_name(*inode, &names, root)))
+        .collect();
+    let flows: Vec<(FlowId, FlowSeen)> = aggregator
+        .tuples
+        .flows
+        .iter()
+        .filter(|(id, _)| wanted(id.remote.ip(), id.netns, Some(id.local.port())))
+        .map(|(id, seen)| (*id, *seen))
+        .collect();
+    let details = Details { flows, dupacks, oow_suppressed, netns_names: shown, clock: Clock::now() };
+    let report = Report {
         kernel: facts.release.clone(),
         duration_s: (duration_s * 10.0).round() / 10.0,
         hooks,
@@ -155,7 +187,8 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
         probe_stats: stats,
         syn_funnel: handshakes.syn_funnel,
         timestamp_clocks: handshakes.clocks,
-    })
+    };
+    Ok((report, details))
 }
 
 /// Inode of `root` or an `ip netns` name; an unknown name is a usage error.

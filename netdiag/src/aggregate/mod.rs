@@ -10,7 +10,9 @@ use netdiag_common::DropEvent;
 use crate::events::ip_from;
 
 mod syns;
+mod tuples;
 pub use syns::{SynSample, SynSamples};
+pub use tuples::{FlowId, FlowSeen, Tuples};
 
 /// Peers kept in userspace; beyond this, new peers are counted in `peers_dropped` only
 /// (their exact counts still live in the kernel map).
@@ -47,6 +49,8 @@ pub struct Aggregator {
     pub peers_dropped: u64,
     /// SYN timestamp samples per peer, for telling timestamp clocks apart.
     pub syns: SynSamples,
+    /// Flows the SYN and drop samples showed.
+    pub tuples: Tuples,
 }
 
 impl Aggregator {
@@ -57,6 +61,12 @@ impl Aggregator {
             self.undecodable += 1;
             return;
         };
+        let flow = FlowId {
+            netns: event.netns,
+            local: SocketAddr::new(local, event.dport),
+            remote: SocketAddr::new(peer, event.sport),
+        };
+        self.tuples.record(flow, event.ts_ns, false);
         let id = PeerId { addr: peer, netns: event.netns };
         if !self.peers.contains_key(&id) && self.peers.len() >= MAX_PEERS {
             self.peers_dropped += 1;
@@ -73,6 +83,18 @@ impl Aggregator {
         }
         if event.has_timestamp != 0 {
             samples.last_tsval = Some(event.tsval);
+        }
+    }
+
+    pub fn record_syn(&mut self, event: &netdiag_common::SynEvent) {
+        self.syns.record(event);
+        if let (Some(peer), Some(local)) = (ip_from(event.family, &event.saddr), ip_from(event.family, &event.daddr)) {
+            let flow = FlowId {
+                netns: event.netns,
+                local: SocketAddr::new(local, event.dport),
+                remote: SocketAddr::new(peer, event.sport),
+            };
+            self.tuples.record(flow, event.ts_ns, true);
         }
     }
 

@@ -75,7 +75,7 @@ fn drain(ring: &mut RingBuf<MapData>, aggregator: &Mutex<Aggregator>) {
         if let Some(event) = decode_drop(&item) {
             agg.record_drop(&event);
         } else if let Some(event) = decode_syn(&item) {
-            agg.syns.record(&event);
+            agg.record_syn(&event);
         } else {
             agg.undecodable += 1;
         }
