@@ -251,6 +251,9 @@ pub struct HandshakeProbeConfig {
     pub ss_daddr_v6: u32,
     /// SYN timestamp samples each CPU may send per second over the ring buffer.
     pub syn_samples_per_s: u32,
+    /// Only this namespace (inode) is watched; 0 watches all. Traffic elsewhere (a SYN flood
+    /// in another namespace) then neither evicts its counts nor spends its sample budget.
+    pub only_netns: u32,
 }
 
 /// One SYN as it arrived (before any TCP processing): who, to which port, and its TSval.

@@ -3,7 +3,8 @@
 //! SYN-ACK retransmissions (`tcp:tcp_retransmit_synack`) and completed passive handshakes
 //! (`sock:inet_sock_set_state` SYN_RECV → ESTABLISHED), counted per peer, namespace and local
 //! port in one map. Drops with their reasons come from the `kfree_skb` program. Each SYN's
-//! TSval also goes to userspace (rate-limited), where timestamp clocks are told apart.
+//! TSval also goes to userspace (rate-limited, `syn_sampled`, attached on every kernel), where
+//! timestamp clocks are told apart.
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_buf},
     macros::{map, tracepoint},
@@ -48,6 +49,7 @@ static HANDSHAKE_PROBE_CONFIG: HandshakeProbeConfig = HandshakeProbeConfig {
     ss_daddr: 0,
     ss_daddr_v6: 0,
     syn_samples_per_s: 0,
+    only_netns: 0,
 };
 
 /// SYN funnel counters, one entry per peer, namespace, local port and stage.
@@ -142,6 +144,13 @@ unsafe fn tcp_headers(ip: *const u8, transport: Option<*const u8>) -> Option<Hea
 }
 
 /// Namespace of the device an skb is on.
+/// Whether the configuration watches namespace `netns`.
+#[inline(always)]
+fn watched(cfg: &HandshakeProbeConfig, netns: u32) -> bool {
+    let only = configured(&cfg.only_netns);
+    only == 0 || only == netns
+}
+
 #[inline(always)]
 fn device_netns(cfg: &HandshakeProbeConfig, skb: *const u8) -> u32 {
     let dev: *const u8 = unsafe { read(skb, configured(&cfg.skb_dev)).unwrap_or(core::ptr::null()) };
@@ -161,17 +170,12 @@ fn socket_netns(cfg: &HandshakeProbeConfig, sk: *const u8) -> u32 {
     access::netns_inode(net, configured(&cfg.net_ns_inum))
 }
 
-/// Ingress: the network header starts at `skb->data` here (the link layer header is pulled),
-/// while `network_header`/`transport_header` may still be unset, so the TCP header is found
-/// from the IP header's own length.
-#[tracepoint]
-pub fn syn_received(ctx: TracePointContext) -> u32 {
-    let _ = try_syn_received(&ctx);
-    0
-}
-
-fn try_syn_received(ctx: &TracePointContext) -> Option<()> {
-    let cfg = config();
+/// A SYN (no ACK, no RST) as it arrives, with its namespace. The network header starts at
+/// `skb->data` at this tracepoint (the link layer header is pulled), while
+/// `network_header`/`transport_header` may still be unset, so the TCP header is found from the
+/// IP header's own length.
+#[inline(always)]
+fn arriving_syn(ctx: &TracePointContext, cfg: &HandshakeProbeConfig) -> Option<(Headers, u32)> {
     let skb: *const u8 = unsafe { ctx.read_at(configured(&cfg.rx_skbaddr) as usize).ok()? };
     let data: *const u8 = unsafe { read(skb, configured(&cfg.skb_data))? };
     if data.is_null() {
@@ -182,10 +186,32 @@ fn try_syn_received(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     let netns = device_netns(cfg, skb);
-    let now = unsafe { bpf_ktime_get_ns() };
-    let key = FunnelKey { addr: h.saddr, netns, port: h.dport, family: h.family, stage: funnel_stage::SYN_IN };
-    count(&SYN_FUNNEL, &key, now);
+    watched(cfg, netns).then_some((h, netns))
+}
 
+/// `conn_request` where no function hook can serve it: every SYN that arrives, counted.
+#[tracepoint]
+pub fn syn_received(ctx: TracePointContext) -> u32 {
+    let cfg = config();
+    if let Some((h, netns)) = arriving_syn(&ctx, cfg) {
+        let key = FunnelKey { addr: h.saddr, netns, port: h.dport, family: h.family, stage: funnel_stage::SYN_IN };
+        count(&SYN_FUNNEL, &key, unsafe { bpf_ktime_get_ns() });
+    }
+    0
+}
+
+/// Every arriving SYN's TSval to userspace, whichever program counts SYNs, for the timestamp
+/// clocks.
+#[tracepoint]
+pub fn syn_sampled(ctx: TracePointContext) -> u32 {
+    let _ = try_syn_sampled(&ctx);
+    0
+}
+
+fn try_syn_sampled(ctx: &TracePointContext) -> Option<()> {
+    let cfg = config();
+    let (h, netns) = arriving_syn(ctx, cfg)?;
+    let now = unsafe { bpf_ktime_get_ns() };
     if !sample_allowed(cfg, now) {
         bump(stat::SYN_SAMPLES_SKIPPED);
         return Some(());
@@ -256,9 +282,13 @@ fn try_synack_sent(ctx: &TracePointContext) -> Option<()> {
     if h.flags & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST) != tcp_flag::SYN | tcp_flag::ACK {
         return None;
     }
+    let netns = device_netns(cfg, skb);
+    if !watched(cfg, netns) {
+        return None;
+    }
     let key = FunnelKey {
         addr: h.daddr,
-        netns: device_netns(cfg, skb),
+        netns,
         port: h.sport,
         family: h.family,
         stage: funnel_stage::SYNACK_OUT,
@@ -281,7 +311,11 @@ pub fn synack_retransmitted(ctx: TracePointContext) -> u32 {
         bump(stat::HANDSHAKE_UNPARSED);
         return 0;
     };
-    let key = FunnelKey { addr, netns: socket_netns(cfg, sk), port, family, stage: funnel_stage::SYNACK_RETRANSMIT };
+    let netns = socket_netns(cfg, sk);
+    if !watched(cfg, netns) {
+        return 0;
+    }
+    let key = FunnelKey { addr, netns, port, family, stage: funnel_stage::SYNACK_RETRANSMIT };
     count(&SYN_FUNNEL, &key, unsafe { bpf_ktime_get_ns() });
     0
 }
@@ -311,7 +345,11 @@ fn try_handshake_done(ctx: &TracePointContext) -> Option<()> {
         bump(stat::HANDSHAKE_UNPARSED);
         return None;
     };
-    let key = FunnelKey { addr, netns: socket_netns(cfg, sk), port, family, stage: funnel_stage::HANDSHAKE_DONE };
+    let netns = socket_netns(cfg, sk);
+    if !watched(cfg, netns) {
+        return None;
+    }
+    let key = FunnelKey { addr, netns, port, family, stage: funnel_stage::HANDSHAKE_DONE };
     count(&SYN_FUNNEL, &key, unsafe { bpf_ktime_get_ns() });
     Some(())
 }

@@ -28,6 +28,8 @@ pub struct Collected<'a> {
     pub reasons: &'a ReasonTable,
     pub counters: &'a HashMap<u32, Counters>,
     pub netns_names: &'a HashMap<u32, String>,
+    /// `conn_request` is served by a function hook, which counts SYNs at the listener.
+    pub syns_at_listener: bool,
     /// Keeps a peer (address, namespace inode) in the report.
     pub wanted: &'a dyn Fn(std::net::IpAddr, u32, Option<u16>) -> bool,
 }
@@ -61,6 +63,7 @@ pub fn analyse(c: &Collected, clock: &Clock, duration_s: f64) -> HandshakeReport
         listeners: &listeners,
         counters: c.counters,
         netns_names: c.netns_names,
+        syns_at_listener: c.syns_at_listener,
     };
     let name_of = |inode: u32| c.netns_names.get(&inode).cloned().unwrap_or_else(|| format!("inode:{inode}"));
     let rows: Vec<FunnelRow> = syn_funnel::rows(&input)

@@ -32,6 +32,9 @@ pub struct PeerArgs {
     /// One JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Only this network namespace (`root` or an `ip netns` name).
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
     /// Which attach mechanism may serve the hooks: the best one per hook, or only this one.
     #[arg(long, value_enum, default_value_t = hooks::BackendChoice::Auto)]
     pub backend: hooks::BackendChoice,
@@ -109,7 +112,7 @@ pub async fn run(args: PeerArgs) -> Result<i32> {
         duration: Duration::from_secs_f64(args.duration),
         peer: Some(filter),
         port: None,
-        netns: None,
+        netns: args.netns.clone(),
         hooks: hooks::Options { backend: args.backend, ..hooks::Options::default() },
     };
     let (report, details) = session::diagnose_detailed(&opts, std::future::pending()).await?;
@@ -125,7 +128,7 @@ pub async fn run(args: PeerArgs) -> Result<i32> {
             .map(|f| PawsCount { netns: f.netns.clone(), variant: f.variant.to_string(), count: f.count })
             .collect(),
         out_of_window: out_of_window(&details, args.ip),
-        sockets: sockets_to(args.ip)?,
+        sockets: sockets_to(args.ip, args.netns.as_deref())?,
         hooks: report.hooks,
         syn_funnel: report.syn_funnel,
         drops: report.peers,
@@ -194,10 +197,10 @@ fn out_of_window(details: &Details, peer: IpAddr) -> Vec<OutOfWindow> {
         .collect()
 }
 
-/// The TCP sockets of every named namespace whose remote address is `peer`.
-fn sockets_to(peer: IpAddr) -> Result<Vec<Socket>> {
+/// The TCP sockets of every named namespace (or only `only`) whose remote address is `peer`.
+fn sockets_to(peer: IpAddr, only: Option<&str>) -> Result<Vec<Socket>> {
     let mut out = Vec::new();
-    for ns in netns::named()? {
+    for ns in netns::named()?.into_iter().filter(|ns| only.is_none_or(|name| ns.name == name)) {
         // The namespace may vanish while we look; what it held no longer matters then.
         let Ok(tables) = netns::run_in(&ns.path, || {
             let v4 = std::fs::read_to_string("/proc/thread-self/net/tcp").context("/proc/net/tcp")?;

@@ -69,7 +69,8 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
     let stop_signals = StopSignals::register()?;
     let netns_filter = opts.netns.as_deref().map(netns_inode_by_name).transpose()?;
     let mut watch_counters = CounterWatch::start()?;
-    let mut probes = Probes::attach(&opts.hooks)?;
+    let hook_options = hooks::Options { only_netns: netns_filter, ..opts.hooks.clone() };
+    let mut probes = Probes::attach(&hook_options)?;
     let ring = probes.take_events()?;
     let aggregator = Arc::new(Mutex::new(Aggregator::default()));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -146,6 +147,7 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
             reasons: &reasons,
             counters: &by_inode,
             netns_names: &names,
+            syns_at_listener: hooks.iter().any(|h| h.name == "conn_request" && h.active && h.backend != "tracepoint"),
             wanted: &wanted,
         },
         &Clock::now(),

@@ -34,9 +34,15 @@ pub struct Diagnose {
 impl Diagnose {
     /// Starts tracing and returns once netdiag says every hook is attached.
     pub fn start(extra_args: &[&str]) -> Result<Diagnose> {
+        let mut args = vec!["diagnose", "--json", "--duration", "300"];
+        args.extend_from_slice(extra_args);
+        Diagnose::start_command(&args)
+    }
+
+    /// Starts any tracing subcommand (`peer IP --json ...`) and returns once it traces.
+    pub fn start_command(args: &[&str]) -> Result<Diagnose> {
         let mut child = Command::new(netdiag_bin())
-            .args(["diagnose", "--json", "--duration", "300"])
-            .args(extra_args)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

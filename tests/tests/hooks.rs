@@ -143,7 +143,16 @@ fn auto_picks_the_best_backend_the_kernel_allows_for_each_hook() {
         report["hooks"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["conn_request", "dupack_sent", "oow_limiter", "paws_checks", "synack_sent", "synack_retransmit", "handshake_done"]
+        [
+            "conn_request",
+            "dupack_sent",
+            "oow_limiter",
+            "paws_checks",
+            "syn_timestamps",
+            "synack_sent",
+            "synack_retransmit",
+            "handshake_done"
+        ]
     );
 
     for (name, function, kind) in FUNCTION_HOOKS {

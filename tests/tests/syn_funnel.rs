@@ -38,13 +38,39 @@ fn in_ns<'a>(found: Vec<&'a Value>, netns: &str) -> Vec<&'a Value> {
     found.into_iter().filter(|f| f["netns"] == netns).collect()
 }
 
+/// The one `unanswered_syns` finding of the NAT run: PAWS against TIME_WAIT, with the kernel's
+/// count, in the seed incident's words.
+fn assert_unanswered_time_wait(unanswered: &[&Value], nat: &str, by_nstat: u64, has_reason: bool) {
+    assert_eq!(unanswered.len(), 1, "{unanswered:#?}");
+    let f = unanswered[0];
+    eprintln!("{f:#}");
+    assert_eq!(f["listener_port"], NAT_SERVER_PORT);
+    assert_eq!(f["count"].as_u64(), Some(by_nstat), "{f:#}");
+    assert_eq!(f["variant"], "time_wait_paws", "{f:#}");
+    // With a drop reason from the kernel, else from the namespace's counter.
+    let drops = &f["drops"];
+    let counted = drops["TCP_RFC7323_TW_PAWS"].as_u64().unwrap_or(0) + drops["TcpExtPAWSTimewait"].as_u64().unwrap_or(0);
+    assert_eq!(counted, by_nstat, "{f:#}");
+    let summary = f["summary"].as_str().unwrap();
+    if has_reason {
+        let seed = format!(
+            "SYNs from {nat} to :{NAT_SERVER_PORT} dropped: PAWS against TIME_WAIT; this address hides hosts \
+             with different timestamp clocks (NAT)"
+        );
+        assert!(summary.starts_with(&seed), "{f:#}");
+    } else {
+        assert!(summary.contains("PAWS against TIME_WAIT") && summary.contains("(NAT)"), "{f:#}");
+    }
+}
+
 #[test]
 fn hosts_behind_a_nat_read_as_unanswered_syns_and_several_clocks() {
     require_root();
     let topo = NatTopology::new("synnat", 2, 2).unwrap();
     let server_ns = topo.server_ns.clone();
     let before = nstat(&server_ns, "TcpExtPAWSTimewait").unwrap();
-    let tracer = Diagnose::start(&[]).unwrap();
+    // Only the server's namespace: a SYN flood elsewhere on the machine must not crowd it out.
+    let tracer = Diagnose::start(&["--netns", &server_ns]).unwrap();
     let run = scenario::nat_time_wait(&topo).unwrap();
     let (_plain, direct) = scenario::direct_traffic(&topo, 4).unwrap();
     let report = tracer.finish().unwrap();
@@ -62,25 +88,21 @@ fn hosts_behind_a_nat_read_as_unanswered_syns_and_several_clocks() {
     assert!(clocks[0]["advice"].as_str().unwrap().contains("tcp_tw_recycle"), "{:#}", clocks[0]);
 
     let unanswered = in_ns(findings_for(&report, "unanswered_syns", &nat), &server_ns);
-    assert_eq!(unanswered.len(), 1, "{:#}", report["findings"]);
-    let f = unanswered[0];
-    eprintln!("{f:#}\n{:#}", clocks[0]);
-    assert_eq!(f["listener_port"], NAT_SERVER_PORT);
-    assert_eq!(f["count"].as_u64(), Some(by_nstat), "{f:#}");
-    if kernel_has_reason("TCP_RFC7323_TW_PAWS") {
-        assert_eq!(f["variant"], "time_wait_paws", "{f:#}");
-        assert_eq!(f["drops"]["TCP_RFC7323_TW_PAWS"].as_u64(), Some(by_nstat), "{f:#}");
-        let seed = format!(
-            "SYNs from {nat} to :{NAT_SERVER_PORT} dropped: PAWS against TIME_WAIT; this address hides hosts \
-             with different timestamp clocks (NAT)"
-        );
-        assert!(f["summary"].as_str().unwrap().starts_with(&seed), "{f:#}");
+    let has_reason = kernel_has_reason("TCP_RFC7323_TW_PAWS");
+    if !has_reason && !syns_counted_at_ingress(&report) {
+        // SYNs counted at the listener, and the rejections have no drop reason: the funnel
+        // cannot see them; the clocks above still name the NAT.
+        eprintln!("this kernel gives PAWS against TIME_WAIT no drop reason and counts SYNs at the listener");
+        assert!(unanswered.is_empty(), "{:#}", report["findings"]);
+    } else {
+        assert_unanswered_time_wait(&unanswered, &nat, by_nstat, has_reason);
     }
 
     let row = funnel_row(&report, &nat, &server_ns, NAT_SERVER_PORT);
     assert_eq!(row["handshakes"].as_u64(), Some(run.connections), "{row:#}");
     assert_eq!(row["synacks"].as_u64(), Some(run.wire.synacks), "{row:#}");
-    if syns_counted_at_ingress(&report) {
+    // SYNs counted at the listener get those TIME_WAIT rejected added from the drops.
+    if syns_counted_at_ingress(&report) || has_reason {
         assert_eq!(row["syns"].as_u64(), Some(run.wire.syns), "{row:#}");
         assert_eq!(row["unanswered"].as_u64(), Some(run.rejected_syns), "{row:#}");
     }
@@ -93,8 +115,6 @@ fn hosts_behind_a_nat_read_as_unanswered_syns_and_several_clocks() {
         assert_eq!(row["handshakes"].as_u64(), Some(connections), "{row:#}");
         assert_eq!(row["unanswered"], 0, "{row:#}");
     }
-    // The router forwards the clients' SYNs but listens on nothing: no funnel of its own.
-    assert!(report["syn_funnel"].as_array().unwrap().iter().all(|r| r["netns"] != topo.router_ns.as_str()));
 }
 
 #[test]
@@ -103,7 +123,8 @@ fn a_listener_that_never_accepts_reads_as_listen_overflow() {
     let topo = NatTopology::new("synovf", 0, 1).unwrap();
     let server_ns = topo.server_ns.clone();
     let before = nstat(&server_ns, "TcpExtListenOverflows").unwrap();
-    let tracer = Diagnose::start(&[]).unwrap();
+    // Only the server's namespace: a SYN flood elsewhere on the machine must not crowd it out.
+    let tracer = Diagnose::start(&["--netns", &server_ns]).unwrap();
     let run = scenario::listen_overflow(&topo, 2).unwrap();
     let report = tracer.finish().unwrap();
     let by_nstat = nstat(&server_ns, "TcpExtListenOverflows").unwrap() - before;
@@ -151,7 +172,7 @@ fn the_conn_request_hook_says_which_backend_serves_it() {
         assert!(conn_request["detail"].as_str().unwrap().starts_with("net:netif_receive_skb"), "{conn_request:#}");
         assert_eq!(conn_request["refused"].as_array().unwrap().len(), 2, "fentry and kprobe were refused first");
     }
-    for name in ["synack_sent", "synack_retransmit", "handshake_done"] {
+    for name in ["syn_timestamps", "synack_sent", "synack_retransmit", "handshake_done"] {
         assert_eq!(hook(&report, name)["active"], true, "{:#}", hook(&report, name));
     }
 }

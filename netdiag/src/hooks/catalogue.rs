@@ -159,7 +159,8 @@ const TCP_OOW_RATE_LIMITED: KernelFunction = KernelFunction {
 pub const CATALOGUE: &[LogicalHook] = &[
     LogicalHook {
         name: "conn_request",
-        counts: "SYNs reaching a listener, per peer, netns and listener port",
+        counts: "SYNs per peer, netns and listener port (reaching the listener with fentry/kprobe; as they \
+                 arrive with the tracepoint)",
         setup: Setup::FunctionOffsets,
         candidates: &[
             Attach::Fentry { program: "conn_request_fentry", function: &TCP_CONN_REQUEST },
@@ -199,6 +200,12 @@ pub const CATALOGUE: &[LogicalHook] = &[
             category: "skb",
             name: "kfree_skb",
         }],
+    },
+    LogicalHook {
+        name: "syn_timestamps",
+        counts: "TSval of every arriving SYN, sampled for the timestamp clocks",
+        setup: Setup::Handshake,
+        candidates: &[Attach::Tracepoint { program: "syn_sampled", category: "net", name: "netif_receive_skb" }],
     },
     LogicalHook {
         name: "synack_sent",

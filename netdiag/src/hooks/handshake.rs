@@ -8,7 +8,8 @@ use crate::{btf::Btf, tracefs};
 /// SYN timestamp samples each CPU may send per second; more SYNs are still counted.
 const SYN_SAMPLES_PER_S: u32 = 2000;
 
-pub fn handshake_probe_config(btf: &Btf) -> Result<HandshakeProbeConfig> {
+/// `only_netns`: the inode of the one namespace to watch, or None for all.
+pub fn handshake_probe_config(btf: &Btf, only_netns: Option<u32>) -> Result<HandshakeProbeConfig> {
     let rx = tracefs::read_format("net", "netif_receive_skb")?;
     let tx = tracefs::read_format("net", "net_dev_queue")?;
     let rs = tracefs::read_format("tcp", "tcp_retransmit_synack")?;
@@ -47,5 +48,6 @@ pub fn handshake_probe_config(btf: &Btf) -> Result<HandshakeProbeConfig> {
         ss_daddr: field(&ss, set_state, "daddr")?,
         ss_daddr_v6: field(&ss, set_state, "daddr_v6")?,
         syn_samples_per_s: SYN_SAMPLES_PER_S,
+        only_netns: only_netns.unwrap_or(0),
     })
 }

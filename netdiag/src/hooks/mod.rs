@@ -53,6 +53,8 @@ pub struct Options {
     pub peer_entries: u32,
     /// Which attach mechanisms may serve the hooks.
     pub backend: BackendChoice,
+    /// The SYN funnel's programs watch only this namespace (inode); all when None.
+    pub only_netns: Option<u32>,
 }
 
 impl Default for Options {
@@ -62,6 +64,7 @@ impl Default for Options {
             ring_bytes: 256 * 1024,
             peer_entries: 16384,
             backend: BackendChoice::Auto,
+            only_netns: None,
         }
     }
 }
@@ -117,7 +120,7 @@ impl Probes {
             .map_err(|e| anyhow!("skb:kfree_skb is not available ({e:#})"))
             .and_then(|format| config::drop_probe_config(&btf, &format, &reasons, watched));
         let function_setup = config::function_probe_config(&btf);
-        let handshake_setup = handshake::handshake_probe_config(&btf);
+        let handshake_setup = handshake::handshake_probe_config(&btf, opts.only_netns);
 
         // A configuration that could not be made is never read: no program using it is loaded.
         let drop_config = drop_setup.as_ref().map(|(config, _)| *config).unwrap_or_default();

@@ -24,20 +24,39 @@ const SYN_REASONS: &[&str] = &["TCP_RFC7323_TW_PAWS", "TCP_INVALID_SYN"];
 /// never completes.
 const ACK_REASONS: &[&str] = &["TCP_LISTEN_OVERFLOW", "TCP_RFC7323_TSECR"];
 
-/// The counters the kernel raises for SYNs it drops without a drop reason, with the cause.
-const SILENT_CAUSES: &[(&str, &str, &str)] = &[
-    (
-        "TcpExtListenOverflows",
-        "listen_overflow",
-        "listen queue overflow: the accept queue was full, and the kernel dropped these SYNs without a \
-         drop reason (counted from TcpExtListenOverflows)",
-    ),
-    (
-        "TcpExtTCPReqQFullDrop",
-        "syn_queue_full",
-        "SYN queue full and SYN cookies off: the kernel dropped these SYNs without a drop reason \
-         (counted from TcpExtTCPReqQFullDrop)",
-    ),
+/// A counter the kernel raises for SYNs it may drop without a drop reason.
+struct SilentCause {
+    counter: &'static str,
+    variant: &'static str,
+    words: &'static str,
+    /// The drop reason the kernel gives for some of the same events (or for all of them on
+    /// newer kernels): what it explains is not counted twice.
+    reason: Option<&'static str>,
+}
+
+const SILENT_CAUSES: &[SilentCause] = &[
+    SilentCause {
+        counter: "TcpExtListenOverflows",
+        variant: "listen_overflow",
+        words: "listen queue overflow: the accept queue was full, and the kernel dropped these SYNs without a \
+                drop reason (counted from TcpExtListenOverflows)",
+        reason: Some("TCP_LISTEN_OVERFLOW"),
+    },
+    SilentCause {
+        counter: "TcpExtTCPReqQFullDrop",
+        variant: "syn_queue_full",
+        words: "SYN queue full and SYN cookies off: the kernel dropped these SYNs without a drop reason \
+                (counted from TcpExtTCPReqQFullDrop)",
+        reason: None,
+    },
+    // Kernels before 6.16 have no drop reason for PAWS against TIME_WAIT.
+    SilentCause {
+        counter: "TcpExtPAWSTimewait",
+        variant: "time_wait_paws",
+        words: "PAWS against TIME_WAIT (counted from TcpExtPAWSTimewait: this kernel gives these drops no \
+                drop reason)",
+        reason: Some("TCP_RFC7323_TW_PAWS"),
+    },
 ];
 
 /// One peer's funnel on one listening port. `syns` counts every SYN that arrived,
@@ -99,6 +118,9 @@ pub struct Input<'a> {
     /// Counter deltas of the session per namespace inode.
     pub counters: &'a HashMap<u32, Counters>,
     pub netns_names: &'a HashMap<u32, String>,
+    /// SYNs are counted where they reach a listener (`tcp_conn_request` hooked), not as they
+    /// arrive: those a TIME_WAIT socket rejected never get there and are added from the drops.
+    pub syns_at_listener: bool,
 }
 
 /// Whether a drop belongs to the handshake, and so to the funnel.
@@ -151,6 +173,9 @@ pub fn rows(input: &Input) -> Vec<FunnelRow> {
                 return None;
             }
             r.listeners = listeners;
+            if input.syns_at_listener {
+                r.funnel.syns += SYN_REASONS.iter().map(|n| r.funnel.drops.get(*n).copied().unwrap_or(0)).sum::<u64>();
+            }
             let first_synacks = r.funnel.synacks.saturating_sub(r.funnel.synack_retransmits);
             r.funnel.unanswered = r.funnel.syns.saturating_sub(first_synacks);
             Some(r)
@@ -205,9 +230,9 @@ fn cause_of(reason: &str) -> Cause {
         other => {
             return SILENT_CAUSES
                 .iter()
-                .find(|(counter, _, _)| *counter == other)
-                .map(|(_, variant, words)| Cause { variant, words: words.to_string() })
-                .unwrap_or(Cause { variant: "unknown", words: format!("{other}") });
+                .find(|cause| cause.counter == other)
+                .map(|cause| Cause { variant: cause.variant, words: cause.words.to_string() })
+                .unwrap_or(Cause { variant: "unknown", words: other.to_string() });
         }
     };
     Cause { variant, words: words.to_string() }
@@ -227,14 +252,15 @@ pub fn findings(
     // Per namespace: silent drops the counters show, less what drop reasons already explain.
     let mut silent: HashMap<(u32, &str), u64> = HashMap::new();
     for (&inode, counters) in input.counters {
-        for (counter, _, _) in SILENT_CAUSES {
-            let rose = counters.get(*counter).copied().unwrap_or(0);
-            let with_reason: u64 = rows
+        for cause in SILENT_CAUSES {
+            let rose = counters.get(cause.counter).copied().unwrap_or(0);
+            let with_reason: u64 = input
+                .drops
                 .iter()
-                .filter(|r| r.netns_inode == inode && *counter == "TcpExtListenOverflows")
-                .map(|r| r.funnel.drops.get("TCP_LISTEN_OVERFLOW").copied().unwrap_or(0))
+                .filter(|(key, _)| key.netns == inode && Some(input.reasons.name(key.reason as u32).as_str()) == cause.reason)
+                .map(|(_, stats)| stats.count)
                 .sum();
-            silent.insert((inode, counter), rose.saturating_sub(with_reason));
+            silent.insert((inode, cause.counter), rose.saturating_sub(with_reason));
         }
     }
     let mut order: Vec<&FunnelRow> = rows.iter().collect();
@@ -249,11 +275,11 @@ pub fn findings(
         }
         let mut drops = f.drops.clone();
         let mut unexplained = f.unanswered.saturating_sub(syn_dropped);
-        for (counter, _, _) in SILENT_CAUSES {
-            let left = silent.entry((r.netns_inode, counter)).or_default();
+        for cause in SILENT_CAUSES {
+            let left = silent.entry((r.netns_inode, cause.counter)).or_default();
             let taken = unexplained.min(*left);
             if taken > 0 {
-                drops.insert(counter.to_string(), taken);
+                drops.insert(cause.counter.to_string(), taken);
                 *left -= taken;
                 unexplained -= taken;
             }
@@ -401,18 +427,29 @@ mod tests {
         counters: Counters,
         nat: bool,
     ) -> (Vec<FunnelRow>, Vec<Finding>) {
+        run_with(funnel, &[], drops, counters, nat)
+    }
+
+    fn run_with(
+        funnel: &[(FunnelKey, PeerStats)],
+        syns_seen: &[(SynKey, PeerStats)],
+        drops: &[(PeerKey, PeerStats)],
+        counters: Counters,
+        nat: bool,
+    ) -> (Vec<FunnelRow>, Vec<Finding>) {
         let reasons = reasons();
         let listeners = HashMap::from([(NS, vec![listener(443), listener(8443)])]);
         let counters = HashMap::from([(NS, counters)]);
         let names = HashMap::from([(NS, "srv".to_string())]);
         let input = Input {
             funnel,
-            syns_seen: &[],
+            syns_seen,
             drops,
             reasons: &reasons,
             listeners: &listeners,
             counters: &counters,
             netns_names: &names,
+            syns_at_listener: !syns_seen.is_empty(),
         };
         let rows = rows(&input);
         let nat_peers: BTreeSet<(String, String)> =
@@ -446,6 +483,19 @@ mod tests {
         assert_eq!(f.drops.as_ref().unwrap()["TCP_RFC7323_TW_PAWS"], 3);
         assert_eq!(f.local, ["198.51.100.1:443"]);
         assert!(f.advice.contains("removed in 4.12"));
+    }
+
+    #[test]
+    fn syns_counted_at_the_listener_add_those_time_wait_rejected() {
+        let funnel = [stage(7, 443, funnel_stage::SYNACK_OUT, 2), stage(7, 443, funnel_stage::HANDSHAKE_DONE, 2)];
+        let seen = [(
+            SynKey { addr: addr(7), netns: NS, port: 443, family: FAMILY_IPV4, _pad: 0 },
+            PeerStats { count: 2, first_ns: 1, last_ns: 2 },
+        )];
+        let drops = [drop(7, 443, 38, 6, 3)];
+        let (rows, found) = run_with(&funnel, &seen, &drops, Counters::new(), false);
+        assert_eq!((rows[0].funnel.syns, rows[0].funnel.unanswered), (5, 3));
+        assert_eq!((found[0].variant, found[0].count), ("time_wait_paws", 3));
     }
 
     #[test]
@@ -491,6 +541,15 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].funnel.unanswered, 0);
         assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn without_a_time_wait_drop_reason_the_counter_names_the_cause() {
+        let funnel = [stage(7, 443, funnel_stage::SYN_IN, 4), stage(7, 443, funnel_stage::SYNACK_OUT, 1)];
+        let (_, found) = run(&funnel, &[], Counters::from([("TcpExtPAWSTimewait".into(), 3)]), true);
+        assert_eq!((found[0].variant, found[0].count), ("time_wait_paws", 3));
+        assert!(found[0].summary.contains("dropped: PAWS against TIME_WAIT"), "{}", found[0].summary);
+        assert!(found[0].summary.contains("(NAT)"), "{}", found[0].summary);
     }
 
     #[test]
