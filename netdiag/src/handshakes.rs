@@ -40,7 +40,8 @@ pub struct HandshakeReport {
     pub findings: Vec<Finding>,
 }
 
-pub fn facts() -> ClockFacts {
+/// The settings the advice depends on, in the calling thread's namespace.
+fn facts() -> ClockFacts {
     ClockFacts {
         release: read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default(),
         tcp_timestamps: read_trimmed("/proc/sys/net/ipv4/tcp_timestamps").and_then(|v| v.parse().ok()),
@@ -82,11 +83,26 @@ pub fn analyse(c: &Collected, clock: &Clock, duration_s: f64) -> HandshakeReport
         .into_iter()
         .filter(|pc| ids.contains_key(&(pc.peer.clone(), pc.netns.clone())))
         .collect();
-    let facts = facts();
+    let namespaces: BTreeSet<u32> = rows.iter().map(FunnelRow::inode).chain(ids.values().map(|id| id.netns)).collect();
+    let by_netns = facts_of(&namespaces);
+    let facts = |inode: u32| by_netns.get(&inode).cloned().unwrap_or_else(facts);
     let mut findings = nat_clocks::findings(&clocks, c.syns, clock, duration_s, &facts, &ids);
     let nat_peers: BTreeSet<(String, String)> = findings.iter().map(|f| (f.peer.clone(), f.netns.clone())).collect();
     findings.extend(syn_funnel::findings(&input, &rows, &nat_peers, clock, duration_s, &facts));
     HandshakeReport { syn_funnel: rows, clocks, findings }
+}
+
+/// The settings of each namespace (tcp_timestamps and tcp_tw_recycle are per namespace), read
+/// inside it; a namespace gone since falls back to netdiag's own.
+fn facts_of(namespaces: &BTreeSet<u32>) -> HashMap<u32, ClockFacts> {
+    let known: Vec<Netns> = netns::named().unwrap_or_default();
+    namespaces
+        .iter()
+        .filter_map(|&inode| {
+            let ns = netns::find(inode, &known)?;
+            netns::run_in(&ns.path, || Ok(facts())).ok().map(|f| (inode, f))
+        })
+        .collect()
 }
 
 /// The TCP listeners of each namespace, from sock_diag inside it.

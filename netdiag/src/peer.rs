@@ -3,7 +3,7 @@
 //! out-of-window counts, the sockets the kernel holds to it now (what `ss` shows) and the
 //! findings about it. A diagnose session filtered on the address, then the sockets.
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     time::Duration,
 };
@@ -67,14 +67,20 @@ pub struct PawsCount {
     pub count: u64,
 }
 
-/// Answers the peer's out-of-window segments got, per namespace; `None` where the hook that
-/// counts them is not active on this kernel (`hooks` says why).
+/// The peer's out-of-window segments and the answers they got, per namespace; `None` where the
+/// hook that counts them is not active on this kernel (`hooks` says why).
 #[derive(Clone, Debug, Serialize)]
 pub struct OutOfWindow {
     pub netns: String,
+    /// Segments dropped as outside the window (sequence checks), exact, from the kernel.
+    pub segments_dropped: u64,
     pub dup_acks_sent: Option<u64>,
     pub answers_suppressed: Option<u64>,
 }
+
+/// Drop reasons of segments outside the receive window; watched during a `peer` session.
+const OUT_OF_WINDOW_REASONS: &[&str] =
+    &["TCP_OLD_SEQUENCE", "TCP_INVALID_SEQUENCE", "TCP_INVALID_END_SEQUENCE", "TCP_OVERWINDOW"];
 
 /// A socket the kernel holds to the peer now, as `ss -tan` shows it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -108,12 +114,17 @@ pub struct PeerDrilldown {
 
 pub async fn run(args: PeerArgs) -> Result<i32> {
     let filter: PeerFilter = args.ip.to_string().parse().map_err(crate::error::usage)?;
+    let defaults = hooks::Options::default();
     let opts = DiagnoseOptions {
         duration: Duration::from_secs_f64(args.duration),
         peer: Some(filter),
         port: None,
         netns: args.netns.clone(),
-        hooks: hooks::Options { backend: args.backend, ..hooks::Options::default() },
+        hooks: hooks::Options {
+            backend: args.backend,
+            watched_reasons: defaults.watched_reasons.iter().cloned().chain(OUT_OF_WINDOW_REASONS.iter().map(|r| r.to_string())).collect(),
+            ..defaults.clone()
+        },
     };
     let (report, details) = session::diagnose_detailed(&opts, std::future::pending()).await?;
     let drill = PeerDrilldown {
@@ -127,7 +138,7 @@ pub async fn run(args: PeerArgs) -> Result<i32> {
             .filter(|f| f.kind == "paws_rejections")
             .map(|f| PawsCount { netns: f.netns.clone(), variant: f.variant.to_string(), count: f.count })
             .collect(),
-        out_of_window: out_of_window(&details, args.ip),
+        out_of_window: out_of_window(&details, args.ip, &report.peers),
         sockets: sockets_to(args.ip, args.netns.as_deref())?,
         hooks: report.hooks,
         syn_funnel: report.syn_funnel,
@@ -166,33 +177,37 @@ fn flows(details: &Details) -> Vec<Flow> {
         .collect()
 }
 
-fn out_of_window(details: &Details, peer: IpAddr) -> Vec<OutOfWindow> {
-    let per_ns = |counts: &Option<Vec<(PeerAddrKey, PeerStats)>>| -> Option<BTreeMap<u32, u64>> {
+fn out_of_window(details: &Details, peer: IpAddr, drops: &[PeerReport]) -> Vec<OutOfWindow> {
+    let per_ns = |counts: &Option<Vec<(PeerAddrKey, PeerStats)>>| -> Option<BTreeMap<String, u64>> {
         counts.as_ref().map(|all| {
             let mut by_ns = BTreeMap::new();
             for (key, stats) in all.iter().filter(|(k, _)| ip_from(k.family, &k.addr) == Some(peer)) {
-                *by_ns.entry(key.netns).or_default() += stats.count;
+                *by_ns.entry(name_of(details, key.netns)).or_default() += stats.count;
             }
             by_ns
         })
     };
     let (dupacks, suppressed) = (per_ns(&details.dupacks), per_ns(&details.oow_suppressed));
-    let namespaces: std::collections::BTreeSet<u32> =
-        dupacks.iter().chain(suppressed.iter()).flat_map(|m| m.keys().copied()).collect();
+    let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
+    for report in drops {
+        let n: u64 = OUT_OF_WINDOW_REASONS.iter().filter_map(|r| report.by_reason.get(*r)).sum();
+        if n > 0 {
+            *dropped.entry(report.netns.clone()).or_default() += n;
+        }
+    }
+    let mut namespaces: BTreeSet<String> = dropped.keys().cloned().collect();
+    namespaces.extend(dupacks.iter().chain(suppressed.iter()).flat_map(|m| m.keys().cloned()));
     if namespaces.is_empty() {
         // Nothing counted: one line that still says which counts exist on this kernel.
-        return vec![OutOfWindow {
-            netns: "all".into(),
-            dup_acks_sent: dupacks.map(|_| 0),
-            answers_suppressed: suppressed.map(|_| 0),
-        }];
+        namespaces.insert("all".into());
     }
     namespaces
         .into_iter()
-        .map(|inode| OutOfWindow {
-            netns: name_of(details, inode),
-            dup_acks_sent: dupacks.as_ref().map(|m| m.get(&inode).copied().unwrap_or(0)),
-            answers_suppressed: suppressed.as_ref().map(|m| m.get(&inode).copied().unwrap_or(0)),
+        .map(|netns| OutOfWindow {
+            segments_dropped: dropped.get(&netns).copied().unwrap_or(0),
+            dup_acks_sent: dupacks.as_ref().map(|m| m.get(&netns).copied().unwrap_or(0)),
+            answers_suppressed: suppressed.as_ref().map(|m| m.get(&netns).copied().unwrap_or(0)),
+            netns,
         })
         .collect()
 }
@@ -342,8 +357,9 @@ impl PeerDrilldown {
         let shown = |v: Option<u64>| v.map_or("n/a (hook not active here)".to_string(), |n| n.to_string());
         for o in &self.out_of_window {
             out += &format!(
-                "  {}: duplicate ACKs sent {}, answers suppressed {}\n",
+                "  {}: segments dropped outside the window {}, duplicate ACKs sent {}, answers suppressed {}\n",
                 o.netns,
+                o.segments_dropped,
                 shown(o.dup_acks_sent),
                 shown(o.answers_suppressed)
             );

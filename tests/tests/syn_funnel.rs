@@ -66,8 +66,10 @@ fn assert_unanswered_time_wait(unanswered: &[&Value], nat: &str, by_nstat: u64, 
 #[test]
 fn hosts_behind_a_nat_read_as_unanswered_syns_and_several_clocks() {
     require_root();
-    let topo = NatTopology::new("synnat", 2, 2).unwrap();
+    let topo = NatTopology::new("synnat", 2, 3).unwrap();
     let server_ns = topo.server_ns.clone();
+    // Unlike the host's default (1): the advice must follow the server namespace's own setting.
+    topo.lab().sysctl(&server_ns, "net.ipv4.tcp_timestamps", "2").unwrap();
     let before = nstat(&server_ns, "TcpExtPAWSTimewait").unwrap();
     // Only the server's namespace: a SYN flood elsewhere on the machine must not crowd it out.
     let tracer = Diagnose::start(&["--netns", &server_ns]).unwrap();
@@ -85,7 +87,8 @@ fn hosts_behind_a_nat_read_as_unanswered_syns_and_several_clocks() {
     assert_eq!(clocks.len(), 1, "{:#}", report["findings"]);
     assert!(clocks[0]["clocks"].as_u64().unwrap() >= 2, "{:#}", clocks[0]);
     assert!(!clocks[0]["evidence"].as_array().unwrap().is_empty(), "{:#}", clocks[0]);
-    assert!(clocks[0]["advice"].as_str().unwrap().contains("tcp_tw_recycle"), "{:#}", clocks[0]);
+    let advice = clocks[0]["advice"].as_str().unwrap();
+    assert!(advice.contains("tcp_tw_recycle") && advice.contains("(tcp_timestamps=2)"), "{:#}", clocks[0]);
 
     let unanswered = in_ns(findings_for(&report, "unanswered_syns", &nat), &server_ns);
     let has_reason = kernel_has_reason("TCP_RFC7323_TW_PAWS");

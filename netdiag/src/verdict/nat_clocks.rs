@@ -230,12 +230,22 @@ pub fn all(syns: &SynSamples, netns_name: impl Fn(u32) -> String) -> Vec<PeerClo
 }
 
 /// One `nat_timestamp_clocks` finding per peer whose SYNs prove several hosts.
-pub fn findings(estimates: &[PeerClocks], syns: &SynSamples, clock: &Clock, duration_s: f64, facts: &ClockFacts, ids: &HashMap<(String, String), PeerId>) -> Vec<Finding> {
+/// `facts` gives the settings of a namespace (by inode): the advice follows the receiving
+/// namespace's own sysctls.
+pub fn findings(
+    estimates: &[PeerClocks],
+    syns: &SynSamples,
+    clock: &Clock,
+    duration_s: f64,
+    facts: &dyn Fn(u32) -> ClockFacts,
+    ids: &HashMap<(String, String), PeerId>,
+) -> Vec<Finding> {
     estimates
         .iter()
         .filter(|c| c.hosts_at_least >= 2)
         .map(|c| {
-            let samples = ids.get(&(c.peer.clone(), c.netns.clone())).and_then(|id| syns.by_peer.get(id));
+            let id = ids.get(&(c.peer.clone(), c.netns.clone()));
+            let samples = id.and_then(|id| syns.by_peer.get(id));
             let first = samples.and_then(|s| s.iter().map(|x| x.ts_ns).min()).unwrap_or(0);
             let last = samples.and_then(|s| s.iter().map(|x| x.ts_ns).max()).unwrap_or(0);
             let local: BTreeSet<String> =
@@ -258,7 +268,7 @@ pub fn findings(estimates: &[PeerClocks], syns: &SynSamples, clock: &Clock, dura
                     c.hosts_at_least,
                     c.evidence.join("; ")
                 ),
-                advice: advice(&c.peer, facts),
+                advice: advice(&c.peer, &facts(id.map_or(0, |id| id.netns))),
                 clocks: Some(c.hosts_at_least),
                 evidence: Some(c.evidence.clone()),
                 ..Finding::default()

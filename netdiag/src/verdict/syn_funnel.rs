@@ -247,7 +247,7 @@ pub fn findings(
     nat_peers: &BTreeSet<(String, String)>,
     clock: &Clock,
     duration_s: f64,
-    facts: &ClockFacts,
+    facts: &dyn Fn(u32) -> ClockFacts,
 ) -> Vec<Finding> {
     // Per namespace: silent drops the counters show, less what drop reasons already explain.
     let mut silent: HashMap<(u32, &str), u64> = HashMap::new();
@@ -304,7 +304,7 @@ pub fn findings(
             first_seen: clock.rfc3339(r.first_ns),
             last_seen: clock.rfc3339(r.last_ns),
             summary: summary(r, &cause, nat, unexplained),
-            advice: advice(r, cause.variant, listener, nat, facts),
+            advice: advice(r, cause.variant, listener, nat, &facts(r.netns_inode)),
             listener_port: Some(r.port),
             funnel: Some(f.clone()),
             reason: Some(cause.words.clone()),
@@ -455,7 +455,7 @@ mod tests {
         let nat_peers: BTreeSet<(String, String)> =
             if nat { BTreeSet::from([("198.51.100.7".to_string(), "srv".to_string())]) } else { BTreeSet::new() };
         let facts = ClockFacts { release: "6.18.0".into(), tcp_timestamps: Some(1), tcp_tw_recycle: None };
-        let found = findings(&input, &rows, &nat_peers, &Clock::now(), 10.0, &facts);
+        let found = findings(&input, &rows, &nat_peers, &Clock::now(), 10.0, &|_| facts.clone());
         (rows, found)
     }
 
