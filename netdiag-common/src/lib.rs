@@ -70,6 +70,10 @@ pub struct DropProbeConfig {
     pub dst_dev: u32,
     /// Set of watched drop reasons, resolved by name from the running kernel.
     pub reasons: [u64; REASON_SET_WORDS],
+    /// Only drops in this namespace (inode) are kept; 0 keeps all. A storm elsewhere then
+    /// neither fills the ring buffer nor evicts this namespace's per-peer counts.
+    pub only_netns: u32,
+    pub _pad: u32,
 }
 
 impl DropProbeConfig {

@@ -30,6 +30,8 @@ static DROP_PROBE_CONFIG: DropProbeConfig = DropProbeConfig {
     skb_refdst: 0,
     dst_dev: 0,
     reasons: [0; REASON_SET_WORDS],
+    only_netns: 0,
+    _pad: 0,
 };
 
 #[inline(always)]
@@ -78,6 +80,10 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
         unsafe { read(rx_sk, configured(&cfg.sk_state)).unwrap_or(0) }
     };
     let netns = netns_inode(cfg, skb, rx_sk);
+    let only = configured(&cfg.only_netns);
+    if only != 0 && netns != only {
+        return None;
+    }
     let now = unsafe { bpf_ktime_get_ns() };
 
     let key = PeerKey {

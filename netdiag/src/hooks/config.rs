@@ -27,6 +27,7 @@ pub fn drop_probe_config(
     format: &tracefs::TracepointFormat,
     reasons: &ReasonTable,
     watched_names: &[String],
+    only_netns: Option<u32>,
 ) -> Result<(DropProbeConfig, Vec<String>)> {
     let field = |name: &str| -> Result<u32> {
         format
@@ -57,6 +58,8 @@ pub fn drop_probe_config(
         skb_refdst: member("sk_buff", &["_skb_refdst"])?,
         dst_dev: member("dst_entry", &["dev"])?,
         reasons: Default::default(),
+        only_netns: only_netns.unwrap_or(0),
+        _pad: 0,
     };
     let mut watched = Vec::new();
     let mut missing = Vec::new();

@@ -53,7 +53,7 @@ pub struct Options {
     pub peer_entries: u32,
     /// Which attach mechanisms may serve the hooks.
     pub backend: BackendChoice,
-    /// The SYN funnel's programs watch only this namespace (inode); all when None.
+    /// The drop and SYN funnel programs watch only this namespace (inode); all when None.
     pub only_netns: Option<u32>,
 }
 
@@ -118,7 +118,7 @@ impl Probes {
         let watched = &opts.watched_reasons;
         let drop_setup = format
             .map_err(|e| anyhow!("skb:kfree_skb is not available ({e:#})"))
-            .and_then(|format| config::drop_probe_config(&btf, &format, &reasons, watched));
+            .and_then(|format| config::drop_probe_config(&btf, &format, &reasons, watched, opts.only_netns));
         let function_setup = config::function_probe_config(&btf);
         let handshake_setup = handshake::handshake_probe_config(&btf, opts.only_netns);
 

@@ -67,7 +67,9 @@ pub struct Funnel {
     pub synacks: u64,
     pub synack_retransmits: u64,
     pub handshakes: u64,
-    /// SYNs that got no SYN-ACK of their own: `syns - (synacks - synack_retransmits)`.
+    /// SYNs that got no SYN-ACK: `syns - synacks`. A SYN resent for a request the server
+    /// already holds is answered by a retransmitted SYN-ACK, so retransmissions count as
+    /// answers; those the timer sends unasked can only make this smaller, never invent one.
     pub unanswered: u64,
     /// Drops by kernel reason name on this peer and port, handshake-related reasons only.
     pub drops: BTreeMap<String, u64>,
@@ -176,8 +178,7 @@ pub fn rows(input: &Input) -> Vec<FunnelRow> {
             if input.syns_at_listener {
                 r.funnel.syns += SYN_REASONS.iter().map(|n| r.funnel.drops.get(*n).copied().unwrap_or(0)).sum::<u64>();
             }
-            let first_synacks = r.funnel.synacks.saturating_sub(r.funnel.synack_retransmits);
-            r.funnel.unanswered = r.funnel.syns.saturating_sub(first_synacks);
+            r.funnel.unanswered = r.funnel.syns.saturating_sub(r.funnel.synacks);
             Some(r)
         })
         .collect()
@@ -550,6 +551,19 @@ mod tests {
         assert_eq!((found[0].variant, found[0].count), ("time_wait_paws", 3));
         assert!(found[0].summary.contains("dropped: PAWS against TIME_WAIT"), "{}", found[0].summary);
         assert!(found[0].summary.contains("(NAT)"), "{}", found[0].summary);
+    }
+
+    #[test]
+    fn a_resent_syn_answered_by_a_retransmitted_synack_is_answered() {
+        let funnel = [
+            stage(2, 443, funnel_stage::SYN_IN, 4),
+            stage(2, 443, funnel_stage::SYNACK_OUT, 4),
+            stage(2, 443, funnel_stage::SYNACK_RETRANSMIT, 1),
+            stage(2, 443, funnel_stage::HANDSHAKE_DONE, 3),
+        ];
+        let (rows, found) = run(&funnel, &[], Counters::new(), false);
+        assert_eq!(rows[0].funnel.unanswered, 0);
+        assert!(found.is_empty(), "{found:?}");
     }
 
     #[test]
