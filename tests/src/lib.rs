@@ -130,3 +130,9 @@ pub fn nstat(netns: &str, name: &str) -> Result<u64> {
         })
         .with_context(|| format!("nstat printed no {name} in {netns}: {text}"))
 }
+
+/// The counter the kernel raises when PAWS rejects a segment in TIME_WAIT: `TcpExtPAWSTimewait`
+/// since 6.16, `TcpExtPAWSEstab` before (the TIME_WAIT check shared the established counter).
+pub fn time_wait_paws_counter(netns: &str) -> &'static str {
+    if nstat(netns, "TcpExtPAWSTimewait").is_ok() { "TcpExtPAWSTimewait" } else { "TcpExtPAWSEstab" }
+}

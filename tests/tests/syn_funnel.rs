@@ -3,7 +3,7 @@
 //! with one clock each that are not behind a NAT — traced by the real `netdiag diagnose --json`,
 //! checked against the packets captured at the server and the kernel's own counters (`nstat`).
 use netdiag::scenario::{self, NAT_PUBLIC_V4, NAT_SERVER_PORT, NatTopology};
-use netdiag_tests::{Diagnose, counter, findings_for, nstat, require_root};
+use netdiag_tests::{Diagnose, counter, findings_for, nstat, require_root, time_wait_paws_counter};
 use serde_json::Value;
 
 fn kernel_has_reason(reason: &str) -> bool {
@@ -49,7 +49,10 @@ fn assert_unanswered_time_wait(unanswered: &[&Value], nat: &str, by_nstat: u64, 
     assert_eq!(f["variant"], "time_wait_paws", "{f:#}");
     // With a drop reason from the kernel, else from the namespace's counter.
     let drops = &f["drops"];
-    let counted = drops["TCP_RFC7323_TW_PAWS"].as_u64().unwrap_or(0) + drops["TcpExtPAWSTimewait"].as_u64().unwrap_or(0);
+    let counted = ["TCP_RFC7323_TW_PAWS", "TcpExtPAWSTimewait", "TcpExtPAWSEstab"]
+        .iter()
+        .map(|name| drops[*name].as_u64().unwrap_or(0))
+        .sum::<u64>();
     assert_eq!(counted, by_nstat, "{f:#}");
     let summary = f["summary"].as_str().unwrap();
     if has_reason {
@@ -70,16 +73,17 @@ fn hosts_behind_a_nat_read_as_unanswered_syns_and_several_clocks() {
     let server_ns = topo.server_ns.clone();
     // Unlike the host's default (1): the advice must follow the server namespace's own setting.
     topo.lab().sysctl(&server_ns, "net.ipv4.tcp_timestamps", "2").unwrap();
-    let before = nstat(&server_ns, "TcpExtPAWSTimewait").unwrap();
+    let paws_counter = time_wait_paws_counter(&server_ns);
+    let before = nstat(&server_ns, paws_counter).unwrap();
     // Only the server's namespace: a SYN flood elsewhere on the machine must not crowd it out.
     let tracer = Diagnose::start(&["--netns", &server_ns]).unwrap();
     let run = scenario::nat_time_wait(&topo).unwrap();
     let (_plain, direct) = scenario::direct_traffic(&topo, 4).unwrap();
     let report = tracer.finish().unwrap();
-    let by_nstat = nstat(&server_ns, "TcpExtPAWSTimewait").unwrap() - before;
+    let by_nstat = nstat(&server_ns, paws_counter).unwrap() - before;
     eprintln!("rejected client {}: {} SYNs; wire {:?}", run.rejected_client_ns, run.rejected_syns, run.wire);
     assert_eq!(by_nstat, run.rejected_syns, "PAWS rejected every SYN of the reconnect");
-    assert_eq!(counter(&report, &server_ns, "TcpExtPAWSTimewait"), by_nstat);
+    assert_eq!(counter(&report, &server_ns, paws_counter), by_nstat);
     assert_eq!(report["lost_events"], 0);
 
     let nat = NAT_PUBLIC_V4.to_string();

@@ -176,8 +176,9 @@ pub fn nat_time_wait(topo: &NatTopology) -> Result<NatRun> {
     let server = SocketAddr::new(NAT_SERVER_V4.into(), NAT_SERVER_PORT);
     let listener = listen_in(&topo.server_path(), server)?;
     let sniffer = topo.server_sniffer()?;
-    let mut connections = 0;
-    for (ns, addr) in topo.nat_clients.iter().cycle().take(2 * topo.nat_clients.len()) {
+    // Each turn either completes a connection or ends the scenario.
+    for (turn, (ns, addr)) in topo.nat_clients.iter().cycle().take(2 * topo.nat_clients.len()).enumerate() {
+        let connections = turn as u64;
         let from = SocketAddr::new((*addr).into(), SHARED_SOURCE_PORT);
         let timeout = if connections == 0 { CONNECT_TIMEOUT } else { REJECTED_CONNECT_TIMEOUT };
         let Ok(mut client) = connect_in(&topo.path(ns), Some(from), server, timeout) else {
@@ -196,7 +197,6 @@ pub fn nat_time_wait(topo: &NatTopology) -> Result<NatRun> {
             });
         };
         let mut accepted = accept_within(&listener, IO_TIMEOUT)?;
-        connections += 1;
         exchange(&mut client, &mut accepted, b"request")?;
         close_in_order(accepted, client)?;
         let server_ns = topo.server_path();

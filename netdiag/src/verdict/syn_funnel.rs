@@ -57,6 +57,15 @@ const SILENT_CAUSES: &[SilentCause] = &[
                 drop reason)",
         reason: Some("TCP_RFC7323_TW_PAWS"),
     },
+    // Before 6.16 the kernel counted PAWS against TIME_WAIT in PAWSEstab; a SYN has no other
+    // PAWS check to fail there (tcp_tw_recycle's went in 4.12).
+    SilentCause {
+        counter: "TcpExtPAWSEstab",
+        variant: "time_wait_paws",
+        words: "PAWS against TIME_WAIT (counted from TcpExtPAWSEstab, where kernels before 6.16 count it, \
+                without a drop reason)",
+        reason: Some("TCP_RFC7323_PAWS"),
+    },
 ];
 
 /// One peer's funnel on one listening port. `syns` counts every SYN that arrived,
@@ -564,6 +573,14 @@ mod tests {
         let (rows, found) = run(&funnel, &[], Counters::new(), false);
         assert_eq!(rows[0].funnel.unanswered, 0);
         assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn before_6_16_the_established_counter_names_the_cause() {
+        let funnel = [stage(7, 443, funnel_stage::SYN_IN, 4), stage(7, 443, funnel_stage::SYNACK_OUT, 1)];
+        let (_, found) = run(&funnel, &[], Counters::from([("TcpExtPAWSEstab".into(), 3)]), false);
+        assert_eq!((found[0].variant, found[0].count), ("time_wait_paws", 3));
+        assert_eq!(found[0].drops.as_ref().unwrap()["TcpExtPAWSEstab"], 3);
     }
 
     #[test]
