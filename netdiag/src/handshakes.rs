@@ -85,10 +85,10 @@ pub fn analyse(c: &Collected, clock: &Clock, duration_s: f64) -> HandshakeReport
         .collect();
     let namespaces: BTreeSet<u32> = rows.iter().map(FunnelRow::inode).chain(ids.values().map(|id| id.netns)).collect();
     let by_netns = facts_of(&namespaces);
-    let facts = |inode: u32| by_netns.get(&inode).cloned().unwrap_or_else(facts);
-    let mut findings = nat_clocks::findings(&clocks, c.syns, clock, duration_s, &facts, &ids);
+    let facts_in = |inode: u32| by_netns.get(&inode).cloned().unwrap_or_else(facts);
+    let mut findings = nat_clocks::findings(&clocks, c.syns, clock, duration_s, &facts_in, &ids);
     let nat_peers: BTreeSet<(String, String)> = findings.iter().map(|f| (f.peer.clone(), f.netns.clone())).collect();
-    findings.extend(syn_funnel::findings(&input, &rows, &nat_peers, clock, duration_s, &facts));
+    findings.extend(syn_funnel::findings(&input, &rows, &nat_peers, clock, duration_s, &facts_in));
     HandshakeReport { syn_funnel: rows, clocks, findings }
 }
 

@@ -51,6 +51,15 @@ pub struct Report {
 
 const WIDTH: usize = 96;
 
+/// What a finding's `count` counts.
+fn counted(kind: &str) -> &'static str {
+    match kind {
+        "unanswered_syns" => "unanswered SYNs",
+        "nat_timestamp_clocks" => "SYNs sampled",
+        _ => "drops",
+    }
+}
+
 fn wrap(text: &str, indent: &str) -> String {
     let mut out = String::new();
     let mut line = String::from(indent);
@@ -87,13 +96,14 @@ impl Report {
         }
         for f in &self.findings {
             out += &format!(
-                "  [{} / {}] peer {} (netns {}) → {}: {} drops, {:.2}/s, {} … {}\n",
+                "  [{} / {}] peer {} (netns {}) → {}: {} {}, {:.2}/s, {} … {}\n",
                 f.kind,
                 f.variant,
                 f.peer,
                 f.netns,
                 if f.local.is_empty() { "-".to_string() } else { f.local.join(", ") },
                 f.count,
+                counted(f.kind),
                 f.rate_per_s,
                 f.first_seen,
                 f.last_seen
