@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use netdiag_common::{FunnelKey, PeerKey, PeerStats, SynKey};
 
 use crate::{
-    aggregate::{PeerId, SynSamples},
+    aggregate::{PeerId, PeerSamples, SynSamples},
     clock::Clock,
     counters::Counters,
     hooks::ReasonTable,
@@ -25,6 +25,8 @@ pub struct Collected<'a> {
     pub syns_seen: &'a [(SynKey, PeerStats)],
     pub drops: &'a [(PeerKey, PeerStats)],
     pub syns: &'a SynSamples,
+    /// Drop samples per peer (the source ports of rejected SYNs are clock evidence).
+    pub peers: &'a HashMap<PeerId, PeerSamples>,
     pub reasons: &'a ReasonTable,
     pub counters: &'a HashMap<u32, Counters>,
     pub netns_names: &'a HashMap<u32, String>,
@@ -79,7 +81,12 @@ pub fn analyse(c: &Collected, clock: &Clock, duration_s: f64) -> HandshakeReport
         .filter(|id| (c.wanted)(id.addr, id.netns, None))
         .map(|id| ((id.addr.to_string(), name_of(id.netns)), *id))
         .collect();
-    let clocks: Vec<PeerClocks> = nat_clocks::all(c.syns, name_of)
+    let tw_paws = c.reasons.number("TCP_RFC7323_TW_PAWS");
+    let rejected_ports = |id: &PeerId| -> BTreeSet<u16> {
+        let ports = c.peers.get(id).and_then(|p| p.syn_ports.get(&tw_paws?));
+        ports.cloned().unwrap_or_default()
+    };
+    let clocks: Vec<PeerClocks> = nat_clocks::all(c.syns, &rejected_ports, name_of)
         .into_iter()
         .filter(|pc| ids.contains_key(&(pc.peer.clone(), pc.netns.clone())))
         .collect();

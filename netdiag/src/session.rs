@@ -144,6 +144,7 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
             syns_seen: &syns_seen,
             drops: &kernel_counts,
             syns: &aggregator.syns,
+            peers: &aggregator.peers,
             reasons: &reasons,
             counters: &by_inode,
             netns_names: &names,

@@ -5,7 +5,7 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
-use netdiag_common::DropEvent;
+use netdiag_common::{DropEvent, tcp_flag};
 
 use crate::events::ip_from;
 
@@ -36,6 +36,8 @@ pub struct PeerSamples {
     pub samples: u64,
     /// TSval of the last sample that carried a timestamp.
     pub last_tsval: Option<u32>,
+    /// Per drop reason: source ports of dropped SYNs (without ACK).
+    pub syn_ports: HashMap<u32, BTreeSet<u16>>,
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +85,12 @@ impl Aggregator {
         }
         if event.has_timestamp != 0 {
             samples.last_tsval = Some(event.tsval);
+        }
+        if event.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN {
+            let ports = samples.syn_ports.entry(event.reason).or_default();
+            if ports.len() < MAX_LOCALS {
+                ports.insert(event.sport);
+            }
         }
     }
 

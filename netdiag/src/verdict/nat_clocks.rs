@@ -137,8 +137,11 @@ fn lines(samples: &[SynSample]) -> Vec<Line> {
     lines
 }
 
-/// The clocks of one peer and what they prove about the hosts behind it.
-pub fn estimate(peer: &str, netns: &str, samples: &[SynSample]) -> PeerClocks {
+/// The clocks of one peer and what they prove about the hosts behind it. `rejected_ports`: the
+/// source ports of SYNs the kernel rejected as older than the last connection on the same
+/// 4-tuple (PAWS against TIME_WAIT): time ran backwards across connections there, which one
+/// host's clock does not do.
+pub fn estimate(peer: &str, netns: &str, samples: &[SynSample], rejected_ports: &BTreeSet<u16>) -> PeerClocks {
     let lines = lines(samples);
     let mut owners: HashMap<u16, Vec<usize>> = HashMap::new();
     for (i, line) in lines.iter().enumerate() {
@@ -185,6 +188,15 @@ pub fn estimate(peer: &str, netns: &str, samples: &[SynSample]) -> PeerClocks {
         evidence.push(format!("the clocks tick at different rates ({slow:.0} Hz and {fast:.0} Hz)"));
         proven.extend((0..lines.len()).filter(|i| lines[*i].measured()));
     }
+    if !rejected_ports.is_empty() {
+        let ports: Vec<String> = rejected_ports.iter().map(u16::to_string).collect();
+        evidence.push(format!(
+            "the kernel rejected SYNs from source port(s) {} as older than the last connection on the same \
+             4-tuple (PAWS against TIME_WAIT): timestamps went backwards across connections",
+            ports.join(", ")
+        ));
+    }
+    let hosts = if rejected_ports.is_empty() { proven.len() } else { proven.len().max(2) };
     let clocks = lines
         .iter()
         .enumerate()
@@ -203,8 +215,8 @@ pub fn estimate(peer: &str, netns: &str, samples: &[SynSample]) -> PeerClocks {
         netns: netns.to_string(),
         syns: lines.iter().map(|l| l.points).sum(),
         clocks,
-        hosts_at_least: if proven.len() > 1 { proven.len() } else { 0 },
-        evidence: if proven.len() > 1 { evidence } else { Vec::new() },
+        hosts_at_least: if hosts > 1 { hosts } else { 0 },
+        evidence: if hosts > 1 { evidence } else { Vec::new() },
     }
 }
 
@@ -217,12 +229,17 @@ pub struct ClockFacts {
     pub tcp_tw_recycle: Option<u8>,
 }
 
-/// Clock estimates of every sampled peer.
-pub fn all(syns: &SynSamples, netns_name: impl Fn(u32) -> String) -> Vec<PeerClocks> {
+/// Clock estimates of every sampled peer; `rejected_ports` gives, per peer, the source ports
+/// of its SYNs PAWS rejected against TIME_WAIT.
+pub fn all(
+    syns: &SynSamples,
+    rejected_ports: &dyn Fn(&PeerId) -> BTreeSet<u16>,
+    netns_name: impl Fn(u32) -> String,
+) -> Vec<PeerClocks> {
     let mut out: Vec<PeerClocks> = syns
         .by_peer
         .iter()
-        .map(|(id, samples)| estimate(&id.addr.to_string(), &netns_name(id.netns), samples))
+        .map(|(id, samples)| estimate(&id.addr.to_string(), &netns_name(id.netns), samples, &rejected_ports(id)))
         .filter(|c| c.syns > 0)
         .collect();
     out.sort_by(|a, b| (&a.netns, &a.peer).cmp(&(&b.netns, &b.peer)));
@@ -337,7 +354,7 @@ mod tests {
         let mut samples = attempt(0, 5_000_000, 1000, 41000);
         samples.extend(attempt(5_000, 4_000_000_000, 1000, 41000));
         samples.extend(attempt(10_000, 5_000_000, 1000, 41000));
-        let c = estimate("198.51.100.7", "srv", &samples);
+        let c = estimate("198.51.100.7", "srv", &samples, &BTreeSet::new());
         assert_eq!(c.clocks.len(), 2, "{c:#?}");
         assert_eq!(c.hosts_at_least, 2);
         assert_eq!(c.clocks[0].syns, 6);
@@ -349,7 +366,7 @@ mod tests {
     fn one_host_with_a_random_offset_per_connection_proves_nothing() {
         let samples: Vec<SynSample> =
             (0..20u32).map(|i| syn(i as u64 * 300, i.wrapping_mul(0x9e37_79b9), 40000 + i as u16)).collect();
-        let c = estimate("203.0.113.2", "srv", &samples);
+        let c = estimate("203.0.113.2", "srv", &samples, &BTreeSet::new());
         assert_eq!(c.clocks.len(), 20);
         assert_eq!(c.hosts_at_least, 0);
         assert!(c.evidence.is_empty());
@@ -359,7 +376,7 @@ mod tests {
     fn one_host_clock_across_ports_is_one_clock() {
         let samples: Vec<SynSample> =
             (0..10u64).map(|i| syn(i * 700, (1_000_000 + i * 700 + i % 3) as u32, 40000 + i as u16)).collect();
-        let c = estimate("203.0.113.3", "srv", &samples);
+        let c = estimate("203.0.113.3", "srv", &samples, &BTreeSet::new());
         assert_eq!(c.clocks.len(), 1, "{c:#?}");
         assert_eq!(c.clocks[0].ports.len(), 10);
         assert_eq!(c.hosts_at_least, 0);
@@ -372,7 +389,7 @@ mod tests {
             samples.push(syn(i * 500, (10_000 + i * 500) as u32, 40000 + i as u16));
             samples.push(syn(i * 500 + 100, (900_000 + i * 500 + 100) as u32, 50000 + i as u16));
         }
-        let c = estimate("198.51.100.9", "srv", &samples);
+        let c = estimate("198.51.100.9", "srv", &samples, &BTreeSet::new());
         assert_eq!((c.clocks.len(), c.hosts_at_least), (2, 2), "{c:#?}");
         assert!((c.clocks[1].ahead_of_first_s - 890.0).abs() < 1.0, "{c:#?}");
     }
@@ -381,7 +398,7 @@ mod tests {
     fn a_clock_at_another_rate_is_told_apart() {
         let mut samples = attempt(0, 100, 1000, 41000);
         samples.extend(attempt(0, 5000, 100, 41000).into_iter().map(|s| SynSample { ts_ns: s.ts_ns + 1_000, ..s }));
-        let c = estimate("198.51.100.7", "srv", &samples);
+        let c = estimate("198.51.100.7", "srv", &samples, &BTreeSet::new());
         assert_eq!(c.clocks.len(), 2, "{c:#?}");
         let mut rates: Vec<f64> = c.clocks.iter().map(|k| k.hz.round()).collect();
         rates.sort_by(f64::total_cmp);
@@ -392,10 +409,20 @@ mod tests {
     #[test]
     fn a_clock_going_backwards_is_another_clock() {
         let samples = vec![syn(0, 50_000, 41000), syn(2000, 40_000, 41000)];
-        let c = estimate("198.51.100.7", "srv", &samples);
+        let c = estimate("198.51.100.7", "srv", &samples, &BTreeSet::new());
         assert_eq!(c.clocks.len(), 2);
         assert_eq!(c.hosts_at_least, 2);
         assert!(c.clocks[1].ahead_of_first_s < -10.0, "{c:#?}");
+    }
+
+    #[test]
+    fn a_syn_rejected_against_time_wait_is_time_going_backwards() {
+        let samples = attempt(0, 7_000_000, 1000, 41000);
+        let alone = estimate("198.51.100.7", "srv", &samples, &BTreeSet::new());
+        assert_eq!((alone.clocks.len(), alone.hosts_at_least), (1, 0));
+        let rejected = estimate("198.51.100.7", "srv", &samples, &BTreeSet::from([41000]));
+        assert_eq!(rejected.hosts_at_least, 2);
+        assert!(rejected.evidence[0].contains("port(s) 41000"), "{:?}", rejected.evidence);
     }
 
     #[test]
