@@ -899,9 +899,10 @@ pub static ENTRIES: &[Entry] = &[
             attribution: "From the TSval of every SYN the peer sends, sampled as it arrives \
                           (net:netif_receive_skb): the SYNs of one clock lie on one line of TSval against time. \
                           Several hosts are proven when one source port carries two clocks, when two clocks are \
-                          each shared by several ports, or when clocks tick at different rates; hosts with a \
-                          random offset per connection (Linux tcp_timestamps=1) show one line per connection \
-                          and prove nothing on their own.",
+                          each shared by several ports, when clocks tick at different rates, or when the kernel \
+                          rejects a SYN as older than the last connection on its 4-tuple (TCP_RFC7323_TW_PAWS); \
+                          hosts with a random offset per connection (Linux tcp_timestamps=1) show one line per \
+                          connection and prove nothing on their own.",
             action: "Server: never enable tcp_tw_recycle (kernels before 4.12), and avoid holding TIME_WAIT for \
                      clients (let them close first, keep connections alive). NAT: more addresses or a wider port \
                      range make 4-tuple reuse rarer. Turning timestamps off on the server stops the drops but \
