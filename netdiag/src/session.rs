@@ -67,6 +67,8 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
     // Registered before anything attaches: Ctrl-C or SIGTERM (kill, systemd, timeout) at any
     // moment after this ends the session with a report instead of killing the process.
     let stop_signals = StopSignals::register()?;
+    // First: without privileges, reading other namespaces' counters would fail less clearly.
+    hooks::privileges::check()?;
     let netns_filter = opts.netns.as_deref().map(netns_inode_by_name).transpose()?;
     let mut watch_counters = CounterWatch::start()?;
     let hook_options = hooks::Options { only_netns: netns_filter, ..opts.hooks.clone() };
