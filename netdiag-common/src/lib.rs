@@ -17,6 +17,8 @@ pub const FIELD_ABSENT: u32 = u32::MAX;
 
 /// Record kinds in the ring buffer (first byte after the timestamp tells the reader how to decode).
 pub const EVENT_DROP: u8 = 1;
+/// A SYN's timestamp sample ([`SynEvent`]).
+pub const EVENT_SYN: u8 = 2;
 
 /// Indexes into the per-CPU `PROBE_STATS` array.
 pub mod stat {
@@ -34,7 +36,12 @@ pub mod stat {
     pub const CAPTURE_SKIPPED: u32 = 5;
     /// Fresh keys inserted into `PEER_DROPS`; minus the keys present at the end, the evictions.
     pub const PEER_INSERTS: u32 = 6;
-    pub const COUNT: u32 = 7;
+    /// SYNs and SYN-ACKs the handshake programs could not read; missing from the SYN funnel.
+    pub const HANDSHAKE_UNPARSED: u32 = 7;
+    /// SYN timestamp samples not sent because the per-CPU budget of the second was spent
+    /// (the funnel counts still hold those SYNs).
+    pub const SYN_SAMPLES_SKIPPED: u32 = 8;
+    pub const COUNT: u32 = 9;
 }
 
 /// Load-time configuration of the `skb:kfree_skb` program. Every offset comes from the running
@@ -70,7 +77,9 @@ pub struct DropProbeConfig {
     /// `struct sk_buff::tail` (an offset from `head` on 64-bit kernels): headers beyond it are
     /// not in the linear area. [`FIELD_ABSENT`] where it is a pointer (32-bit kernels).
     pub skb_tail: u32,
-    pub _pad: u32,
+    /// Only drops in this namespace (inode) are kept; 0 keeps all. A storm elsewhere then
+    /// neither fills the ring buffer nor evicts this namespace's per-peer counts.
+    pub only_netns: u32,
 }
 
 impl DropProbeConfig {
@@ -275,6 +284,90 @@ pub mod tcp_options {
     }
 }
 
+/// Stages of the SYN funnel ([`FunnelKey::stage`]).
+pub mod funnel_stage {
+    /// A SYN (without ACK) arrived.
+    pub const SYN_IN: u8 = 1;
+    /// A SYN-ACK left, first transmissions and retransmissions alike.
+    pub const SYNACK_OUT: u8 = 2;
+    /// A SYN-ACK was retransmitted (timer or duplicate SYN).
+    pub const SYNACK_RETRANSMIT: u8 = 3;
+    /// A passive connection reached ESTABLISHED (SYN_RECV → ESTABLISHED).
+    pub const HANDSHAKE_DONE: u8 = 4;
+}
+
+/// Key of `SYN_FUNNEL`: one peer, one namespace, one local (listening) port, one stage.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FunnelKey {
+    /// Remote address; IPv4 (also IPv4-mapped IPv6) uses the first 4 bytes, the rest are zero.
+    pub addr: [u8; 16],
+    pub netns: u32,
+    /// Local port, host byte order.
+    pub port: u16,
+    pub family: u8,
+    /// One of [`funnel_stage`].
+    pub stage: u8,
+}
+
+/// Load-time configuration of the handshake programs (SYN funnel on tracepoints): tracepoint
+/// record offsets from tracefs, struct member offsets from BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandshakeProbeConfig {
+    /// `skbaddr` of `net:netif_receive_skb` and `net:net_dev_queue`.
+    pub rx_skbaddr: u32,
+    pub tx_skbaddr: u32,
+    /// `struct sk_buff` members.
+    pub skb_head: u32,
+    pub skb_data: u32,
+    pub skb_network_header: u32,
+    pub skb_transport_header: u32,
+    pub skb_dev: u32,
+    /// `struct net_device::nd_net.net`, `struct net::ns.inum`, `struct sock_common::skc_net`.
+    pub dev_nd_net: u32,
+    pub net_ns_inum: u32,
+    pub sk_net: u32,
+    /// `tcp:tcp_retransmit_synack` fields.
+    pub rs_skaddr: u32,
+    pub rs_sport: u32,
+    pub rs_family: u32,
+    pub rs_daddr: u32,
+    pub rs_daddr_v6: u32,
+    /// `sock:inet_sock_set_state` fields.
+    pub ss_skaddr: u32,
+    pub ss_oldstate: u32,
+    pub ss_newstate: u32,
+    pub ss_sport: u32,
+    pub ss_family: u32,
+    pub ss_protocol: u32,
+    pub ss_daddr: u32,
+    pub ss_daddr_v6: u32,
+    /// SYN timestamp samples each CPU may send per second over the ring buffer.
+    pub syn_samples_per_s: u32,
+    /// Only this namespace (inode) is watched; 0 watches all. Traffic elsewhere (a SYN flood
+    /// in another namespace) then neither evicts its counts nor spends its sample budget.
+    pub only_netns: u32,
+}
+
+/// One SYN as it arrived (before any TCP processing): who, to which port, and its TSval.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SynEvent {
+    pub ts_ns: u64,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub netns: u32,
+    pub tsval: u32,
+    /// Host byte order.
+    pub sport: u16,
+    pub dport: u16,
+    pub kind: u8,
+    pub family: u8,
+    pub has_timestamp: u8,
+    pub _pad: u8,
+}
+
 #[cfg(feature = "user")]
 mod user {
     use super::*;
@@ -287,6 +380,9 @@ mod user {
     unsafe impl aya::Pod for PeerStats {}
     unsafe impl aya::Pod for DropEvent {}
     unsafe impl aya::Pod for PacketCapture {}
+    unsafe impl aya::Pod for FunnelKey {}
+    unsafe impl aya::Pod for HandshakeProbeConfig {}
+    unsafe impl aya::Pod for SynEvent {}
 }
 
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 80);
@@ -294,6 +390,8 @@ const _: () = assert!(core::mem::size_of::<PacketCapture>() == 152);
 const _: () = assert!(core::mem::size_of::<PeerKey>() == 28);
 const _: () = assert!(core::mem::size_of::<SynKey>() == 24);
 const _: () = assert!(core::mem::size_of::<PeerAddrKey>() == 24);
+const _: () = assert!(core::mem::size_of::<FunnelKey>() == 24);
+const _: () = assert!(core::mem::size_of::<SynEvent>() == 56);
 
 #[cfg(test)]
 mod tests {

@@ -32,7 +32,7 @@ static DROP_PROBE_CONFIG: DropProbeConfig = DropProbeConfig {
     dst_dev: 0,
     reasons: [0; REASON_SET_WORDS],
     skb_tail: FIELD_ABSENT,
-    _pad: 0,
+    only_netns: 0,
 };
 
 #[inline(always)]
@@ -81,6 +81,10 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
         unsafe { read(rx_sk, configured(&cfg.sk_state)).unwrap_or(0) }
     };
     let netns = netns_inode(cfg, skb, rx_sk);
+    let only = configured(&cfg.only_netns);
+    if only != 0 && netns != only {
+        return None;
+    }
     let now = unsafe { bpf_ktime_get_ns() };
 
     let key = PeerKey {
@@ -99,9 +103,14 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
     capture::headers(&seg, netns, reason, now);
     // The count is in the map; a sample (with the timestamp option, read only now) per key
     // now and then is what userspace needs of the rest.
-    if !counted.sample_due || unsafe { packet::read_timestamp(&mut seg) }.is_none() {
+    if !counted.sample_due {
         return Some(());
     }
+    let Some(timestamp) = (unsafe { packet::read_timestamp(seg.tcp, seg.tcp_len) }) else {
+        bump(stat::UNPARSED);
+        return Some(());
+    };
+    seg.timestamp = timestamp;
 
     match EVENTS.reserve::<DropEvent>(0) {
         Some(mut entry) => {

@@ -7,6 +7,7 @@ mod access;
 mod capture;
 mod drops;
 mod functions;
+mod handshake;
 mod maps;
 mod packet;
 

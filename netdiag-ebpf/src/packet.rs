@@ -37,9 +37,9 @@ pub struct Segment {
     pub transport_offset: u16,
     /// Where the IP header starts in kernel memory.
     pub ip: *const u8,
-    /// Where the TCP options start, and how many bytes they take.
-    options_at: *const u8,
-    options_len: usize,
+    /// Where the TCP header starts, and its length with options (for [`read_timestamp`]).
+    pub tcp: *const u8,
+    pub tcp_len: usize,
 }
 
 /// Offsets of the `sk_buff` members the parser needs, from the running kernel's BTF.
@@ -63,7 +63,7 @@ pub unsafe fn parse(skb: *const u8, layout: &SkbLayout) -> Option<Segment> {
 #[inline(always)]
 pub unsafe fn parse_linear(skb: *const u8, layout: &SkbLayout, tail_offset: u32) -> Option<Segment> {
     let mut seg = unsafe { parse_headers(skb, layout, tail_offset)? };
-    unsafe { read_timestamp(&mut seg)? };
+    seg.timestamp = unsafe { read_timestamp(seg.tcp, seg.tcp_len)? };
     Some(seg)
 }
 
@@ -92,8 +92,8 @@ pub unsafe fn parse_headers(skb: *const u8, layout: &SkbLayout, tail_offset: u32
         wire_len: 0,
         transport_offset: transport - network,
         ip: unsafe { head.add(network as usize) },
-        options_at: core::ptr::null(),
-        options_len: 0,
+        tcp: core::ptr::null(),
+        tcp_len: 0,
     };
     let ip = seg.ip;
     let version_byte: u8 = unsafe { read(ip, 0)? };
@@ -153,21 +153,23 @@ pub unsafe fn parse_headers(skb: *const u8, layout: &SkbLayout, tail_offset: u32
     }
     seg.payload_len = ip_payload.saturating_sub(header_len) as u16;
     seg.headers_len = seg.transport_offset.saturating_add(header_len as u16);
-    seg.options_at = unsafe { tcp_start.add(TCP_FIXED_HEADER) };
-    seg.options_len = (header_len as usize) - TCP_FIXED_HEADER;
+    seg.tcp = tcp_start;
+    seg.tcp_len = header_len as usize;
     Some(seg)
 }
 
-/// Fills in `seg.timestamp` from its TCP options; `None` if they cannot be read.
+/// The timestamp option (TSval, TSecr) of the TCP header at `tcp_start`, `header_len` bytes
+/// long (data offset × 4, at least 20). Outer `None`: the options could not be read.
 #[inline(always)]
-pub unsafe fn read_timestamp(seg: &mut Segment) -> Option<()> {
-    if seg.options_len > 0 {
-        // Fixed-size read; bytes past the options are never looked at.
-        let mut options = [0u8; tcp_options::BUFFER];
-        unsafe { bpf_probe_read_kernel_buf(seg.options_at, &mut options[..tcp_options::MAX_LEN]).ok()? };
-        seg.timestamp = tcp_options::find_timestamp(&options, seg.options_len);
+pub unsafe fn read_timestamp(tcp_start: *const u8, header_len: usize) -> Option<Option<(u32, u32)>> {
+    let options_len = header_len.saturating_sub(TCP_FIXED_HEADER);
+    if options_len == 0 {
+        return Some(None);
     }
-    Some(())
+    // Fixed-size read; bytes past the options are never looked at.
+    let mut options = [0u8; tcp_options::BUFFER];
+    unsafe { bpf_probe_read_kernel_buf(tcp_start.add(TCP_FIXED_HEADER), &mut options[..tcp_options::MAX_LEN]).ok()? };
+    Some(tcp_options::find_timestamp(&options, options_len))
 }
 
 /// Follows the IPv6 extension headers from the fixed header: the packet is TCP only if the

@@ -71,6 +71,8 @@ enum Command {
     Selftest(netdiag::selftest::SelftestArgs),
     /// Run the detectors until SIGTERM, serving Prometheus metrics and writing JSON lines.
     Agent(netdiag::agent::AgentArgs),
+    /// Trace one remote address: its flows, SYN funnel, PAWS rejections, timestamp clocks, sockets, findings.
+    Peer(netdiag::peer::PeerArgs),
 }
 
 fn parse_duration(text: &str) -> Result<f64, String> {
@@ -109,6 +111,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Top(args) => netdiag::output::top::run(args).await,
         Command::Selftest(args) => netdiag::selftest::run(args).await,
+        Command::Peer(args) => netdiag::peer::run(args).await,
         Command::Counters(args) => operator::counters::run(args).await,
         Command::Explain(args) => operator::explain::run(args).await,
         Command::Check(args) => operator::check::run(args).await,

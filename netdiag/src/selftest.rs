@@ -96,6 +96,15 @@ pub async fn run(args: SelftestArgs) -> Result<i32> {
         });
         outcomes.push(outcome);
     }
+    for (name, reason, check) in HANDSHAKE_INCIDENTS {
+        let outcome = check(&btf).await.unwrap_or_else(|e| Outcome {
+            incident: name,
+            reason,
+            status: Status::NotSeen,
+            detail: format!("could not reproduce: {e:#}"),
+        });
+        outcomes.push(outcome);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcomes)?);
     } else {
@@ -142,6 +151,77 @@ async fn check(incident: &'static Incident, btf: &Btf) -> Result<Outcome> {
     } else {
         outcome(Status::NotSeen, format!("{named} of {} rejected segments attributed to {client}", run.injected))
     })
+}
+
+type HandshakeCheck = fn(&Btf) -> std::pin::Pin<Box<dyn Future<Output = Result<Outcome>> + '_>>;
+
+/// Incidents of the SYN funnel, reproduced behind a real NAT (`scenario::nat`).
+const HANDSHAKE_INCIDENTS: &[(&str, &str, HandshakeCheck)] = &[
+    (NAT_INCIDENT, "TCP_RFC7323_TW_PAWS", |btf| Box::pin(check_nat(btf))),
+    (OVERFLOW_INCIDENT, "none (TcpExtListenOverflows)", |_| Box::pin(check_overflow())),
+];
+const NAT_INCIDENT: &str = "SYNs unanswered behind a real NAT (seed 002)";
+const OVERFLOW_INCIDENT: &str = "listener that never accepts";
+
+/// A session on the lab's server namespace while `reproduce` runs; the reproduction's result
+/// is held until the report is made (it may hold the listener the report reads).
+async fn traced<T: Send + 'static>(
+    topo: &Arc<scenario::NatTopology>,
+    reproduce: fn(&scenario::NatTopology) -> Result<T>,
+) -> Result<(crate::output::Report, T)> {
+    let opts = DiagnoseOptions {
+        duration: INCIDENT_DEADLINE,
+        peer: None,
+        port: None,
+        netns: Some(topo.server_ns.clone()),
+        hooks: hooks::Options::default(),
+        pcap: None,
+    };
+    let (result_tx, result_rx) = tokio::sync::oneshot::channel();
+    let in_lab = topo.clone();
+    let reproduction = async move {
+        let _ = result_tx.send(tokio::task::spawn_blocking(move || reproduce(&in_lab)).await);
+    };
+    let report = session::diagnose_until(&opts, reproduction).await?;
+    let run = result_rx.await.context("the reproduction did not report")?.context("the reproduction panicked")??;
+    Ok((report, run))
+}
+
+fn finding_count(report: &crate::output::Report, kind: &str, peer: &str, variant: &str) -> u64 {
+    report.findings.iter().filter(|f| f.kind == kind && f.peer == peer && f.variant == variant).map(|f| f.count).sum()
+}
+
+async fn check_nat(btf: &Btf) -> Result<Outcome> {
+    let topo = Arc::new(scenario::NatTopology::new("stnat", 2, 0)?);
+    let (report, run) = traced(&topo, scenario::nat_time_wait).await?;
+    let nat = run.nat_addr.to_string();
+    let outcome = |status, detail| Outcome { incident: NAT_INCIDENT, reason: "TCP_RFC7323_TW_PAWS", status, detail };
+    let clocks = report.findings.iter().any(|f| f.kind == "nat_timestamp_clocks" && f.peer == nat);
+    let unanswered = finding_count(&report, "unanswered_syns", &nat, "time_wait_paws");
+    let at_ingress = report.hooks.iter().any(|h| h.name == "conn_request" && h.backend == "tracepoint");
+    let has_reason = btf.enum_value("skb_drop_reason", "SKB_DROP_REASON_TCP_RFC7323_TW_PAWS").is_some();
+    let detail = format!(
+        "{unanswered} of {} unanswered SYNs attributed to {nat}; timestamp clocks {}",
+        run.rejected_syns,
+        if clocks { "told apart" } else { "not told apart" }
+    );
+    Ok(if clocks && unanswered == run.rejected_syns {
+        outcome(Status::Seen, detail)
+    } else if clocks && !has_reason && !at_ingress {
+        outcome(Status::Unsupported, format!("{detail}; SYNs are counted at the listener and this kernel gives PAWS against TIME_WAIT no drop reason"))
+    } else {
+        outcome(Status::NotSeen, detail)
+    })
+}
+
+async fn check_overflow() -> Result<Outcome> {
+    let topo = Arc::new(scenario::NatTopology::new("stovf", 0, 1)?);
+    let (report, run) = traced(&topo, |topo| scenario::listen_overflow(topo, 1)).await?;
+    let client = run.client_addr.to_string();
+    let named = finding_count(&report, "unanswered_syns", &client, "listen_overflow");
+    let status = if named == run.unanswered_syns && named > 0 { Status::Seen } else { Status::NotSeen };
+    let detail = format!("{named} of {} unanswered SYNs attributed to {client} on :{}", run.unanswered_syns, run.server.port());
+    Ok(Outcome { incident: OVERFLOW_INCIDENT, reason: "none (TcpExtListenOverflows)", status, detail })
 }
 
 fn table(outcomes: &[Outcome]) -> String {

@@ -7,18 +7,19 @@ use std::{
 };
 
 use anyhow::Result;
-use netdiag_common::{PacketCapture, PeerKey, PeerStats};
+use netdiag_common::{PacketCapture, PeerAddrKey, PeerKey, PeerStats};
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
     sync::watch,
 };
 
 use crate::{
-    aggregate::Aggregator,
+    aggregate::{Aggregator, FlowId, FlowSeen},
     clock::Clock,
     counters::{self, CounterWatch},
     events::{self, ip_from},
     filter::PeerFilter,
+    handshakes,
     hooks::{self, Probes, ReasonTable},
     netns,
     output::{
@@ -54,6 +55,22 @@ pub async fn diagnose(opts: &DiagnoseOptions) -> Result<Report> {
 /// A session that also ends as soon as `done` completes: `selftest` traces exactly as long as
 /// a reproduction runs.
 pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = ()>) -> Result<Report> {
+    Ok(diagnose_detailed(opts, done).await?.0)
+}
+
+/// What a session saw beyond the report, for `netdiag peer`: flows and the per-peer counts of
+/// the duplicate-ACK and out-of-window hooks (None where the hook is not active).
+pub struct Details {
+    pub flows: Vec<(FlowId, FlowSeen)>,
+    pub dupacks: Option<Vec<(PeerAddrKey, PeerStats)>>,
+    pub oow_suppressed: Option<Vec<(PeerAddrKey, PeerStats)>>,
+    /// Display names of namespaces by inode, as the report spells them.
+    pub netns_names: HashMap<u32, String>,
+    pub clock: Clock,
+}
+
+/// A session that returns the report and the [`Details`] behind it.
+pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output = ()>) -> Result<(Report, Details)> {
     let started = Instant::now();
     // First: without privileges, one line saying so, not an error from whatever is tried next.
     hooks::privileges::check()?;
@@ -65,7 +82,8 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
     let pcap_writer = opts.pcap.as_ref().map(PcapWriter::create).transpose()?;
     let mut watch_counters = CounterWatch::start()?;
     let captures_per_second = if pcap_writer.is_some() { CAPTURES_PER_SECOND } else { 0 };
-    let mut probes = Probes::attach(&hooks::Options { captures_per_second, ..opts.hooks.clone() })?;
+    let hook_options = hooks::Options { captures_per_second, only_netns: netns_filter, ..opts.hooks.clone() };
+    let mut probes = Probes::attach(&hook_options)?;
     let ring = probes.take_events()?;
     let aggregator = Arc::new(Mutex::new(Aggregator::default()));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -99,14 +117,24 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
         netns: netns_filter.into_iter().collect(),
     };
     let aggregator = aggregator.lock().unwrap_or_else(|e| e.into_inner());
-    let mut report = build_report(&probes, &aggregator, &mut watch_counters, &filter, started)?;
-    drop(probes);
+    let (mut report, netns_names) = build(&probes, &aggregator, &mut watch_counters, &filter, started)?;
     report.pcap = opts.pcap.as_ref().zip(pcap_packets).map(|(target, packets)| PcapSummary {
         path: target.path.display().to_string(),
         packets,
         skipped: report.probe_stats.capture_skipped,
     });
-    Ok(report)
+    let active = |name: &str| probes.hooks.iter().any(|h| h.name == name && h.active);
+    let dupacks = if active("dupack_sent") { Some(probes.dupack_counts()?) } else { None };
+    let oow_suppressed = if active("oow_limiter") { Some(probes.oow_suppressed()?) } else { None };
+    drop(probes);
+    let flows: Vec<(FlowId, FlowSeen)> = aggregator
+        .tuples
+        .flows
+        .iter()
+        .filter(|(id, _)| filter.keeps_addr(id.remote.ip(), id.netns, Some(id.local.port())))
+        .map(|(id, seen)| (*id, *seen))
+        .collect();
+    Ok((report, Details { flows, dupacks, oow_suppressed, netns_names, clock: Clock::now() }))
 }
 
 /// Which peers, local port and namespaces a report covers; empty lists cover all.
@@ -128,6 +156,13 @@ impl ReportFilter {
     fn keeps_netns(&self, inode: u32) -> bool {
         self.netns.is_empty() || self.netns.contains(&inode)
     }
+
+    /// An address in a namespace, on a local port where one is known.
+    fn keeps_addr(&self, addr: std::net::IpAddr, inode: u32, port: Option<u16>) -> bool {
+        (self.peers.is_empty() || self.peers.iter().any(|f| f.contains(addr)))
+            && self.keeps_netns(inode)
+            && self.port.is_none_or(|want| port.is_none_or(|p| p == want))
+    }
 }
 
 /// The report of everything gathered since `started`: the kernel's per-peer maps and program
@@ -140,17 +175,35 @@ pub fn build_report(
     filter: &ReportFilter,
     started: Instant,
 ) -> Result<Report> {
+    Ok(build(probes, aggregator, watch_counters, filter, started)?.0)
+}
+
+/// [`build_report`], and the display names of the namespaces it spoke of, by inode.
+fn build(
+    probes: &Probes,
+    aggregator: &Aggregator,
+    watch_counters: &mut CounterWatch,
+    filter: &ReportFilter,
+    started: Instant,
+) -> Result<(Report, HashMap<u32, String>)> {
     // Stats, then the map: a peer inserted in between is present but not counted as inserted,
     // so the eviction count is never overstated by the drops still arriving.
     let mut stats = probes.stats()?;
     let kernel_counts = probes.peer_drops()?;
     stats.account_peer_map(kernel_counts.len() as u64);
+    let funnel_counts = probes.funnel_counts()?;
+    let syns_seen = probes.syn_counts()?;
     let hooks = probes.hooks.clone();
     let reasons = &probes.reasons;
     let duration_s = started.elapsed().as_secs_f64();
 
     let kernel_counts: Vec<(PeerKey, PeerStats)> = kernel_counts.into_iter().filter(|(key, _)| filter.keeps(key)).collect();
-    let event_namespaces: Vec<u32> = kernel_counts.iter().map(|(k, _)| k.netns).collect();
+    let event_namespaces: Vec<u32> = kernel_counts
+        .iter()
+        .map(|(k, _)| k.netns)
+        .chain(funnel_counts.iter().map(|(k, _)| k.netns))
+        .chain(syns_seen.iter().map(|(k, _)| k.netns))
+        .collect();
     let deltas = watch_counters.deltas(&event_namespaces)?;
     let known = netns::named().unwrap_or_default();
     let mut names = netns::names_by_inode(&known);
@@ -163,7 +216,7 @@ pub fn build_report(
         tcp_timestamps: read_sysctl("net/ipv4/tcp_timestamps"),
         tcp_invalid_ratelimit_ms: read_sysctl("net/ipv4/tcp_invalid_ratelimit"),
     };
-    let findings = paws::findings(&paws::Input {
+    let mut findings = paws::findings(&paws::Input {
         kernel_counts: &kernel_counts,
         reasons,
         samples: aggregator,
@@ -172,6 +225,25 @@ pub fn build_report(
         netns_names: &names,
         facts: &facts,
     });
+    let by_inode: HashMap<u32, counters::Counters> = deltas.iter().map(|(ns, d)| (ns.inode, d.clone())).collect();
+    let wanted = |addr: std::net::IpAddr, inode: u32, port: Option<u16>| filter.keeps_addr(addr, inode, port);
+    let handshakes = handshakes::analyse(
+        &handshakes::Collected {
+            funnel: &funnel_counts,
+            syns_seen: &syns_seen,
+            drops: &kernel_counts,
+            syns: &aggregator.syns,
+            peers: &aggregator.peers,
+            reasons,
+            counters: &by_inode,
+            netns_names: &names,
+            syns_at_listener: hooks.iter().any(|h| h.name == "conn_request" && h.active && h.backend != "tracepoint"),
+            wanted: &wanted,
+        },
+        &Clock::now(),
+        duration_s,
+    );
+    findings.extend(handshakes.findings);
     let counters: BTreeMap<String, counters::Counters> = deltas
         .iter()
         .filter(|(ns, _)| filter.keeps_netns(ns.inode))
@@ -181,7 +253,12 @@ pub fn build_report(
         })
         .filter(|(_, c)| !c.is_empty())
         .collect();
-    Ok(Report {
+    let shown: HashMap<u32, String> = by_inode
+        .keys()
+        .chain(names.keys())
+        .map(|inode| (*inode, display_name(*inode, &names, root)))
+        .collect();
+    let report = Report {
         kernel: facts.release.clone(),
         duration_s: (duration_s * 10.0).round() / 10.0,
         hooks,
@@ -193,7 +270,10 @@ pub fn build_report(
         lost_events: stats.ring_lost,
         unparsed_packets: stats.unparsed,
         probe_stats: stats,
-    })
+        syn_funnel: handshakes.syn_funnel,
+        timestamp_clocks: handshakes.clocks,
+    };
+    Ok((report, shown))
 }
 
 /// The session's filters, applied to evidence as to the report.

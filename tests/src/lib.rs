@@ -36,9 +36,15 @@ pub struct Diagnose {
 impl Diagnose {
     /// Starts tracing and returns once netdiag says every hook is attached.
     pub fn start(extra_args: &[&str]) -> Result<Diagnose> {
+        let mut args = vec!["diagnose", "--json", "--duration", "300"];
+        args.extend_from_slice(extra_args);
+        Diagnose::start_command(&args)
+    }
+
+    /// Starts any tracing subcommand (`peer IP --json ...`) and returns once it traces.
+    pub fn start_command(args: &[&str]) -> Result<Diagnose> {
         let mut child = Command::new(netdiag_bin())
-            .args(["diagnose", "--json", "--duration", "300"])
-            .args(extra_args)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -164,4 +170,10 @@ pub fn nstat(netns: &str, name: &str) -> Result<u64> {
             (cols.next() == Some(name)).then(|| cols.next()?.parse().ok())?
         })
         .with_context(|| format!("nstat printed no {name} in {netns}: {text}"))
+}
+
+/// The counter the kernel raises when PAWS rejects a segment in TIME_WAIT: `TcpExtPAWSTimewait`
+/// since 6.16, `TcpExtPAWSEstab` before (the TIME_WAIT check shared the established counter).
+pub fn time_wait_paws_counter(netns: &str) -> &'static str {
+    if nstat(netns, "TcpExtPAWSTimewait").is_ok() { "TcpExtPAWSTimewait" } else { "TcpExtPAWSEstab" }
 }

@@ -199,6 +199,7 @@ mod tests {
             last_seen: String::new(),
             summary: String::new(),
             advice: String::new(),
+            ..Default::default()
         }
     }
 

@@ -103,6 +103,7 @@ mod tests {
                 last_seen: "b".into(),
                 summary: "s".into(),
                 advice: "a".into(),
+                ..Default::default()
             },
             episode_count: 4,
             episode_rate_per_s: 2.0,

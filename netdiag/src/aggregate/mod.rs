@@ -5,9 +5,14 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
-use netdiag_common::DropEvent;
+use netdiag_common::{DropEvent, tcp_flag};
 
 use crate::events::ip_from;
+
+mod syns;
+mod tuples;
+pub use syns::{SynSample, SynSamples};
+pub use tuples::{FlowId, FlowSeen, Tuples};
 
 /// Peers kept in userspace, as many as the kernel's per-peer map holds by default (~1 KiB each
 /// at most: a flood of spoofed sources stays within a few MiB). When full, peers seen only once
@@ -36,6 +41,8 @@ pub struct PeerSamples {
     pub samples: u64,
     /// TSval of the last sample that carried a timestamp.
     pub last_tsval: Option<u32>,
+    /// Per drop reason: source ports of dropped SYNs (without ACK).
+    pub syn_ports: HashMap<u32, BTreeSet<u16>>,
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +58,10 @@ pub struct Aggregator {
     pub peers_swept: u64,
     /// Peers in `peers` with exactly one sample.
     single_sample_peers: usize,
+    /// SYN timestamp samples per peer, for telling timestamp clocks apart.
+    pub syns: SynSamples,
+    /// Flows the SYN and drop samples showed.
+    pub tuples: Tuples,
 }
 
 impl Aggregator {
@@ -61,6 +72,12 @@ impl Aggregator {
             self.undecodable += 1;
             return;
         };
+        let flow = FlowId {
+            netns: event.netns,
+            local: SocketAddr::new(local, event.dport),
+            remote: SocketAddr::new(peer, event.sport),
+        };
+        self.tuples.record(flow, event.ts_ns, false);
         let id = PeerId { addr: peer, netns: event.netns };
         if !self.peers.contains_key(&id) && self.peers.len() >= MAX_PEERS && !self.sweep_single_sample_peers() {
             self.peers_dropped += 1;
@@ -82,6 +99,24 @@ impl Aggregator {
         }
         if event.has_timestamp != 0 {
             samples.last_tsval = Some(event.tsval);
+        }
+        if event.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN {
+            let ports = samples.syn_ports.entry(event.reason).or_default();
+            if ports.len() < MAX_LOCALS {
+                ports.insert(event.sport);
+            }
+        }
+    }
+
+    pub fn record_syn(&mut self, event: &netdiag_common::SynEvent) {
+        self.syns.record(event);
+        if let (Some(peer), Some(local)) = (ip_from(event.family, &event.saddr), ip_from(event.family, &event.daddr)) {
+            let flow = FlowId {
+                netns: event.netns,
+                local: SocketAddr::new(local, event.dport),
+                remote: SocketAddr::new(peer, event.sport),
+            };
+            self.tuples.record(flow, event.ts_ns, true);
         }
     }
 

@@ -6,7 +6,7 @@ use std::{
 
 use anyhow::Result;
 use aya::maps::{MapData, RingBuf};
-use netdiag_common::{DropEvent, EVENT_DROP, FAMILY_IPV4, FAMILY_IPV6};
+use netdiag_common::{DropEvent, EVENT_DROP, EVENT_SYN, FAMILY_IPV4, FAMILY_IPV6, SynEvent};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     sync::watch,
@@ -22,6 +22,16 @@ pub fn decode_drop(bytes: &[u8]) -> Option<DropEvent> {
     // SAFETY: length checked; DropEvent is plain old data, read unaligned.
     let event: DropEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
     (event.kind == EVENT_DROP).then_some(event)
+}
+
+/// Decodes a SYN sample; records have exact sizes, and a SYN's differs from a drop's.
+pub fn decode_syn(bytes: &[u8]) -> Option<SynEvent> {
+    if bytes.len() != size_of::<SynEvent>() {
+        return None;
+    }
+    // SAFETY: length checked; SynEvent is plain old data, read unaligned.
+    let event: SynEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    (event.kind == EVENT_SYN).then_some(event)
 }
 
 /// An address as the kernel program stored it (IPv4 in the first four bytes).
@@ -82,9 +92,12 @@ pub async fn pump_ring(
 fn drain(ring: &mut RingBuf<MapData>, aggregator: &Mutex<Aggregator>) {
     let mut agg = aggregator.lock().unwrap_or_else(|e| e.into_inner());
     while let Some(item) = ring.next() {
-        match decode_drop(&item) {
-            Some(event) => agg.record_drop(&event),
-            None => agg.undecodable += 1,
+        if let Some(event) = decode_drop(&item) {
+            agg.record_drop(&event);
+        } else if let Some(event) = decode_syn(&item) {
+            agg.record_syn(&event);
+        } else {
+            agg.undecodable += 1;
         }
     }
 }
@@ -106,6 +119,17 @@ mod tests {
         assert_eq!(decode_drop(&bytes[..bytes.len() - 1]), None);
         let other = DropEvent { kind: 99, ..event };
         assert_eq!(decode_drop(&bytes_of(&other)), None);
+    }
+
+    #[test]
+    fn a_syn_record_is_told_from_a_drop_record() {
+        let syn = SynEvent { kind: EVENT_SYN, tsval: 7, sport: 40000, ..Default::default() };
+        let ptr = (&syn as *const SynEvent).cast::<u8>();
+        let bytes = unsafe { std::slice::from_raw_parts(ptr, size_of::<SynEvent>()) };
+        assert_eq!(decode_syn(bytes), Some(syn));
+        assert_eq!(decode_drop(bytes), None);
+        let drop = DropEvent { kind: EVENT_DROP, ..Default::default() };
+        assert_eq!(decode_syn(&bytes_of(&drop)), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use aya::{
 
 use super::{
     HookStatus,
-    catalogue::{Attach, BackendChoice, Family, LogicalHook, Setup},
+    catalogue::{Attach, BackendChoice, Family, LogicalHook, Setup, setup_of},
     support::{KernelSupport, refusal},
 };
 use crate::btf::Btf;
@@ -28,6 +28,7 @@ pub struct Attacher<'a> {
     /// For each setup: a note for the status of the hooks using it, or why it is unusable.
     function_setup: Result<String, String>,
     drop_setup: Result<String, String>,
+    handshake_setup: Result<String, String>,
     /// aya's copy of the kernel BTF, which fentry/fexit loads need; parsed on first use.
     kernel_btf: OnceCell<Result<aya::Btf, String>>,
 }
@@ -39,8 +40,9 @@ impl<'a> Attacher<'a> {
         support: KernelSupport,
         function_setup: Result<String, String>,
         drop_setup: Result<String, String>,
+        handshake_setup: Result<String, String>,
     ) -> Self {
-        Attacher { ebpf, btf, support, function_setup, drop_setup, kernel_btf: OnceCell::new() }
+        Attacher { ebpf, btf, support, function_setup, drop_setup, handshake_setup, kernel_btf: OnceCell::new() }
     }
 
     pub fn serve(&mut self, hook: &LogicalHook, choice: BackendChoice) -> HookStatus {
@@ -53,7 +55,7 @@ impl<'a> Attacher<'a> {
                 refused.push(Refusal { text, unimplemented: true });
             }
             for attach in candidates {
-                match self.try_attach(hook.setup, attach) {
+                match self.try_attach(setup_of(hook, attach), attach) {
                     Ok(note) => {
                         return HookStatus {
                             name: hook.name.into(),
@@ -90,6 +92,7 @@ impl<'a> Attacher<'a> {
         let note = match setup {
             Setup::FunctionOffsets => self.function_setup.clone()?,
             Setup::DropReasons => self.drop_setup.clone()?,
+            Setup::Handshake => self.handshake_setup.clone()?,
         };
         match *attach {
             Attach::Fentry { program, function } => {

@@ -127,6 +127,8 @@ pub enum Setup {
     FunctionOffsets,
     /// `DropProbeConfig`: tracepoint record offsets and the watched drop reasons.
     DropReasons,
+    /// `HandshakeProbeConfig`: record offsets of the SYN funnel's tracepoints.
+    Handshake,
 }
 
 pub struct LogicalHook {
@@ -157,11 +159,14 @@ const TCP_OOW_RATE_LIMITED: KernelFunction = KernelFunction {
 pub const CATALOGUE: &[LogicalHook] = &[
     LogicalHook {
         name: "conn_request",
-        counts: "SYNs reaching a listener, per peer, netns and listener port",
+        counts: "SYNs per peer, netns and listener port (reaching the listener with fentry/kprobe; as they \
+                 arrive with the tracepoint)",
         setup: Setup::FunctionOffsets,
         candidates: &[
             Attach::Fentry { program: "conn_request_fentry", function: &TCP_CONN_REQUEST },
             Attach::Kprobe { program: "conn_request_kprobe", function: &TCP_CONN_REQUEST },
+            // Every SYN as it arrives, counted in the SYN funnel (kept for ports with a listener).
+            Attach::Tracepoint { program: "syn_received", category: "net", name: "netif_receive_skb" },
         ],
     },
     LogicalHook {
@@ -196,7 +201,53 @@ pub const CATALOGUE: &[LogicalHook] = &[
             name: "kfree_skb",
         }],
     },
+    LogicalHook {
+        name: "syn_timestamps",
+        counts: "TSval of every arriving SYN, sampled for the timestamp clocks",
+        setup: Setup::Handshake,
+        candidates: &[Attach::Tracepoint { program: "syn_sampled", category: "net", name: "netif_receive_skb" }],
+    },
+    LogicalHook {
+        name: "synack_sent",
+        counts: "SYN-ACKs sent, per peer, netns and local port",
+        setup: Setup::Handshake,
+        candidates: &[Attach::Tracepoint { program: "synack_sent", category: "net", name: "net_dev_queue" }],
+    },
+    LogicalHook {
+        name: "synack_retransmit",
+        counts: "SYN-ACK retransmissions, per peer, netns and local port",
+        setup: Setup::Handshake,
+        candidates: &[Attach::Tracepoint {
+            program: "synack_retransmitted",
+            category: "tcp",
+            name: "tcp_retransmit_synack",
+        }],
+    },
+    LogicalHook {
+        name: "handshake_done",
+        counts: "passive handshakes completed (SYN_RECV → ESTABLISHED), per peer, netns and local port",
+        setup: Setup::Handshake,
+        candidates: &[Attach::Tracepoint {
+            program: "handshake_done",
+            category: "sock",
+            name: "inet_sock_set_state",
+        }],
+    },
 ];
+
+/// Programs whose configuration differs from their hook's: a tracepoint standing in for a
+/// function hook reads tracepoint records, not the function's arguments.
+const OWN_SETUP: &[(&str, Setup)] = &[("syn_received", Setup::Handshake)];
+
+/// The configuration `attach` reads when it serves `hook`.
+pub fn setup_of(hook: &LogicalHook, attach: &Attach) -> Setup {
+    let program = match attach {
+        Attach::Fentry { program, .. } | Attach::Fexit { program, .. } | Attach::Kprobe { program, .. } => program,
+        Attach::Kretprobe { entry, .. } => entry,
+        Attach::Tracepoint { program, .. } => program,
+    };
+    OWN_SETUP.iter().find(|(name, _)| name == program).map_or(hook.setup, |(_, setup)| *setup)
+}
 
 /// The kernel functions the catalogue attaches to.
 pub fn functions() -> impl Iterator<Item = &'static KernelFunction> {
@@ -221,6 +272,13 @@ mod tests {
             sorted.sort_by_key(|f| Family::ALL.iter().position(|x| x == f));
             assert_eq!(families, sorted, "{}", hook.name);
         }
+    }
+
+    #[test]
+    fn the_tracepoint_conn_request_reads_the_handshake_configuration() {
+        let hook = CATALOGUE.iter().find(|h| h.name == "conn_request").unwrap();
+        let setups: Vec<Setup> = hook.candidates.iter().map(|a| setup_of(hook, a)).collect();
+        assert_eq!(setups, [Setup::FunctionOffsets, Setup::FunctionOffsets, Setup::Handshake]);
     }
 
     #[test]

@@ -50,11 +50,11 @@ impl HooksReport {
         for hook in &self.hooks {
             if hook.active {
                 out += &format!(
-                    "  {:<13} active via {:<10}  {}\n",
+                    "  {:<17} active via {:<10}  {}\n",
                     hook.name, hook.backend, hook.detail
                 );
             } else {
-                out += &format!("  {:<13} unavailable\n", hook.name);
+                out += &format!("  {:<17} unavailable\n", hook.name);
             }
             for reason in &hook.refused {
                 out += &format!("      refused {reason}\n");

@@ -27,6 +27,7 @@ pub fn drop_probe_config(
     format: &tracefs::TracepointFormat,
     reasons: &ReasonTable,
     watched_names: &[String],
+    only_netns: Option<u32>,
 ) -> Result<(DropProbeConfig, Vec<String>)> {
     let field = |name: &str| -> Result<u32> {
         format
@@ -58,7 +59,7 @@ pub fn drop_probe_config(
         dst_dev: member("dst_entry", &["dev"])?,
         reasons: Default::default(),
         skb_tail: skb_tail_offset(btf),
-        _pad: 0,
+        only_netns: only_netns.unwrap_or(0),
     };
     let mut watched = Vec::new();
     let mut missing = Vec::new();

@@ -12,6 +12,10 @@ const BTF_PREFIX: &str = "SKB_DROP_REASON_";
 pub const PAWS_REASONS: &[&str] =
     &["TCP_RFC7323_PAWS", "TCP_RFC7323_PAWS_ACK", "TCP_RFC7323_TW_PAWS", "TCP_RFC7323_TSECR"];
 
+/// Drop reasons of a handshake (SYN or its final ACK) that are not PAWS checks, for the SYN
+/// funnel.
+pub const HANDSHAKE_REASONS: &[&str] = &["TCP_LISTEN_OVERFLOW", "TCP_INVALID_SYN"];
+
 #[derive(Clone, Debug, Default)]
 pub struct ReasonTable {
     by_number: BTreeMap<u32, String>,

@@ -8,6 +8,7 @@ mod catalogue;
 pub mod command;
 mod config;
 mod drop_reasons;
+mod handshake;
 pub mod privileges;
 mod support;
 
@@ -17,9 +18,8 @@ use aya::{
     maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 pub use catalogue::BackendChoice;
-pub use drop_reasons::{PAWS_REASONS, ReasonTable};
-pub use drop_reasons::watched_with;
-use netdiag_common::{PeerAddrKey, PeerKey, PeerStats, SynKey, stat};
+pub use drop_reasons::{HANDSHAKE_REASONS, PAWS_REASONS, ReasonTable, watched_with};
+use netdiag_common::{FunnelKey, PeerAddrKey, PeerKey, PeerStats, SynKey, stat};
 use serde::Serialize;
 
 use crate::{
@@ -55,16 +55,19 @@ pub struct Options {
     pub backend: BackendChoice,
     /// Header captures of dropped segments allowed per CPU and second (`--pcap`); 0: none.
     pub captures_per_second: u32,
+    /// The drop and SYN funnel programs watch only this namespace (inode); all when None.
+    pub only_netns: Option<u32>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
-            watched_reasons: PAWS_REASONS.iter().map(|s| s.to_string()).collect(),
+            watched_reasons: PAWS_REASONS.iter().chain(HANDSHAKE_REASONS).map(|s| s.to_string()).collect(),
             ring_bytes: 256 * 1024,
             peer_entries: 16384,
             backend: BackendChoice::Auto,
             captures_per_second: 0,
+            only_netns: None,
         }
     }
 }
@@ -86,6 +89,10 @@ pub struct ProbeStats {
     pub peer_map_entries: u64,
     /// Peers the LRU map evicted, counts and all: `peer_inserts - peer_map_entries`.
     pub peer_map_evictions: u64,
+    /// SYNs and SYN-ACKs the handshake programs could not read; missing from the SYN funnel.
+    pub handshake_unparsed: u64,
+    /// SYN timestamp samples skipped by the per-CPU budget (the funnel still counts those SYNs).
+    pub syn_samples_skipped: u64,
 }
 
 impl ProbeStats {
@@ -100,7 +107,7 @@ impl ProbeStats {
 }
 
 /// The per-peer maps, all sized by [`Options::peer_entries`].
-const PEER_MAPS: [&str; 4] = ["PEER_DROPS", "SYN_SEEN", "DUPACKS_SENT", "OOW_SUPPRESSED"];
+const PEER_MAPS: [&str; 5] = ["PEER_DROPS", "SYN_SEEN", "DUPACKS_SENT", "OOW_SUPPRESSED", "SYN_FUNNEL"];
 
 /// Loaded and attached programs. Dropping it detaches everything.
 pub struct Probes {
@@ -133,17 +140,20 @@ impl Probes {
         let watched = &opts.watched_reasons;
         let drop_setup = format
             .map_err(|e| anyhow!("skb:kfree_skb is not available ({e:#})"))
-            .and_then(|format| config::drop_probe_config(&btf, &format, &reasons, watched));
+            .and_then(|format| config::drop_probe_config(&btf, &format, &reasons, watched, opts.only_netns));
         let function_setup = config::function_probe_config(&btf);
+        let handshake_setup = handshake::handshake_probe_config(&btf, opts.only_netns);
 
         // A configuration that could not be made is never read: no program using it is loaded.
         let drop_config = drop_setup.as_ref().map(|(config, _)| *config).unwrap_or_default();
         let function_config = function_setup.as_ref().copied().unwrap_or_default();
+        let handshake_config = handshake_setup.as_ref().copied().unwrap_or_default();
         let mut loader = EbpfLoader::new();
         loader
             .override_global("DROP_PROBE_CONFIG", &drop_config, true)
             .override_global("FUNCTION_PROBE_CONFIG", &function_config, true)
             .override_global("CAPTURES_PER_SECOND", &opts.captures_per_second, true)
+            .override_global("HANDSHAKE_PROBE_CONFIG", &handshake_config, true)
             .map_max_entries("EVENTS", opts.ring_bytes);
         if opts.captures_per_second == 0 {
             // Nothing is ever captured: the smallest ring the kernel allows.
@@ -170,6 +180,7 @@ impl Probes {
             support,
             function_setup.map(|_| String::new()).map_err(short_reason),
             drop_note.map_err(short_reason),
+            handshake_setup.map(|_| " (SYN funnel from tracepoints)".to_string()).map_err(short_reason),
         );
         let hooks =
             catalogue::CATALOGUE.iter().map(|hook| attacher.serve(hook, opts.backend)).collect();
@@ -196,6 +207,12 @@ impl Probes {
     /// SYNs that reached a listener (`conn_request`), summed over CPUs.
     pub fn syn_counts(&self) -> Result<Vec<(SynKey, PeerStats)>> {
         self.per_peer("SYN_SEEN")
+    }
+
+    /// The SYN funnel of the tracepoint programs (SYNs in, SYN-ACKs out, retransmissions,
+    /// completed handshakes), summed over CPUs.
+    pub fn funnel_counts(&self) -> Result<Vec<(FunnelKey, PeerStats)>> {
+        self.per_peer("SYN_FUNNEL")
     }
 
     /// Duplicate ACKs sent (`dupack_sent`), summed over CPUs.
@@ -237,6 +254,8 @@ impl Probes {
             hook_unparsed: read(stat::HOOK_UNPARSED)?,
             capture_skipped: read(stat::CAPTURE_SKIPPED)?,
             peer_inserts: read(stat::PEER_INSERTS)?,
+            handshake_unparsed: read(stat::HANDSHAKE_UNPARSED)?,
+            syn_samples_skipped: read(stat::SYN_SAMPLES_SKIPPED)?,
             ..ProbeStats::default()
         })
     }

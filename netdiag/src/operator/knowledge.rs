@@ -864,9 +864,13 @@ pub static ENTRIES: &[Entry] = &[
                      the same against any recent connection from that address), the listener's accept queue \
                      was full, or its SYN queue was full with SYN cookies off. The client sees its SYN resent \
                      and a connect timeout while other clients connect fine.",
-            attribution: "Per-peer drops with reasons TCP_RFC7323_TW_PAWS and TCP_LISTEN_OVERFLOW, read with \
-                          TcpExtPAWSTimewait, TcpExtListenOverflows and TcpExtTCPReqQFullDrop; `netdiag check` \
-                          shows full listeners and the settings involved.",
+            attribution: "The SYN funnel per peer and listening port: SYNs arriving (net:netif_receive_skb, or \
+                          tcp_conn_request with fentry/kprobe), SYN-ACKs leaving (net:net_dev_queue) and \
+                          retransmitted (tcp:tcp_retransmit_synack), handshakes completed \
+                          (sock:inet_sock_set_state), and drops with reasons TCP_RFC7323_TW_PAWS, \
+                          TCP_LISTEN_OVERFLOW and TCP_INVALID_SYN. SYNs the kernel drops without a reason are \
+                          matched with TcpExtListenOverflows, TcpExtTCPReqQFullDrop and TcpExtPAWSTimewait of \
+                          their namespace; `netdiag check` shows full listeners and the settings involved.",
             action: "PAWS: read nat_timestamp_clocks and TcpExtPAWSTimewait. Full queues: read \
                      TcpExtListenOverflows and TcpExtTCPReqQFullDrop. On a kernel older than 4.12, set \
                      net.ipv4.tcp_tw_recycle=0.",
@@ -892,9 +896,13 @@ pub static ENTRIES: &[Entry] = &[
                      on the same entry, and PAWS drops its SYNs. Random timestamp offsets (tcp_timestamps=1) do \
                      not help here: they hide each host's uptime but leave the clocks of different hosts just as \
                      unordered.",
-            attribution: "From the TSvals of a peer's rejected segments, sampled over the ring buffer with its \
-                          PAWS drops (TCP_RFC7323_TW_PAWS, TCP_RFC7323_PAWS): values forming separate, far-apart \
-                          runs instead of one rising clock.",
+            attribution: "From the TSval of every SYN the peer sends, sampled as it arrives \
+                          (net:netif_receive_skb): the SYNs of one clock lie on one line of TSval against time. \
+                          Several hosts are proven when one source port carries two clocks, when two clocks are \
+                          each shared by several ports, when clocks tick at different rates, or when the kernel \
+                          rejects a SYN as older than the last connection on its 4-tuple (TCP_RFC7323_TW_PAWS); \
+                          hosts with a random offset per connection (Linux tcp_timestamps=1) show one line per \
+                          connection and prove nothing on their own.",
             action: "Server: never enable tcp_tw_recycle (kernels before 4.12), and avoid holding TIME_WAIT for \
                      clients (let them close first, keep connections alive). NAT: more addresses or a wider port \
                      range make 4-tuple reuse rarer. Turning timestamps off on the server stops the drops but \

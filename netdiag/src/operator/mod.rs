@@ -8,7 +8,7 @@ pub mod check;
 pub mod counters;
 pub mod explain;
 pub mod knowledge;
-mod listeners;
+pub mod listeners;
 
 use std::{
     path::Path,

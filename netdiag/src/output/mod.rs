@@ -6,7 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::{counters::Counters, hooks::{HookStatus, PAWS_REASONS, ProbeStats}, verdict::Finding};
+use crate::{
+    counters::Counters,
+    hooks::{HookStatus, PAWS_REASONS, ProbeStats},
+    verdict::{Finding, nat_clocks::PeerClocks, syn_funnel::FunnelRow},
+};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PeerReport {
@@ -53,9 +57,22 @@ pub struct Report {
     /// Packets with a watched drop reason whose headers could not be parsed.
     pub unparsed_packets: u64,
     pub probe_stats: ProbeStats,
+    /// SYN funnel per peer and listening port (SYNs, SYN-ACKs, handshakes, handshake drops).
+    pub syn_funnel: Vec<FunnelRow>,
+    /// Timestamp clocks seen in each peer's SYNs.
+    pub timestamp_clocks: Vec<PeerClocks>,
 }
 
 const WIDTH: usize = 96;
+
+/// What a finding's `count` counts.
+fn counted(kind: &str) -> &'static str {
+    match kind {
+        "unanswered_syns" => "unanswered SYNs",
+        "nat_timestamp_clocks" => "SYNs sampled",
+        _ => "drops",
+    }
+}
 
 fn wrap(text: &str, indent: &str) -> String {
     let mut out = String::new();
@@ -93,13 +110,14 @@ impl Report {
         }
         for f in &self.findings {
             out += &format!(
-                "  [{} / {}] peer {} (netns {}) → {}: {} drops, {:.2}/s, {} … {}\n",
+                "  [{} / {}] peer {} (netns {}) → {}: {} {}, {:.2}/s, {} … {}\n",
                 f.kind,
                 f.variant,
                 f.peer,
                 f.netns,
                 if f.local.is_empty() { "-".to_string() } else { f.local.join(", ") },
                 f.count,
+                counted(f.kind),
                 f.rate_per_s,
                 f.first_seen,
                 f.last_seen
@@ -110,6 +128,23 @@ impl Report {
             out += "\n\n";
         }
         out += &self.other_reasons_text();
+        if !self.syn_funnel.is_empty() {
+            out += "SYN funnel (per peer and listening port):\n";
+            out += &format!(
+                "  {:<24} {:<18} {:>6} {:>7} {:>8} {:>8} {:>7} {:>10}  drops\n",
+                "peer", "netns", "port", "SYNs", "SYN-ACKs", "(retx)", "done", "unanswered"
+            );
+            for r in &self.syn_funnel {
+                let f = &r.funnel;
+                let drops: Vec<String> = f.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                out += &format!(
+                    "  {:<24} {:<18} {:>6} {:>7} {:>8} {:>8} {:>7} {:>10}  {}\n",
+                    r.peer, r.netns, r.port, f.syns, f.synacks, f.synack_retransmits, f.handshakes, f.unanswered,
+                    if drops.is_empty() { "-".to_string() } else { drops.join(", ") }
+                );
+            }
+            out += "\n";
+        }
         out += "kernel counters (session deltas, per namespace):\n";
         if self.counters.is_empty() {
             out += "  no TCP counter moved\n";
@@ -176,6 +211,8 @@ mod tests {
             counters: BTreeMap::new(),
             attribution: Vec::new(),
             pcap: None,
+            syn_funnel: Vec::new(),
+            timestamp_clocks: Vec::new(),
             lost_events: 0,
             unparsed_packets: 0,
             probe_stats,

@@ -370,6 +370,10 @@ fn read_totals(probes: &Probes) -> Result<HashMap<PeerId, Totals>> {
     for (key, stats) in probes.syn_counts()? {
         add(key.family, &key.addr, key.netns, stats.count, |t| &mut t.syns);
     }
+    // Where conn_request is served by its tracepoint, the SYN funnel counts the SYNs.
+    for (key, stats) in probes.funnel_counts()?.into_iter().filter(|(k, _)| k.stage == netdiag_common::funnel_stage::SYN_IN) {
+        add(key.family, &key.addr, key.netns, stats.count, |t| &mut t.syns);
+    }
     Ok(totals)
 }
 

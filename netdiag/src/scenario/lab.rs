@@ -116,6 +116,14 @@ impl Lab {
         ip(&[&["-n", ns, "link", "set", "dev", ifname][..], settings].concat())
     }
 
+    /// Adds a route in one of the lab's namespaces: `ip -n NS route add ARGS...`.
+    pub fn route(&self, ns: &str, args: &[&str]) -> Result<()> {
+        self.role_of(ns)?;
+        let mut all = vec!["-n", ns, "route", "add"];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
     /// Writes a per-namespace sysctl (`net.ipv4.*` or `net.ipv6.*`) in one of the lab's namespaces.
     pub fn sysctl(&self, ns: &str, key: &str, value: &str) -> Result<()> {
         let file = self.sysctl_file(ns, key)?;

@@ -12,6 +12,7 @@
 mod flood;
 mod hostile;
 mod lab;
+mod nat;
 mod packet;
 mod paws;
 mod wire;
@@ -26,6 +27,11 @@ pub use flood::{CLOSED_PORT, FloodRun, FloodSpec, FloodTopology, spoofed_source,
 pub use hostile::{
     HostileRun, HostileShape, HostileTopology, LONE_FRAGMENT_V4, LONE_FRAGMENT_V6, filtered_drops, lone_fragments,
     stale_shaped,
+};
+
+pub use nat::{
+    BACKLOG_PORT, NAT_PUBLIC_V4, NAT_SERVER_PORT, NAT_SERVER_V4, NatRun, NatTopology, OverflowRun, PLAIN_PORT,
+    WireCount, direct_traffic, listen_overflow, nat_time_wait,
 };
 
 #[cfg(test)]

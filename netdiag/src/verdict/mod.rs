@@ -1,10 +1,15 @@
 //! Verdicts: findings that name a peer, say what it caused and what to do about it.
+pub mod nat_clocks;
 pub mod paws;
+pub mod syn_funnel;
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-/// One finding about one peer, as the diagnose JSON carries it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+/// One finding about one peer, as the diagnose JSON carries it. Fields after `advice` belong
+/// to some kinds only and are left out of the JSON elsewhere.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Finding {
     pub kind: &'static str,
     pub variant: &'static str,
@@ -19,4 +24,22 @@ pub struct Finding {
     pub last_seen: String,
     pub summary: String,
     pub advice: String,
+    /// `unanswered_syns`: the listening port the SYNs were sent to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener_port: Option<u16>,
+    /// `unanswered_syns`: the peer's SYN funnel on that listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub funnel: Option<syn_funnel::Funnel>,
+    /// `unanswered_syns`: drops by kernel reason name, and counter-only causes by counter name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drops: Option<BTreeMap<String, u64>>,
+    /// `unanswered_syns`: the cause in words, as the kernel gave it or the counters show it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `nat_timestamp_clocks`: how many timestamp clocks (hosts) at least hide behind the address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clocks: Option<usize>,
+    /// `nat_timestamp_clocks`: why those clocks cannot be one host's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Vec<String>>,
 }

@@ -1,0 +1,399 @@
+//! `netdiag peer <IP>`: everything netdiag can tell about one remote address — every flow
+//! seen, its SYN funnel, PAWS rejections by variant, its timestamp clocks, duplicate-ACK and
+//! out-of-window counts, the sockets the kernel holds to it now (what `ss` shows) and the
+//! findings about it. A diagnose session filtered on the address, then the sockets.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, ensure};
+use netdiag_common::{PeerAddrKey, PeerStats};
+use serde::Serialize;
+
+use crate::{
+    events::ip_from,
+    filter::PeerFilter,
+    hooks::{self, HookStatus},
+    netns,
+    output::PeerReport,
+    session::{self, DiagnoseOptions, Details},
+    verdict::{Finding, nat_clocks::PeerClocks, syn_funnel::FunnelRow},
+};
+
+#[derive(clap::Args)]
+pub struct PeerArgs {
+    /// The remote address to drill into.
+    pub ip: IpAddr,
+    /// How long to trace, in seconds (Ctrl-C ends early and still reports).
+    #[arg(long, default_value_t = 20.0, value_parser = parse_duration)]
+    pub duration: f64,
+    /// One JSON document on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Only this network namespace (`root` or an `ip netns` name).
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+    /// Which attach mechanism may serve the hooks: the best one per hook, or only this one.
+    #[arg(long, value_enum, default_value_t = hooks::BackendChoice::Auto)]
+    pub backend: hooks::BackendChoice,
+}
+
+fn parse_duration(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(s),
+        _ => Err(format!("`{text}` is not a duration in seconds between 0 and 86400")),
+    }
+}
+
+/// One flow (4-tuple in one namespace) the samples showed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Flow {
+    pub netns: String,
+    pub local: String,
+    pub remote: String,
+    /// SYN samples and drop samples of the flow.
+    pub syns: u64,
+    pub drops: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct PawsCount {
+    pub netns: String,
+    pub variant: String,
+    pub count: u64,
+}
+
+/// The peer's out-of-window segments and the answers they got, per namespace; `None` where the
+/// hook that counts them is not active on this kernel (`hooks` says why).
+#[derive(Clone, Debug, Serialize)]
+pub struct OutOfWindow {
+    pub netns: String,
+    /// Segments dropped as outside the window (sequence checks), exact, from the kernel.
+    pub segments_dropped: u64,
+    pub dup_acks_sent: Option<u64>,
+    pub answers_suppressed: Option<u64>,
+}
+
+/// Drop reasons of segments outside the receive window; watched during a `peer` session.
+const OUT_OF_WINDOW_REASONS: &[&str] =
+    &["TCP_OLD_SEQUENCE", "TCP_INVALID_SEQUENCE", "TCP_INVALID_END_SEQUENCE", "TCP_OVERWINDOW"];
+
+/// A socket the kernel holds to the peer now, as `ss -tan` shows it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Socket {
+    pub netns: String,
+    pub state: &'static str,
+    pub local: String,
+    pub remote: String,
+    pub recv_q: u64,
+    pub send_q: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerDrilldown {
+    pub peer: String,
+    pub kernel: String,
+    pub duration_s: f64,
+    pub hooks: Vec<HookStatus>,
+    pub flows: Vec<Flow>,
+    pub syn_funnel: Vec<FunnelRow>,
+    pub paws_by_variant: Vec<PawsCount>,
+    /// Every watched drop of the peer by kernel reason, per namespace (exact, from the kernel).
+    pub drops: Vec<PeerReport>,
+    pub timestamp_clocks: Vec<PeerClocks>,
+    pub out_of_window: Vec<OutOfWindow>,
+    pub sockets: Vec<Socket>,
+    pub findings: Vec<Finding>,
+    pub lost_events: u64,
+    pub unparsed_packets: u64,
+}
+
+pub async fn run(args: PeerArgs) -> Result<i32> {
+    let filter: PeerFilter = args.ip.to_string().parse().map_err(crate::error::usage)?;
+    let defaults = hooks::Options::default();
+    let opts = DiagnoseOptions {
+        duration: Duration::from_secs_f64(args.duration),
+        peer: Some(filter),
+        port: None,
+        netns: args.netns.clone(),
+        hooks: hooks::Options {
+            backend: args.backend,
+            watched_reasons: defaults.watched_reasons.iter().cloned().chain(OUT_OF_WINDOW_REASONS.iter().map(|r| r.to_string())).collect(),
+            ..defaults.clone()
+        },
+        pcap: None,
+    };
+    let (report, details) = session::diagnose_detailed(&opts, std::future::pending()).await?;
+    let drill = PeerDrilldown {
+        peer: args.ip.to_string(),
+        kernel: report.kernel,
+        duration_s: report.duration_s,
+        flows: flows(&details),
+        paws_by_variant: report
+            .findings
+            .iter()
+            .filter(|f| f.kind == "paws_rejections")
+            .map(|f| PawsCount { netns: f.netns.clone(), variant: f.variant.to_string(), count: f.count })
+            .collect(),
+        out_of_window: out_of_window(&details, args.ip, &report.peers),
+        sockets: sockets_to(args.ip, args.netns.as_deref())?,
+        hooks: report.hooks,
+        syn_funnel: report.syn_funnel,
+        drops: report.peers,
+        timestamp_clocks: report.timestamp_clocks,
+        findings: report.findings,
+        lost_events: report.lost_events,
+        unparsed_packets: report.unparsed_packets,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&drill)?);
+    } else {
+        print!("{}", drill.to_text());
+    }
+    Ok(0)
+}
+
+fn name_of(details: &Details, inode: u32) -> String {
+    details.netns_names.get(&inode).cloned().unwrap_or_else(|| format!("inode:{inode}"))
+}
+
+fn flows(details: &Details) -> Vec<Flow> {
+    let mut flows: Vec<_> = details.flows.clone();
+    flows.sort_by_key(|(id, seen)| (seen.first_ns, *id));
+    flows
+        .into_iter()
+        .map(|(id, seen)| Flow {
+            netns: name_of(details, id.netns),
+            local: id.local.to_string(),
+            remote: id.remote.to_string(),
+            syns: seen.syns,
+            drops: seen.drops,
+            first_seen: details.clock.rfc3339(seen.first_ns),
+            last_seen: details.clock.rfc3339(seen.last_ns),
+        })
+        .collect()
+}
+
+fn out_of_window(details: &Details, peer: IpAddr, drops: &[PeerReport]) -> Vec<OutOfWindow> {
+    let per_ns = |counts: &Option<Vec<(PeerAddrKey, PeerStats)>>| -> Option<BTreeMap<String, u64>> {
+        counts.as_ref().map(|all| {
+            let mut by_ns = BTreeMap::new();
+            for (key, stats) in all.iter().filter(|(k, _)| ip_from(k.family, &k.addr) == Some(peer)) {
+                *by_ns.entry(name_of(details, key.netns)).or_default() += stats.count;
+            }
+            by_ns
+        })
+    };
+    let (dupacks, suppressed) = (per_ns(&details.dupacks), per_ns(&details.oow_suppressed));
+    let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
+    for report in drops {
+        let n: u64 = OUT_OF_WINDOW_REASONS.iter().filter_map(|r| report.by_reason.get(*r)).sum();
+        if n > 0 {
+            *dropped.entry(report.netns.clone()).or_default() += n;
+        }
+    }
+    let mut namespaces: BTreeSet<String> = dropped.keys().cloned().collect();
+    namespaces.extend(dupacks.iter().chain(suppressed.iter()).flat_map(|m| m.keys().cloned()));
+    if namespaces.is_empty() {
+        // Nothing counted: one line that still says which counts exist on this kernel.
+        namespaces.insert("all".into());
+    }
+    namespaces
+        .into_iter()
+        .map(|netns| OutOfWindow {
+            segments_dropped: dropped.get(&netns).copied().unwrap_or(0),
+            dup_acks_sent: dupacks.as_ref().map(|m| m.get(&netns).copied().unwrap_or(0)),
+            answers_suppressed: suppressed.as_ref().map(|m| m.get(&netns).copied().unwrap_or(0)),
+            netns,
+        })
+        .collect()
+}
+
+/// The TCP sockets of every named namespace (or only `only`) whose remote address is `peer`.
+fn sockets_to(peer: IpAddr, only: Option<&str>) -> Result<Vec<Socket>> {
+    let mut out = Vec::new();
+    for ns in netns::named()?.into_iter().filter(|ns| only.is_none_or(|name| ns.name == name)) {
+        // The namespace may vanish while we look; what it held no longer matters then.
+        let Ok(tables) = netns::run_in(&ns.path, || {
+            let v4 = std::fs::read_to_string("/proc/thread-self/net/tcp").context("/proc/net/tcp")?;
+            let v6 = std::fs::read_to_string("/proc/thread-self/net/tcp6").unwrap_or_default();
+            Ok((v4, v6))
+        }) else {
+            continue;
+        };
+        for line in tables.0.lines().skip(1).chain(tables.1.lines().skip(1)) {
+            let Ok(row) = parse_row(line) else { continue };
+            if unmapped(row.remote.ip()) == peer {
+                out.push(Socket {
+                    netns: ns.name.clone(),
+                    state: row.state,
+                    local: row.local.to_string(),
+                    remote: row.remote.to_string(),
+                    recv_q: row.recv_q,
+                    send_q: row.send_q,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn unmapped(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+struct Row {
+    local: SocketAddr,
+    remote: SocketAddr,
+    state: &'static str,
+    recv_q: u64,
+    send_q: u64,
+}
+
+/// State names as `ss` prints them, by kernel state number.
+const STATES: [&str; 13] = [
+    "UNKNOWN", "ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT", "UNCONN", "CLOSE-WAIT",
+    "LAST-ACK", "LISTEN", "CLOSING", "SYN-RECV",
+];
+
+/// One line of `/proc/net/tcp` or `tcp6`: `sl local rem st tx_queue:rx_queue ...`.
+fn parse_row(line: &str) -> Result<Row> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    ensure!(fields.len() > 4, "short line: {line}");
+    let state = usize::from_str_radix(fields[3], 16)?;
+    let (tx, rx) = fields[4].split_once(':').context("no queue column")?;
+    Ok(Row {
+        local: endpoint(fields[1])?,
+        remote: endpoint(fields[2])?,
+        state: STATES.get(state).copied().unwrap_or("UNKNOWN"),
+        send_q: u64::from_str_radix(tx, 16)?,
+        recv_q: u64::from_str_radix(rx, 16)?,
+    })
+}
+
+/// `0164330A:01BB` (IPv4) or 32 hex digits `:port` (IPv6): the address is printed as 32-bit
+/// words in the kernel's byte order.
+fn endpoint(text: &str) -> Result<SocketAddr> {
+    let (addr, port) = text.split_once(':').context("endpoint without port")?;
+    let port = u16::from_str_radix(port, 16)?;
+    let words: Vec<[u8; 4]> = (0..addr.len() / 8)
+        .map(|i| u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16).map(u32::to_ne_bytes))
+        .collect::<Result<_, _>>()?;
+    let ip = match words.as_slice() {
+        [v4] => IpAddr::V4(Ipv4Addr::from(*v4)),
+        [a, b, c, d] => {
+            let mut octets = [0u8; 16];
+            for (i, word) in [a, b, c, d].iter().enumerate() {
+                octets[i * 4..i * 4 + 4].copy_from_slice(*word);
+            }
+            IpAddr::V6(Ipv6Addr::from(octets))
+        }
+        _ => anyhow::bail!("bad address {addr}"),
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+impl PeerDrilldown {
+    pub fn to_text(&self) -> String {
+        let mut out = format!("netdiag peer {} — kernel {}, {:.1} s\n", self.peer, self.kernel, self.duration_s);
+        let hooks: Vec<String> =
+            self.hooks.iter().filter(|h| h.active).map(|h| format!("{} via {}", h.name, h.backend)).collect();
+        out += &format!("hooks: {}\n", hooks.join(", "));
+        out += &format!("\nflows seen ({}):\n", self.flows.len());
+        for f in &self.flows {
+            out += &format!(
+                "  {:<20} {} → {}  {} SYN(s), {} drop(s), {} … {}\n",
+                f.netns, f.remote, f.local, f.syns, f.drops, f.first_seen, f.last_seen
+            );
+        }
+        out += "\nSYN funnel:\n";
+        for r in &self.syn_funnel {
+            let f = &r.funnel;
+            let drops: Vec<String> = f.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            out += &format!(
+                "  {} :{}  {} SYNs → {} SYN-ACKs ({} retransmitted) → {} handshakes; {} unanswered; drops: {}\n",
+                r.netns,
+                r.port,
+                f.syns,
+                f.synacks,
+                f.synack_retransmits,
+                f.handshakes,
+                f.unanswered,
+                if drops.is_empty() { "none".to_string() } else { drops.join(", ") }
+            );
+        }
+        out += "\nPAWS rejections by variant:\n";
+        if self.paws_by_variant.is_empty() {
+            out += "  none\n";
+        }
+        for p in &self.paws_by_variant {
+            out += &format!("  {} {}: {}\n", p.netns, p.variant, p.count);
+        }
+        out += "\ntimestamp clocks:\n";
+        for c in &self.timestamp_clocks {
+            out += &format!("  {}: {} clock(s) in {} SYNs", c.netns, c.clocks.len(), c.syns);
+            if c.hosts_at_least >= 2 {
+                out += &format!(", at least {} hosts", c.hosts_at_least);
+            }
+            out += "\n";
+            for k in &c.clocks {
+                out += &format!(
+                    "    {:.0} Hz{} ports {:?}, {} SYNs, {:+.1} s from the first\n",
+                    k.hz,
+                    if k.measured { " (measured)" } else { "" },
+                    k.ports,
+                    k.syns,
+                    k.ahead_of_first_s
+                );
+            }
+        }
+        out += "\nout-of-window answers:\n";
+        let shown = |v: Option<u64>| v.map_or("n/a (hook not active here)".to_string(), |n| n.to_string());
+        for o in &self.out_of_window {
+            out += &format!(
+                "  {}: segments dropped outside the window {}, duplicate ACKs sent {}, answers suppressed {}\n",
+                o.netns,
+                o.segments_dropped,
+                shown(o.dup_acks_sent),
+                shown(o.answers_suppressed)
+            );
+        }
+        out += &format!("\nsockets now ({}):\n", self.sockets.len());
+        for s in &self.sockets {
+            out += &format!("  {:<20} {:<10} {:>6} {:>6} {} ↔ {}\n", s.netns, s.state, s.recv_q, s.send_q, s.local, s.remote);
+        }
+        out += &format!("\nfindings ({}):\n", self.findings.len());
+        for f in &self.findings {
+            out += &format!("  [{} / {}] {} ({}): {}\n", f.kind, f.variant, f.peer, f.netns, f.summary);
+            out += &format!("    What to do: {}\n", f.advice);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_proc_net_tcp_rows_of_both_families() {
+        let v4 = "   3: 016433C6:01BB 076433C6:A028 06 00000000:00000000 03:00001770 00000000 0 0 0 3 0";
+        let row = parse_row(v4).unwrap();
+        assert_eq!(row.local, "198.51.100.1:443".parse().unwrap());
+        assert_eq!(row.remote, "198.51.100.7:41000".parse().unwrap());
+        assert_eq!(row.state, "TIME-WAIT");
+        let v6 = "  0: B80D0120000000000000000001000000:01BB 0000000000000000FFFF0000076433C6:A028 01 \
+                  00000005:00000002 00:00000000 00000000 0 0 1 1";
+        let row = parse_row(v6).unwrap();
+        assert_eq!(row.local, "[2001:db8::1]:443".parse().unwrap());
+        assert_eq!(unmapped(row.remote.ip()), "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!((row.state, row.send_q, row.recv_q), ("ESTAB", 5, 2));
+    }
+}

@@ -1,0 +1,593 @@
+//! The SYN funnel per peer and listener: SYNs in → SYN-ACKs out → handshakes completed, and
+//! every drop with its reason. A peer whose SYNs get no SYN-ACK, or whose handshakes never
+//! complete, is an `unanswered_syns` finding, with the kernel's drop reason where it gave one
+//! and the namespace's counters where it gave none (a SYN dropped because the accept queue is
+//! full, for one, is freed without a drop reason; only `TcpExtListenOverflows` counts it).
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::{IpAddr, SocketAddr},
+};
+
+use netdiag_common::{FunnelKey, PeerKey, PeerStats, SynKey, funnel_stage};
+use serde::Serialize;
+
+use super::{Finding, nat_clocks::ClockFacts};
+use crate::{clock::Clock, counters::Counters, events::ip_from, hooks::ReasonTable};
+
+const TCP_SYN_RECV: u8 = 3;
+const TCP_LISTEN: u8 = 10;
+const TCP_NEW_SYN_RECV: u8 = 12;
+
+/// Drop reasons that reject a SYN itself: no SYN-ACK follows.
+const SYN_REASONS: &[&str] = &["TCP_RFC7323_TW_PAWS", "TCP_INVALID_SYN"];
+/// Drop reasons that reject the handshake's final ACK: the SYN was answered, the connection
+/// never completes.
+const ACK_REASONS: &[&str] = &["TCP_LISTEN_OVERFLOW", "TCP_RFC7323_TSECR"];
+
+/// A counter the kernel raises for SYNs it may drop without a drop reason.
+struct SilentCause {
+    counter: &'static str,
+    variant: &'static str,
+    words: &'static str,
+    /// The drop reason the kernel gives for some of the same events (or for all of them on
+    /// newer kernels): what it explains is not counted twice.
+    reason: Option<&'static str>,
+}
+
+const SILENT_CAUSES: &[SilentCause] = &[
+    SilentCause {
+        counter: "TcpExtListenOverflows",
+        variant: "listen_overflow",
+        words: "listen queue overflow: the accept queue was full, and the kernel dropped these SYNs without a \
+                drop reason (counted from TcpExtListenOverflows)",
+        reason: Some("TCP_LISTEN_OVERFLOW"),
+    },
+    SilentCause {
+        counter: "TcpExtTCPReqQFullDrop",
+        variant: "syn_queue_full",
+        words: "SYN queue full and SYN cookies off: the kernel dropped these SYNs without a drop reason \
+                (counted from TcpExtTCPReqQFullDrop)",
+        reason: None,
+    },
+    // Kernels before 6.16 have no drop reason for PAWS against TIME_WAIT.
+    SilentCause {
+        counter: "TcpExtPAWSTimewait",
+        variant: "time_wait_paws",
+        words: "PAWS against TIME_WAIT (counted from TcpExtPAWSTimewait: this kernel gives these drops no \
+                drop reason)",
+        reason: Some("TCP_RFC7323_TW_PAWS"),
+    },
+    // Before 6.16 the kernel counted PAWS against TIME_WAIT in PAWSEstab; a SYN has no other
+    // PAWS check to fail there (tcp_tw_recycle's went in 4.12).
+    SilentCause {
+        counter: "TcpExtPAWSEstab",
+        variant: "time_wait_paws",
+        words: "PAWS against TIME_WAIT (counted from TcpExtPAWSEstab, where kernels before 6.16 count it, \
+                without a drop reason)",
+        reason: Some("TCP_RFC7323_PAWS"),
+    },
+];
+
+/// One peer's funnel on one listening port. `syns` counts every SYN that arrived,
+/// retransmissions included; `synacks` every SYN-ACK that left, retransmissions included.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Funnel {
+    pub syns: u64,
+    pub synacks: u64,
+    pub synack_retransmits: u64,
+    pub handshakes: u64,
+    /// SYNs that got no SYN-ACK: `syns - synacks`. A SYN resent for a request the server
+    /// already holds is answered by a retransmitted SYN-ACK, so retransmissions count as
+    /// answers; those the timer sends unasked can only make this smaller, never invent one.
+    pub unanswered: u64,
+    /// Drops by kernel reason name on this peer and port, handshake-related reasons only.
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// A funnel row of the report.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FunnelRow {
+    pub peer: String,
+    pub netns: String,
+    pub port: u16,
+    /// The listening sockets on that port in that namespace at the end of the session.
+    pub listeners: Vec<String>,
+    #[serde(flatten)]
+    pub funnel: Funnel,
+    #[serde(skip)]
+    pub first_ns: u64,
+    #[serde(skip)]
+    pub last_ns: u64,
+    #[serde(skip)]
+    netns_inode: u32,
+}
+
+impl FunnelRow {
+    /// Inode of the namespace.
+    pub fn inode(&self) -> u32 {
+        self.netns_inode
+    }
+}
+
+/// A listening socket: where, its accept queue now and its backlog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerInfo {
+    pub local: SocketAddr,
+    pub queued: u32,
+    pub backlog: u32,
+}
+
+pub struct Input<'a> {
+    /// The tracepoint programs' funnel counts.
+    pub funnel: &'a [(FunnelKey, PeerStats)],
+    /// SYNs counted by an fentry/kprobe `conn_request` where one serves instead.
+    pub syns_seen: &'a [(SynKey, PeerStats)],
+    pub drops: &'a [(PeerKey, PeerStats)],
+    pub reasons: &'a ReasonTable,
+    /// Listening sockets per namespace inode, read at the end of the session.
+    pub listeners: &'a HashMap<u32, Vec<ListenerInfo>>,
+    /// Counter deltas of the session per namespace inode.
+    pub counters: &'a HashMap<u32, Counters>,
+    pub netns_names: &'a HashMap<u32, String>,
+    /// SYNs are counted where they reach a listener (`tcp_conn_request` hooked), not as they
+    /// arrive: those a TIME_WAIT socket rejected never get there and are added from the drops.
+    pub syns_at_listener: bool,
+}
+
+/// Whether a drop belongs to the handshake, and so to the funnel.
+fn handshake_drop(reason: &str, sk_state: u8) -> bool {
+    SYN_REASONS.contains(&reason)
+        || ACK_REASONS.contains(&reason)
+        || (reason == "TCP_RFC7323_PAWS" && matches!(sk_state, TCP_LISTEN | TCP_NEW_SYN_RECV | TCP_SYN_RECV))
+}
+
+/// The funnel of every peer on every port that has a listener (or completed a handshake):
+/// SYNs and SYN-ACKs a namespace merely forwards (a router, a NAT) are left out that way.
+pub fn rows(input: &Input) -> Vec<FunnelRow> {
+    let mut rows: BTreeMap<(IpAddr, u32, u16), FunnelRow> = BTreeMap::new();
+    let names = input.netns_names;
+    for (key, stats) in input.funnel {
+        let Some(f) = row_of(&mut rows, names, key.family, &key.addr, key.netns, key.port, stats) else { continue };
+        match key.stage {
+            funnel_stage::SYN_IN => f.syns += stats.count,
+            funnel_stage::SYNACK_OUT => f.synacks += stats.count,
+            funnel_stage::SYNACK_RETRANSMIT => f.synack_retransmits += stats.count,
+            funnel_stage::HANDSHAKE_DONE => f.handshakes += stats.count,
+            _ => {}
+        }
+    }
+    for (key, stats) in input.syns_seen {
+        if let Some(f) = row_of(&mut rows, names, key.family, &key.addr, key.netns, key.port, stats) {
+            f.syns += stats.count;
+        }
+    }
+    for (key, stats) in input.drops {
+        let reason = input.reasons.name(key.reason as u32);
+        if !handshake_drop(&reason, key.sk_state) {
+            continue;
+        }
+        if let Some(f) = row_of(&mut rows, names, key.family, &key.addr, key.netns, key.local_port, stats) {
+            *f.drops.entry(reason).or_default() += stats.count;
+        }
+    }
+    rows.into_values()
+        .filter_map(|mut r| {
+            let listeners: Vec<String> = input
+                .listeners
+                .get(&r.netns_inode)
+                .into_iter()
+                .flatten()
+                .filter(|l| l.local.port() == r.port)
+                .map(|l| l.local.to_string())
+                .collect();
+            if listeners.is_empty() && r.funnel.handshakes == 0 {
+                return None;
+            }
+            r.listeners = listeners;
+            if input.syns_at_listener {
+                r.funnel.syns += SYN_REASONS.iter().map(|n| r.funnel.drops.get(*n).copied().unwrap_or(0)).sum::<u64>();
+            }
+            r.funnel.unanswered = r.funnel.syns.saturating_sub(r.funnel.synacks);
+            Some(r)
+        })
+        .collect()
+}
+
+/// The funnel of one peer, namespace and port, created on first use; its time span widened
+/// to `stats`'.
+fn row_of<'a>(
+    rows: &'a mut BTreeMap<(IpAddr, u32, u16), FunnelRow>,
+    names: &HashMap<u32, String>,
+    family: u8,
+    addr: &[u8; 16],
+    netns: u32,
+    port: u16,
+    stats: &PeerStats,
+) -> Option<&'a mut Funnel> {
+    let ip = ip_from(family, addr)?;
+    let r = rows.entry((ip, netns, port)).or_insert_with(|| FunnelRow {
+        peer: ip.to_string(),
+        netns: names.get(&netns).cloned().unwrap_or_else(|| format!("inode:{netns}")),
+        port,
+        listeners: Vec::new(),
+        funnel: Funnel::default(),
+        first_ns: 0,
+        last_ns: 0,
+        netns_inode: netns,
+    });
+    if stats.first_ns != 0 && (r.first_ns == 0 || stats.first_ns < r.first_ns) {
+        r.first_ns = stats.first_ns;
+    }
+    r.last_ns = r.last_ns.max(stats.last_ns);
+    Some(&mut r.funnel)
+}
+
+/// Why the SYNs of one row were not answered or the handshakes not completed.
+struct Cause {
+    variant: &'static str,
+    words: String,
+}
+
+fn cause_of(reason: &str) -> Cause {
+    let (variant, words) = match reason {
+        "TCP_RFC7323_TW_PAWS" => ("time_wait_paws", "PAWS against TIME_WAIT"),
+        "TCP_INVALID_SYN" => ("invalid_syn", "invalid SYN (a SYN where the connection's state allows none)"),
+        "TCP_LISTEN_OVERFLOW" => {
+            ("listen_overflow", "listen queue overflow: the accept queue was full when the handshake's last ACK came")
+        }
+        "TCP_RFC7323_TSECR" => ("handshake_tsecr", "the handshake's ACK echoed a timestamp this host never sent"),
+        "TCP_RFC7323_PAWS" => ("handshake_paws", "PAWS during the handshake"),
+        other => {
+            return SILENT_CAUSES
+                .iter()
+                .find(|cause| cause.counter == other)
+                .map(|cause| Cause { variant: cause.variant, words: cause.words.to_string() })
+                .unwrap_or(Cause { variant: "unknown", words: other.to_string() });
+        }
+    };
+    Cause { variant, words: words.to_string() }
+}
+
+/// One `unanswered_syns` finding per peer and listener whose SYNs went unanswered or whose
+/// handshakes were dropped. Unanswered SYNs no drop reason explains are matched, per namespace,
+/// with the counters that rose for silent drops.
+pub fn findings(
+    input: &Input,
+    rows: &[FunnelRow],
+    nat_peers: &BTreeSet<(String, String)>,
+    clock: &Clock,
+    duration_s: f64,
+    facts: &dyn Fn(u32) -> ClockFacts,
+) -> Vec<Finding> {
+    // Per namespace: silent drops the counters show, less what drop reasons already explain.
+    let mut silent: HashMap<(u32, &str), u64> = HashMap::new();
+    for (&inode, counters) in input.counters {
+        for cause in SILENT_CAUSES {
+            let rose = counters.get(cause.counter).copied().unwrap_or(0);
+            let with_reason: u64 = input
+                .drops
+                .iter()
+                .filter(|(key, _)| key.netns == inode && Some(input.reasons.name(key.reason as u32).as_str()) == cause.reason)
+                .map(|(_, stats)| stats.count)
+                .sum();
+            silent.insert((inode, cause.counter), rose.saturating_sub(with_reason));
+        }
+    }
+    let mut order: Vec<&FunnelRow> = rows.iter().collect();
+    order.sort_by_key(|r| std::cmp::Reverse(r.funnel.unanswered));
+    let mut found = Vec::new();
+    for r in order {
+        let f = &r.funnel;
+        let syn_dropped: u64 = SYN_REASONS.iter().map(|n| f.drops.get(*n).copied().unwrap_or(0)).sum();
+        let ack_dropped: u64 = f.drops.iter().filter(|(n, _)| !SYN_REASONS.contains(&n.as_str())).map(|(_, c)| c).sum();
+        if f.unanswered == 0 && ack_dropped == 0 {
+            continue;
+        }
+        let mut drops = f.drops.clone();
+        let mut unexplained = f.unanswered.saturating_sub(syn_dropped);
+        for cause in SILENT_CAUSES {
+            let left = silent.entry((r.netns_inode, cause.counter)).or_default();
+            let taken = unexplained.min(*left);
+            if taken > 0 {
+                drops.insert(cause.counter.to_string(), taken);
+                *left -= taken;
+                unexplained -= taken;
+            }
+        }
+        let main = drops.iter().max_by_key(|(_, c)| **c).map(|(n, _)| n.clone());
+        let cause = main.as_deref().map(cause_of).unwrap_or(Cause {
+            variant: "unknown",
+            words: "no drop reason and no counter explains it".to_string(),
+        });
+        let nat = nat_peers.contains(&(r.peer.clone(), r.netns.clone()));
+        let count = if f.unanswered > 0 { f.unanswered } else { ack_dropped };
+        let rate = if duration_s > 0.0 { count as f64 / duration_s } else { 0.0 };
+        let listener = input.listeners.get(&r.netns_inode).and_then(|all| all.iter().find(|l| l.local.port() == r.port));
+        found.push(Finding {
+            kind: "unanswered_syns",
+            variant: cause.variant,
+            peer: r.peer.clone(),
+            netns: r.netns.clone(),
+            local: r.listeners.clone(),
+            count,
+            rate_per_s: (rate * 1000.0).round() / 1000.0,
+            first_seen: clock.rfc3339(r.first_ns),
+            last_seen: clock.rfc3339(r.last_ns),
+            summary: summary(r, &cause, nat, unexplained),
+            advice: advice(r, cause.variant, listener, nat, &facts(r.netns_inode)),
+            listener_port: Some(r.port),
+            funnel: Some(f.clone()),
+            reason: Some(cause.words.clone()),
+            drops: Some(drops),
+            ..Finding::default()
+        });
+    }
+    found
+}
+
+fn summary(r: &FunnelRow, cause: &Cause, nat: bool, unexplained: u64) -> String {
+    let f = &r.funnel;
+    let nat = if nat { "; this address hides hosts with different timestamp clocks (NAT)" } else { "" };
+    let lead = if f.unanswered > 0 {
+        format!("SYNs from {} to :{} dropped: {}{nat}.", r.peer, r.port, cause.words)
+    } else {
+        format!("Handshakes from {} to :{} not completed: {}{nat}.", r.peer, r.port, cause.words)
+    };
+    let unexplained = if unexplained > 0 {
+        format!(" {unexplained} of the unanswered SYNs have no drop reason and no counter that explains them.")
+    } else {
+        String::new()
+    };
+    format!(
+        "{lead} {} of {} SYNs got no SYN-ACK; {} SYN-ACKs were sent ({} retransmitted) and {} handshakes \
+         completed.{unexplained} To {} the server looks dead or slow.",
+        f.unanswered, f.syns, f.synacks, f.synack_retransmits, f.handshakes, r.peer
+    )
+}
+
+fn advice(r: &FunnelRow, variant: &str, listener: Option<&ListenerInfo>, nat: bool, facts: &ClockFacts) -> String {
+    let peer = &r.peer;
+    let port = r.port;
+    match variant {
+        "time_wait_paws" => {
+            let recycle = match facts.tcp_tw_recycle {
+                Some(1) => " net.ipv4.tcp_tw_recycle=1 here: set it to 0.".to_string(),
+                Some(_) => String::new(),
+                None => format!(" tcp_tw_recycle does not exist on this kernel ({}; removed in 4.12).", facts.release),
+            };
+            let nat = if nat {
+                format!(" {peer} is a NAT: see the nat_timestamp_clocks finding.")
+            } else {
+                String::new()
+            };
+            format!(
+                "This host closed connections from {peer} first and holds their 4-tuples in TIME_WAIT; a new SYN \
+                 on one of them must carry a newer timestamp than the last connection (RFC 7323 PAWS), which \
+                 another host behind the same address does not. Let clients close first or keep connections \
+                 alive so the server holds no TIME_WAIT, or have the NAT allocate source ports at random. \
+                 net.ipv4.tcp_timestamps=0 on the server stops it at the cost of RTT measurement and \
+                 wrapped-sequence protection.{recycle}{nat}"
+            )
+        }
+        "listen_overflow" => {
+            let queue = listener
+                .map(|l| format!(" Its accept queue holds {} of {} now.", l.queued, l.backlog + 1))
+                .unwrap_or_default();
+            format!(
+                "The application listening on :{port} does not accept() connections fast enough (or at all).{queue} \
+                 Make it accept faster, raise its listen() backlog and net.core.somaxconn (`ss -ltn` shows Recv-Q \
+                 against Send-Q). net.ipv4.tcp_abort_on_overflow=1 makes clients fail at once instead of retrying."
+            )
+        }
+        "syn_queue_full" => format!(
+            "The SYN queue of :{port} is full: raise the listen() backlog and net.ipv4.tcp_max_syn_backlog, \
+             enable SYN cookies (net.ipv4.tcp_syncookies=1), and check whether {peer} floods SYNs."
+        ),
+        "invalid_syn" => format!(
+            "{peer} sends SYNs on connections that are already synchronized (a middlebox replaying SYNs, or a \
+             client reusing a 4-tuple this host still holds open). Capture: `tcpdump -n 'host {peer} and port {port}'`."
+        ),
+        "handshake_tsecr" | "handshake_paws" => format!(
+            "A device between {peer} and this host rewrites TCP timestamps, or several hosts share the address \
+             and 4-tuple. Compare the SYN-ACK's TSval with the final ACK's TSecr in a capture on both sides."
+        ),
+        _ => format!(
+            "The kernel gave no reason. Check the firewall and reverse-path filter for :{port} (`nft list \
+             ruleset`, net.ipv4.conf.*.rp_filter) and capture SYN-ACKs leaving: \
+             `tcpdump -ni any 'host {peer} and tcp[tcpflags] & tcp-syn != 0'`."
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use netdiag_common::FAMILY_IPV4;
+
+    use super::*;
+
+    const NS: u32 = 42;
+
+    fn addr(last: u8) -> [u8; 16] {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&[198, 51, 100, last]);
+        a
+    }
+
+    fn stage(last: u8, port: u16, stage: u8, count: u64) -> (FunnelKey, PeerStats) {
+        let key = FunnelKey { addr: addr(last), netns: NS, port, family: FAMILY_IPV4, stage };
+        (key, PeerStats { count, first_ns: 1_000_000_000, last_ns: 2_000_000_000, ..Default::default() })
+    }
+
+    fn drop(last: u8, port: u16, reason: u16, sk_state: u8, count: u64) -> (PeerKey, PeerStats) {
+        let key = PeerKey { addr: addr(last), netns: NS, reason, family: FAMILY_IPV4, sk_state, local_port: port, _pad: [0; 2] };
+        (key, PeerStats { count, first_ns: 1, last_ns: 1, ..Default::default() })
+    }
+
+    fn listener(port: u16) -> ListenerInfo {
+        ListenerInfo { local: SocketAddr::new([198, 51, 100, 1].into(), port), queued: 1, backlog: 0 }
+    }
+
+    fn reasons() -> ReasonTable {
+        ReasonTable::from_symbols(&[(38, "TCP_RFC7323_TW_PAWS".into()), (40, "TCP_LISTEN_OVERFLOW".into())])
+    }
+
+    fn run(
+        funnel: &[(FunnelKey, PeerStats)],
+        drops: &[(PeerKey, PeerStats)],
+        counters: Counters,
+        nat: bool,
+    ) -> (Vec<FunnelRow>, Vec<Finding>) {
+        run_with(funnel, &[], drops, counters, nat)
+    }
+
+    fn run_with(
+        funnel: &[(FunnelKey, PeerStats)],
+        syns_seen: &[(SynKey, PeerStats)],
+        drops: &[(PeerKey, PeerStats)],
+        counters: Counters,
+        nat: bool,
+    ) -> (Vec<FunnelRow>, Vec<Finding>) {
+        let reasons = reasons();
+        let listeners = HashMap::from([(NS, vec![listener(443), listener(8443)])]);
+        let counters = HashMap::from([(NS, counters)]);
+        let names = HashMap::from([(NS, "srv".to_string())]);
+        let input = Input {
+            funnel,
+            syns_seen,
+            drops,
+            reasons: &reasons,
+            listeners: &listeners,
+            counters: &counters,
+            netns_names: &names,
+            syns_at_listener: !syns_seen.is_empty(),
+        };
+        let rows = rows(&input);
+        let nat_peers: BTreeSet<(String, String)> =
+            if nat { BTreeSet::from([("198.51.100.7".to_string(), "srv".to_string())]) } else { BTreeSet::new() };
+        let facts = ClockFacts { release: "6.18.0".into(), tcp_timestamps: Some(1), tcp_tw_recycle: None };
+        let found = findings(&input, &rows, &nat_peers, &Clock::now(), 10.0, &|_| facts.clone());
+        (rows, found)
+    }
+
+    #[test]
+    fn syns_dropped_by_paws_against_time_wait_read_as_the_seed_incident() {
+        let funnel = [
+            stage(7, 443, funnel_stage::SYN_IN, 5),
+            stage(7, 443, funnel_stage::SYNACK_OUT, 2),
+            stage(7, 443, funnel_stage::HANDSHAKE_DONE, 2),
+        ];
+        let drops = [drop(7, 443, 38, 6, 3)];
+        let (rows, found) = run(&funnel, &drops, Counters::from([("TcpExtPAWSTimewait".into(), 3)]), true);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(found.len(), 1);
+        let f = &found[0];
+        assert_eq!((f.kind, f.variant, f.count), ("unanswered_syns", "time_wait_paws", 3));
+        assert!(
+            f.summary.starts_with(
+                "SYNs from 198.51.100.7 to :443 dropped: PAWS against TIME_WAIT; this address hides hosts with \
+                 different timestamp clocks (NAT)"
+            ),
+            "{}",
+            f.summary
+        );
+        assert_eq!(f.drops.as_ref().unwrap()["TCP_RFC7323_TW_PAWS"], 3);
+        assert_eq!(f.local, ["198.51.100.1:443"]);
+        assert!(f.advice.contains("removed in 4.12"));
+    }
+
+    #[test]
+    fn syns_counted_at_the_listener_add_those_time_wait_rejected() {
+        let funnel = [stage(7, 443, funnel_stage::SYNACK_OUT, 2), stage(7, 443, funnel_stage::HANDSHAKE_DONE, 2)];
+        let seen = [(
+            SynKey { addr: addr(7), netns: NS, port: 443, family: FAMILY_IPV4, _pad: 0 },
+            PeerStats { count: 2, first_ns: 1, last_ns: 2, ..Default::default() },
+        )];
+        let drops = [drop(7, 443, 38, 6, 3)];
+        let (rows, found) = run_with(&funnel, &seen, &drops, Counters::new(), false);
+        assert_eq!((rows[0].funnel.syns, rows[0].funnel.unanswered), (5, 3));
+        assert_eq!((found[0].variant, found[0].count), ("time_wait_paws", 3));
+    }
+
+    #[test]
+    fn silent_listen_overflows_are_taken_from_the_counter() {
+        let funnel = [
+            stage(9, 8443, funnel_stage::SYN_IN, 4),
+            stage(9, 8443, funnel_stage::SYNACK_OUT, 1),
+            stage(9, 8443, funnel_stage::HANDSHAKE_DONE, 1),
+        ];
+        let (_, found) = run(&funnel, &[], Counters::from([("TcpExtListenOverflows".into(), 3)]), false);
+        assert_eq!(found.len(), 1);
+        let f = &found[0];
+        assert_eq!((f.variant, f.count), ("listen_overflow", 3));
+        assert_eq!(f.drops.as_ref().unwrap()["TcpExtListenOverflows"], 3);
+        assert!(!f.summary.contains("NAT") && f.summary.contains("listen queue overflow"), "{}", f.summary);
+        assert!(f.advice.contains("holds 1 of 1"), "{}", f.advice);
+    }
+
+    #[test]
+    fn overflows_with_a_reason_are_not_counted_twice() {
+        let funnel = [
+            stage(9, 8443, funnel_stage::SYN_IN, 3),
+            stage(9, 8443, funnel_stage::SYNACK_OUT, 2),
+        ];
+        let drops = [drop(9, 8443, 40, TCP_NEW_SYN_RECV, 2)];
+        let (_, found) = run(&funnel, &drops, Counters::from([("TcpExtListenOverflows".into(), 3)]), false);
+        let f = &found[0];
+        assert_eq!(f.drops.as_ref().unwrap()["TCP_LISTEN_OVERFLOW"], 2);
+        assert_eq!(f.drops.as_ref().unwrap()["TcpExtListenOverflows"], 1);
+    }
+
+    #[test]
+    fn answered_syns_and_forwarded_traffic_make_no_finding() {
+        let funnel = [
+            stage(2, 443, funnel_stage::SYN_IN, 3),
+            stage(2, 443, funnel_stage::SYNACK_OUT, 4),
+            stage(2, 443, funnel_stage::SYNACK_RETRANSMIT, 1),
+            stage(2, 443, funnel_stage::HANDSHAKE_DONE, 3),
+            // No listener on 80 here: a router forwarding the peer's SYNs.
+            stage(3, 80, funnel_stage::SYN_IN, 9),
+        ];
+        let (rows, found) = run(&funnel, &[], Counters::new(), false);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].funnel.unanswered, 0);
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn without_a_time_wait_drop_reason_the_counter_names_the_cause() {
+        let funnel = [stage(7, 443, funnel_stage::SYN_IN, 4), stage(7, 443, funnel_stage::SYNACK_OUT, 1)];
+        let (_, found) = run(&funnel, &[], Counters::from([("TcpExtPAWSTimewait".into(), 3)]), true);
+        assert_eq!((found[0].variant, found[0].count), ("time_wait_paws", 3));
+        assert!(found[0].summary.contains("dropped: PAWS against TIME_WAIT"), "{}", found[0].summary);
+        assert!(found[0].summary.contains("(NAT)"), "{}", found[0].summary);
+    }
+
+    #[test]
+    fn a_resent_syn_answered_by_a_retransmitted_synack_is_answered() {
+        let funnel = [
+            stage(2, 443, funnel_stage::SYN_IN, 4),
+            stage(2, 443, funnel_stage::SYNACK_OUT, 4),
+            stage(2, 443, funnel_stage::SYNACK_RETRANSMIT, 1),
+            stage(2, 443, funnel_stage::HANDSHAKE_DONE, 3),
+        ];
+        let (rows, found) = run(&funnel, &[], Counters::new(), false);
+        assert_eq!(rows[0].funnel.unanswered, 0);
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn before_6_16_the_established_counter_names_the_cause() {
+        let funnel = [stage(7, 443, funnel_stage::SYN_IN, 4), stage(7, 443, funnel_stage::SYNACK_OUT, 1)];
+        let (_, found) = run(&funnel, &[], Counters::from([("TcpExtPAWSEstab".into(), 3)]), false);
+        assert_eq!((found[0].variant, found[0].count), ("time_wait_paws", 3));
+        assert_eq!(found[0].drops.as_ref().unwrap()["TcpExtPAWSEstab"], 3);
+    }
+
+    #[test]
+    fn unexplained_unanswered_syns_say_so() {
+        let funnel = [stage(4, 443, funnel_stage::SYN_IN, 2)];
+        let (_, found) = run(&funnel, &[], Counters::new(), false);
+        assert_eq!(found[0].variant, "unknown");
+        assert!(found[0].summary.contains("2 of the unanswered SYNs have no drop reason"), "{}", found[0].summary);
+    }
+}
