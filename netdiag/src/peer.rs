@@ -17,7 +17,7 @@ use crate::{
     filter::PeerFilter,
     hooks::{self, HookStatus},
     netns,
-    output::PeerReport,
+    output::{PcapSummary, PeerReport, pcap::PcapTarget},
     session::{self, DiagnoseOptions, Details},
     verdict::{Finding, nat_clocks::PeerClocks, syn_funnel::FunnelRow},
 };
@@ -35,9 +35,18 @@ pub struct PeerArgs {
     /// Only this network namespace (`root` or an `ip netns` name).
     #[arg(long, value_name = "NAME")]
     pub netns: Option<String>,
+    /// Only what concerns this local port.
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
     /// Which attach mechanism may serve the hooks: the best one per hook, or only this one.
     #[arg(long, value_enum, default_value_t = hooks::BackendChoice::Auto)]
     pub backend: hooks::BackendChoice,
+    /// Write the headers of the peer's dropped segments to FILE as pcapng (created mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<std::path::PathBuf>,
+    /// Replace the --pcap file if it exists.
+    #[arg(long, requires = "pcap")]
+    pub overwrite: bool,
 }
 
 fn parse_duration(text: &str) -> Result<f64, String> {
@@ -108,6 +117,9 @@ pub struct PeerDrilldown {
     pub out_of_window: Vec<OutOfWindow>,
     pub sockets: Vec<Socket>,
     pub findings: Vec<Finding>,
+    /// Where `--pcap` wrote the peer's dropped segments; absent without `--pcap`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcap: Option<PcapSummary>,
     pub lost_events: u64,
     pub unparsed_packets: u64,
 }
@@ -118,14 +130,14 @@ pub async fn run(args: PeerArgs) -> Result<i32> {
     let opts = DiagnoseOptions {
         duration: Duration::from_secs_f64(args.duration),
         peer: Some(filter),
-        port: None,
+        port: args.port,
         netns: args.netns.clone(),
         hooks: hooks::Options {
             backend: args.backend,
             watched_reasons: defaults.watched_reasons.iter().cloned().chain(OUT_OF_WINDOW_REASONS.iter().map(|r| r.to_string())).collect(),
             ..defaults.clone()
         },
-        pcap: None,
+        pcap: args.pcap.clone().map(|path| PcapTarget { path, overwrite: args.overwrite }),
     };
     let (report, details) = session::diagnose_detailed(&opts, std::future::pending()).await?;
     let drill = PeerDrilldown {
@@ -146,6 +158,7 @@ pub async fn run(args: PeerArgs) -> Result<i32> {
         drops: report.peers,
         timestamp_clocks: report.timestamp_clocks,
         findings: report.findings,
+        pcap: report.pcap,
         lost_events: report.lost_events,
         unparsed_packets: report.unparsed_packets,
     };
@@ -374,6 +387,13 @@ impl PeerDrilldown {
             out += &format!("  [{} / {}] {} ({}): {}\n", f.kind, f.variant, f.peer, f.netns, f.summary);
             out += &format!("    What to do: {}\n", f.advice);
         }
+        if let Some(pcap) = &self.pcap {
+            out += &format!(
+                "\nevidence: {} packet(s) written to {} ({} not captured: rate limit)\n",
+                pcap.packets, pcap.path, pcap.skipped
+            );
+        }
+        out += &format!("\nlost events: {}, unparsed packets: {}\n", self.lost_events, self.unparsed_packets);
         out
     }
 }

@@ -76,3 +76,21 @@ fn an_existing_file_is_kept_without_overwrite() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep");
     std::fs::remove_file(&path).unwrap();
 }
+
+/// `netdiag peer --pcap`: the evidence is the drilled-into peer's alone, even with an innocent
+/// client's traffic (and other tests' drops) around.
+#[test]
+fn peer_writes_only_its_own_dropped_segments() {
+    require_root();
+    let path = evidence_path("peer");
+    let topo = PawsTopology::new("pcappeer").unwrap();
+    let tracer = Diagnose::start_command(&["peer", "198.51.100.2", "--json", "--duration", "300", "--pcap", &path, "--netns", &topo.server_ns]).unwrap();
+    let run = scenario::paws_established(&topo, false, 3).unwrap();
+    scenario::paws_established(&topo, true, 2).unwrap();
+    let report = tracer.finish().unwrap();
+    assert_eq!(report["pcap"]["packets"], run.injected, "{report:#}");
+    let rows = tshark_rows(&path);
+    assert_eq!(rows.len() as u64, run.injected, "{rows:?}");
+    assert!(rows.iter().all(|row| row[0] == "198.51.100.2"), "{rows:?}");
+    std::fs::remove_file(&path).unwrap();
+}
