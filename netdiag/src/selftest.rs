@@ -121,23 +121,7 @@ async fn check(incident: &'static Incident, btf: &Btf) -> Result<Outcome> {
         return Ok(outcome(Status::Unsupported, detail));
     }
     let topo = Arc::new(PawsTopology::new(incident.tag)?);
-    let opts = DiagnoseOptions {
-        duration: INCIDENT_DEADLINE,
-        peer: None,
-        port: None,
-        netns: Some(topo.server_ns.clone()),
-        hooks: hooks::Options::default(),
-        pcap: None,
-    };
-    let (result_tx, result_rx) = tokio::sync::oneshot::channel();
-    let in_lab = topo.clone();
-    // Polled only once tracing has started, so the reproduction never runs untraced.
-    let reproduction = async move {
-        let result = tokio::task::spawn_blocking(move || (incident.reproduce)(&in_lab)).await;
-        let _ = result_tx.send(result);
-    };
-    let report = session::diagnose_until(&opts, reproduction).await?;
-    let run = result_rx.await.context("the reproduction did not report")?.context("the reproduction panicked")??;
+    let (report, run) = traced(&topo, &topo.server_ns, incident.reproduce).await?;
 
     let client = run.client_addr.to_string();
     let named: u64 = report
@@ -165,20 +149,22 @@ const OVERFLOW_INCIDENT: &str = "listener that never accepts";
 
 /// A session on the lab's server namespace while `reproduce` runs; the reproduction's result
 /// is held until the report is made (it may hold the listener the report reads).
-async fn traced<T: Send + 'static>(
-    topo: &Arc<scenario::NatTopology>,
-    reproduce: fn(&scenario::NatTopology) -> Result<T>,
+async fn traced<Topo: Send + Sync + 'static, T: Send + 'static>(
+    topo: &Arc<Topo>,
+    server_ns: &str,
+    reproduce: fn(&Topo) -> Result<T>,
 ) -> Result<(crate::output::Report, T)> {
     let opts = DiagnoseOptions {
         duration: INCIDENT_DEADLINE,
         peer: None,
         port: None,
-        netns: Some(topo.server_ns.clone()),
+        netns: Some(server_ns.to_string()),
         hooks: hooks::Options::default(),
         pcap: None,
     };
     let (result_tx, result_rx) = tokio::sync::oneshot::channel();
     let in_lab = topo.clone();
+    // Polled only once tracing has started, so the reproduction never runs untraced.
     let reproduction = async move {
         let _ = result_tx.send(tokio::task::spawn_blocking(move || reproduce(&in_lab)).await);
     };
@@ -193,7 +179,7 @@ fn finding_count(report: &crate::output::Report, kind: &str, peer: &str, variant
 
 async fn check_nat(btf: &Btf) -> Result<Outcome> {
     let topo = Arc::new(scenario::NatTopology::new("stnat", 2, 0)?);
-    let (report, run) = traced(&topo, scenario::nat_time_wait).await?;
+    let (report, run) = traced(&topo, &topo.server_ns, scenario::nat_time_wait).await?;
     let nat = run.nat_addr.to_string();
     let outcome = |status, detail| Outcome { incident: NAT_INCIDENT, reason: "TCP_RFC7323_TW_PAWS", status, detail };
     let clocks = report.findings.iter().any(|f| f.kind == "nat_timestamp_clocks" && f.peer == nat);
@@ -216,7 +202,7 @@ async fn check_nat(btf: &Btf) -> Result<Outcome> {
 
 async fn check_overflow() -> Result<Outcome> {
     let topo = Arc::new(scenario::NatTopology::new("stovf", 0, 1)?);
-    let (report, run) = traced(&topo, |topo| scenario::listen_overflow(topo, 1)).await?;
+    let (report, run) = traced(&topo, &topo.server_ns, |topo| scenario::listen_overflow(topo, 1)).await?;
     let client = run.client_addr.to_string();
     let named = finding_count(&report, "unanswered_syns", &client, "listen_overflow");
     let status = if named == run.unanswered_syns && named > 0 { Status::Seen } else { Status::NotSeen };
