@@ -9,6 +9,7 @@ mod drops;
 mod functions;
 mod maps;
 mod packet;
+mod time_wait;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -126,3 +126,10 @@ pub fn nstat(netns: &str, name: &str) -> Result<u64> {
         })
         .with_context(|| format!("nstat printed no {name} in {netns}: {text}"))
 }
+
+/// The counter a PAWS rejection in TIME_WAIT raises: `TcpExtPAWSTimewait` since 6.16, before
+/// it `TcpExtPAWSEstab`.
+pub fn time_wait_counter() -> &'static str {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    if netstat.split_whitespace().any(|name| name == "PAWSTimewait") { "TcpExtPAWSTimewait" } else { "TcpExtPAWSEstab" }
+}

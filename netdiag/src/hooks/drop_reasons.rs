@@ -2,6 +2,8 @@
 //! BTF's `enum skb_drop_reason`, else from the tracepoint's `__print_symbolic` table.
 use std::collections::BTreeMap;
 
+use netdiag_common::synthetic_reason;
+
 use crate::{btf::Btf, tracefs::TracepointFormat};
 
 const BTF_PREFIX: &str = "SKB_DROP_REASON_";
@@ -47,7 +49,12 @@ impl ReasonTable {
     }
 
     /// Name of a reason number; unknown numbers keep their number so nothing is hidden.
+    /// netdiag's synthetic reasons (counted by function hooks) carry the kernel's name for the
+    /// same drop, so they group and attribute with it.
     pub fn name(&self, number: u32) -> String {
+        if number == u32::from(synthetic_reason::TW_PAWS) {
+            return "TCP_RFC7323_TW_PAWS".into();
+        }
         self.by_number.get(&number).cloned().unwrap_or_else(|| format!("REASON_{number}"))
     }
 }
@@ -66,5 +73,13 @@ mod tests {
         assert_eq!(table.name(36), "TCP_RFC7323_PAWS");
         assert_eq!(table.name(99), "REASON_99");
         assert_eq!(table.number("TCP_RFC7323_TSECR"), None);
+    }
+
+    #[test]
+    fn the_synthetic_time_wait_reason_has_the_kernel_name_but_no_kernel_number() {
+        let table = ReasonTable::from_symbols(&[(36, "TCP_RFC7323_PAWS".into())]);
+        assert_eq!(table.name(u32::from(synthetic_reason::TW_PAWS)), "TCP_RFC7323_TW_PAWS");
+        // The drop program is never told to watch it: where the kernel lacks the reason, it lacks it.
+        assert_eq!(table.number("TCP_RFC7323_TW_PAWS"), None);
     }
 }

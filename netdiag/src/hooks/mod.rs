@@ -10,6 +10,7 @@ mod config;
 mod drop_reasons;
 pub mod privileges;
 mod support;
+mod time_wait;
 
 use anyhow::{Result, anyhow};
 use aya::{
@@ -120,7 +121,21 @@ impl Probes {
 
         // A configuration that could not be made is never read: no program using it is loaded.
         let drop_config = drop_setup.as_ref().map(|(config, _)| *config).unwrap_or_default();
-        let function_config = function_setup.as_ref().copied().unwrap_or_default();
+        let mut function_config = function_setup.as_ref().copied().unwrap_or_default();
+        let drop_note = drop_setup
+            .map(|(_, watched)| {
+                format!(", filtered on {} (reason numbers from {})", watched.join(", "), reasons.source)
+            })
+            .map_err(short_reason);
+        let function_note = function_setup.map(|_| String::new()).map_err(short_reason);
+        let time_wait = time_wait::TimeWaitSetup::new(
+            &btf,
+            &mut function_config,
+            &function_note,
+            &drop_note,
+            &drop_config,
+            &reasons,
+        );
         let mut loader = EbpfLoader::new();
         loader
             .override_global("DROP_PROBE_CONFIG", &drop_config, true)
@@ -138,17 +153,15 @@ impl Probes {
             .load(crate::EBPF_OBJECT)
             .map_err(|e| load_error("load netdiag's eBPF object", e.into()))?;
 
-        let drop_note = drop_setup.map(|(_, watched)| {
-            format!(", filtered on {} (reason numbers from {})", watched.join(", "), reasons.source)
-        });
         let support =
             support::KernelSupport::read(catalogue::functions().map(|function| function.name));
         let mut attacher = attach::Attacher::new(
             &mut ebpf,
             &btf,
             support,
-            function_setup.map(|_| String::new()).map_err(short_reason),
-            drop_note.map_err(short_reason),
+            function_note,
+            drop_note,
+            time_wait,
         );
         let hooks =
             catalogue::CATALOGUE.iter().map(|hook| attacher.serve(hook, opts.backend)).collect();
