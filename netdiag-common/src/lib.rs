@@ -110,6 +110,16 @@ pub struct FunctionProbeConfig {
     pub sk_net: u32,
     /// `struct net::ns.inum`.
     pub net_ns_inum: u32,
+    /// `paws_time_wait` (`tcp_timewait_state_process`): `struct inet_timewait_sock::tw_substate`,
+    /// `struct tcp_timewait_sock::tw_ts_recent` and `tw_ts_recent_stamp`, and
+    /// `struct net::ipv4.sysctl_tcp_timestamps`.
+    pub tw_substate: u32,
+    pub tw_ts_recent: u32,
+    pub tw_ts_recent_stamp: u32,
+    pub net_tcp_timestamps: u32,
+    /// Seconds after which the kernel stops trusting `ts_recent` (`TCP_PAWS_WRAP`, 2147 s
+    /// since 6.7; `TCP_PAWS_24DAYS` before).
+    pub paws_wrap_s: u32,
 }
 
 /// Key of `SYN_SEEN`: SYNs that reached a listener, per peer, namespace and listening port.
@@ -368,6 +378,46 @@ pub struct SynEvent {
     pub _pad: u8,
 }
 
+/// Drop-reason numbers netdiag gives rejections the kernel has no drop reason for, outside any
+/// kernel's `enum skb_drop_reason` (which has a few hundred values); userspace names them.
+pub mod synthetic_reason {
+    /// A PAWS rejection in TIME_WAIT seen by the `paws_time_wait` function hook: the kernel's
+    /// `TCP_RFC7323_TW_PAWS` (6.16), recomputed where it does not exist.
+    pub const TW_PAWS: u16 = 0x8000 | 1;
+}
+
+/// The PAWS check (RFC 7323) as `tcp_paws_reject` in include/net/tcp.h does it, here so that
+/// userspace tests the very code the kernel program runs.
+pub mod paws {
+    /// RST segments are exempt once `ts_recent` is this old (`TCP_PAWS_MSL`).
+    pub const MSL_S: u32 = 60;
+    /// `TCP_PAWS_WRAP` (`INT_MAX / USEC_PER_SEC`), since 6.7 (usec timestamps).
+    pub const WRAP_S: u32 = 2147;
+    /// `TCP_PAWS_24DAYS`, what the check used before.
+    pub const WRAP_24DAYS_S: u32 = 60 * 60 * 24 * 24;
+
+    /// Whether a segment with timestamp `tsval` is rejected against `ts_recent`, recorded at
+    /// `ts_recent_stamp` (seconds of `ktime_get_seconds`), now `now_s`:
+    /// `tcp_paws_check(rx_opt, 0)` accepts it if `(s32)(ts_recent - tsval) <= 0`, if
+    /// `!time_before32(now, ts_recent_stamp + wrap)` or if `ts_recent == 0`; `tcp_paws_reject`
+    /// also accepts an RST once `ts_recent` is older than `TCP_PAWS_MSL`.
+    #[inline(always)]
+    pub fn rejects(ts_recent: u32, ts_recent_stamp: u32, tsval: u32, now_s: u32, rst: bool, wrap_s: u32) -> bool {
+        // time_before32(a, b): (s32)(a - b) < 0.
+        let before = |a: u32, b: u32| (a.wrapping_sub(b) as i32) < 0;
+        if ts_recent.wrapping_sub(tsval) as i32 <= 0 {
+            return false;
+        }
+        if !before(now_s, ts_recent_stamp.wrapping_add(wrap_s)) {
+            return false;
+        }
+        if ts_recent == 0 {
+            return false;
+        }
+        !(rst && !before(now_s, ts_recent_stamp.wrapping_add(MSL_S)))
+    }
+}
+
 #[cfg(feature = "user")]
 mod user {
     use super::*;
@@ -392,6 +442,36 @@ const _: () = assert!(core::mem::size_of::<SynKey>() == 24);
 const _: () = assert!(core::mem::size_of::<PeerAddrKey>() == 24);
 const _: () = assert!(core::mem::size_of::<FunnelKey>() == 24);
 const _: () = assert!(core::mem::size_of::<SynEvent>() == 56);
+
+#[cfg(test)]
+mod paws_tests {
+    use super::paws::{WRAP_S, WRAP_24DAYS_S, rejects};
+
+    #[test]
+    fn an_older_timestamp_is_rejected_a_newer_or_equal_one_is_not() {
+        assert!(rejects(1000, 50, 999, 55, false, WRAP_S));
+        assert!(!rejects(1000, 50, 1000, 55, false, WRAP_S), "paws window 0: equal passes");
+        assert!(!rejects(1000, 50, 1001, 55, false, WRAP_S));
+        // Across the 32-bit wrap: 5 is after 0xffff_fff0.
+        assert!(!rejects(0xffff_fff0, 50, 5, 55, false, WRAP_S));
+        assert!(rejects(5, 50, 0xffff_fff0, 55, false, WRAP_S));
+    }
+
+    #[test]
+    fn a_stale_or_zero_ts_recent_proves_nothing() {
+        assert!(!rejects(1000, 50, 999, 50 + WRAP_S, false, WRAP_S), "past TCP_PAWS_WRAP");
+        assert!(rejects(1000, 50, 999, 50 + WRAP_S, false, WRAP_24DAYS_S), "6.1 trusts it for 24 days");
+        assert!(!rejects(1000, 50, 999, 50 + WRAP_24DAYS_S, false, WRAP_24DAYS_S));
+        assert!(!rejects(0, 50, 0x8000_0001, 55, false, WRAP_S), "ts_recent 0 is ignored");
+    }
+
+    #[test]
+    fn an_rst_is_exempt_once_ts_recent_is_older_than_msl() {
+        assert!(rejects(1000, 50, 999, 50 + 59, true, WRAP_S));
+        assert!(!rejects(1000, 50, 999, 50 + 60, true, WRAP_S));
+        assert!(rejects(1000, 50, 999, 50 + 60, false, WRAP_S));
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ use crate::{
     capture,
     maps::{EVENTS, PEER_DROPS, bump, count_sampled, wakeup_flags},
     packet::{self, SkbLayout},
+    time_wait,
 };
 
 /// Filled in by the loader from the running kernel's BTF and tracepoint format.
@@ -54,6 +55,10 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
     }
     let word = unsafe { core::ptr::read_volatile(&cfg.reasons[(reason / 64) as usize % REASON_SET_WORDS]) };
     if (word >> (reason % 64)) & 1 == 0 {
+        return None;
+    }
+    // Counted by the `paws_time_wait` function hook when one serves it.
+    if time_wait::counted_here(reason) {
         return None;
     }
     bump(stat::MATCHED);

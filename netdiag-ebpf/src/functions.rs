@@ -26,6 +26,11 @@ static FUNCTION_PROBE_CONFIG: FunctionProbeConfig = FunctionProbeConfig {
     sk_v6_daddr: 0,
     sk_net: 0,
     net_ns_inum: 0,
+    tw_substate: 0,
+    tw_ts_recent: 0,
+    tw_ts_recent_stamp: 0,
+    net_tcp_timestamps: 0,
+    paws_wrap_s: 0,
 };
 
 /// `tcp_conn_request(rsk_ops, af_ops, sk, skb)`.
@@ -100,12 +105,12 @@ pub fn oow_limiter_kretprobe(ctx: RetProbeContext) -> u32 {
 }
 
 #[inline(always)]
-fn config() -> &'static FunctionProbeConfig {
+pub fn config() -> &'static FunctionProbeConfig {
     &FUNCTION_PROBE_CONFIG
 }
 
 #[inline(always)]
-fn skb_layout(cfg: &FunctionProbeConfig) -> SkbLayout {
+pub fn skb_layout(cfg: &FunctionProbeConfig) -> SkbLayout {
     SkbLayout {
         head: configured(&cfg.skb_head),
         network_header: configured(&cfg.skb_network_header),

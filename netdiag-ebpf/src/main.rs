@@ -10,6 +10,7 @@ mod functions;
 mod handshake;
 mod maps;
 mod packet;
+mod time_wait;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -195,6 +195,11 @@ impl Btf {
         u32::try_from(found.bit_offset / 8).context("member offset overflows u32")
     }
 
+    /// Whether `struct_name` has the member at `path`, bitfields included.
+    pub fn has_member(&self, struct_name: &str, path: &[&str]) -> bool {
+        self.resolve_path(struct_name, path).is_ok()
+    }
+
     /// Size in bytes of the type of the member at `path` inside `struct_name`.
     pub fn member_size(&self, struct_name: &str, path: &[&str]) -> Result<u32> {
         let found = self.resolve_path(struct_name, path)?;

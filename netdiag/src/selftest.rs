@@ -45,6 +45,8 @@ struct Incident {
     tag: &'static str,
     /// The drop reason the tracepoint backend sees it by.
     reason: &'static str,
+    /// A logical hook that sees it on kernels without the reason, when one serves.
+    hook_without_reason: Option<&'static str>,
     variant: &'static str,
     reproduce: fn(&PawsTopology) -> Result<PawsRun>,
 }
@@ -54,6 +56,7 @@ const INCIDENTS: &[Incident] = &[
         name: "PAWS, established connection (IPv4)",
         tag: "st4",
         reason: "TCP_RFC7323_PAWS",
+        hook_without_reason: None,
         variant: "established",
         reproduce: |topo| scenario::paws_established(topo, false, 5),
     },
@@ -61,6 +64,7 @@ const INCIDENTS: &[Incident] = &[
         name: "PAWS, established connection (IPv6)",
         tag: "st6",
         reason: "TCP_RFC7323_PAWS",
+        hook_without_reason: None,
         variant: "established",
         reproduce: |topo| scenario::paws_established(topo, true, 5),
     },
@@ -68,6 +72,7 @@ const INCIDENTS: &[Incident] = &[
         name: "PAWS against TIME_WAIT, NAT'd clients (seed 002)",
         tag: "sttw",
         reason: "TCP_RFC7323_TW_PAWS",
+        hook_without_reason: Some("paws_time_wait"),
         variant: "time_wait",
         reproduce: scenario::paws_time_wait,
     },
@@ -75,6 +80,7 @@ const INCIDENTS: &[Incident] = &[
         name: "handshake echoing a timestamp never sent",
         tag: "stts",
         reason: "TCP_RFC7323_TSECR",
+        hook_without_reason: None,
         variant: "tsecr",
         reproduce: |topo| scenario::paws_tsecr(topo, 3),
     },
@@ -116,13 +122,19 @@ pub async fn run(args: SelftestArgs) -> Result<i32> {
 async fn check(incident: &'static Incident, btf: &Btf) -> Result<Outcome> {
     let outcome = |status, detail| Outcome { incident: incident.name, reason: incident.reason, status, detail };
     let reason_exists = btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{}", incident.reason)).is_some();
-    if !reason_exists {
-        let detail = format!("drop reason {} does not exist on this kernel; the tracepoint backend cannot see it", incident.reason);
-        return Ok(outcome(Status::Unsupported, detail));
+    let missing_reason =
+        format!("drop reason {} does not exist on this kernel; the tracepoint backend cannot see it", incident.reason);
+    if !reason_exists && incident.hook_without_reason.is_none() {
+        return Ok(outcome(Status::Unsupported, missing_reason));
     }
     let topo = Arc::new(PawsTopology::new(incident.tag)?);
     let (report, run) = traced(&topo, &topo.server_ns, incident.reproduce).await?;
 
+    if let (false, Some(name)) = (reason_exists, incident.hook_without_reason) {
+        if let Some(hook) = report.hooks.iter().find(|h| h.name == name && !h.active) {
+            return Ok(outcome(Status::Unsupported, format!("{missing_reason}, and {name} is unavailable: {}", hook.detail)));
+        }
+    }
     let client = run.client_addr.to_string();
     let named: u64 = report
         .findings

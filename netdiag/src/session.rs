@@ -263,7 +263,7 @@ fn build(
         duration_s: (duration_s * 10.0).round() / 10.0,
         hooks,
         peers: peer_reports(&kernel_counts, reasons, &names, root),
-        attribution: attribution(&kernel_counts, reasons, &names, root, &counters),
+        attribution: attribution(&kernel_counts, reasons, &names, root, &counters, &kernel_counter_names()),
         findings,
         counters,
         pcap: None,
@@ -448,12 +448,15 @@ fn attribution(
     names: &HashMap<u32, String>,
     root: Option<u32>,
     counters: &BTreeMap<String, counters::Counters>,
+    kernel_counters: &counters::Counters,
 ) -> Vec<Attribution> {
     let mut attributed: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
     for (key, stats) in counts {
         let reason = reasons.name(key.reason as u32);
         if let Some(variant) = paws::Variant::of(&reason, key.sk_state) {
-            let counter = paws::counter_for(&reason, variant);
+            let counter = paws::counter_on_this_kernel(paws::counter_for(&reason, variant), |name| {
+                kernel_counters.is_empty() || kernel_counters.contains_key(name)
+            });
             *attributed.entry((display_name(key.netns, names, root), counter)).or_default() += stats.count;
         }
     }
@@ -473,6 +476,12 @@ fn attribution(
             attributed,
         })
         .collect()
+}
+
+/// Every counter the running kernel keeps (its names do not depend on the namespace); empty if
+/// unreadable, and then every counter is taken to exist.
+fn kernel_counter_names() -> counters::Counters {
+    counters::read_current_thread().unwrap_or_default()
 }
 
 fn kernel_release() -> String {

@@ -141,10 +141,15 @@ impl Drop for Prometheus {
     }
 }
 
-fn wait_for(timeout: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+fn wait_for(timeout: Duration, what: &str, ready: impl FnMut() -> bool) {
+    wait_for_else(timeout, ready, || what.to_string());
+}
+
+/// As [`wait_for`], the failure message made when it fails (with what was last seen).
+fn wait_for_else(timeout: Duration, mut ready: impl FnMut() -> bool, what: impl FnOnce() -> String) {
     let deadline = Instant::now() + timeout;
     while !ready() {
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        assert!(Instant::now() < deadline, "{}: not within {timeout:?}", what());
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -195,9 +200,18 @@ fn prometheus_scrapes_the_kernel_counts_and_alerts_on_paws() {
             "netdiag_paws_rejections_total{{job=\"netdiag\",peer=\"{client}\",variant=\"{variant}\",netns=\"{}\"}}",
             topo.server_ns
         );
-        wait_for(Duration::from_secs(30), &format!("Prometheus has {expr} = {count} ({counter} by nstat)"), || {
-            prometheus.query(&expr).first().is_some_and(|(_, v)| *v == *count as f64)
-        });
+        let seen = std::cell::Cell::new(None);
+        wait_for_else(
+            Duration::from_secs(30),
+            || {
+                seen.set(prometheus.query(&expr).first().map(|(_, v)| *v));
+                seen.get() == Some(*count as f64)
+            },
+            || {
+                let served = value_of(&agent.metrics(), "netdiag_paws_rejections_total", &labels);
+                format!("Prometheus has {expr} = {count} ({counter} by nstat): last seen {:?}, the agent serves {served:?}", seen.get())
+            },
+        );
         assert_eq!(value_of(&agent.metrics(), "netdiag_paws_rejections_total", &labels), Some(*count as f64));
     }
     let findings = expected.len() as f64;

@@ -19,7 +19,7 @@ use netdiag::{
     hooks::{self, BackendChoice, PAWS_REASONS, Probes},
     scenario::{self, CLIENT_V4, CLIENT_V6, INNOCENT_V4, PawsTopology},
 };
-use netdiag_tests::{netdiag_bin, nstat, require_root};
+use netdiag_tests::{netdiag_bin, nstat, require_root, time_wait_counter};
 use serde_json::Value;
 
 /// The function each function hook attaches to, and whether its first backend is fentry or
@@ -32,6 +32,9 @@ const FUNCTION_HOOKS: &[(&str, &str, Trampoline)] = &[
 
 /// Function hooks that also have a tracepoint program, tried last.
 const WITH_TRACEPOINT: &[&str] = &["conn_request"];
+/// `paws_time_wait`: fentry, then kprobe on this function, then `kfree_skb` where the kernel has
+/// the drop reason `TCP_RFC7323_TW_PAWS` (6.16).
+const TIME_WAIT_FUNCTION: &str = "tcp_timewait_state_process";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Trampoline {
@@ -45,6 +48,8 @@ struct KernelSupport {
     kprobe: HashMap<&'static str, Result<(), String>>,
     /// skb:kfree_skb exists and the kernel has at least one of the PAWS drop reasons.
     paws_tracepoint: bool,
+    /// skb:kfree_skb exists and the kernel has TCP_RFC7323_TW_PAWS.
+    time_wait_tracepoint: bool,
 }
 
 impl KernelSupport {
@@ -52,16 +57,19 @@ impl KernelSupport {
         let btf = Btf::from_sys_fs().unwrap();
         let mut trampoline = HashMap::new();
         let mut kprobe = HashMap::new();
-        for (_, function, kind) in FUNCTION_HOOKS {
-            trampoline.insert(*function, trial::trampoline(&btf, function, *kind));
-            kprobe.insert(*function, trial::kprobe(function));
-        }
-        let has_reason = PAWS_REASONS
+        let functions = FUNCTION_HOOKS
             .iter()
-            .any(|r| btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{r}")).is_some());
-        let paws_tracepoint =
-            has_reason && std::path::Path::new("/sys/kernel/tracing/events/skb/kfree_skb").exists();
-        let support = KernelSupport { trampoline, kprobe, paws_tracepoint };
+            .map(|(_, function, kind)| (*function, *kind))
+            .chain([(TIME_WAIT_FUNCTION, Trampoline::Fentry)]);
+        for (function, kind) in functions {
+            trampoline.insert(function, trial::trampoline(&btf, function, kind));
+            kprobe.insert(function, trial::kprobe(function));
+        }
+        let has_reason = |r: &str| btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{r}")).is_some();
+        let tracepoint = std::path::Path::new("/sys/kernel/tracing/events/skb/kfree_skb").exists();
+        let paws_tracepoint = tracepoint && PAWS_REASONS.iter().any(|r| has_reason(r));
+        let time_wait_tracepoint = tracepoint && has_reason("TCP_RFC7323_TW_PAWS");
+        let support = KernelSupport { trampoline, kprobe, paws_tracepoint, time_wait_tracepoint };
         eprintln!(
             "kernel support: fentry/fexit {:?}; kprobe {:?}",
             support.trampoline, support.kprobe
@@ -151,7 +159,8 @@ fn auto_picks_the_best_backend_the_kernel_allows_for_each_hook() {
             "syn_timestamps",
             "synack_sent",
             "synack_retransmit",
-            "handshake_done"
+            "handshake_done",
+            "paws_time_wait"
         ]
     );
 
@@ -187,6 +196,30 @@ fn auto_picks_the_best_backend_the_kernel_allows_for_each_hook() {
     } else {
         assert_inactive(paws);
     }
+
+    // paws_time_wait: fentry, else kprobe, else the kfree_skb program if the kernel has the reason.
+    let time_wait = hook(&report, "paws_time_wait");
+    let refusals = refused(time_wait);
+    let (fentry, kprobe) = (&support.trampoline[TIME_WAIT_FUNCTION], &support.kprobe[TIME_WAIT_FUNCTION]);
+    if fentry.is_ok() {
+        assert_active(time_wait, "fentry");
+        assert!(refusals.is_empty(), "{time_wait:#}");
+        return;
+    }
+    assert_refusal(refusals[0], "fentry", fentry);
+    if kprobe.is_ok() {
+        assert_active(time_wait, "kprobe");
+        assert_eq!(refusals.len(), 1, "{time_wait:#}");
+        return;
+    }
+    assert_refusal(refusals[1], "kprobe", kprobe);
+    if support.time_wait_tracepoint {
+        assert_active(time_wait, "tracepoint");
+        assert!(time_wait["detail"].as_str().unwrap().contains("TCP_RFC7323_TW_PAWS="), "{time_wait:#}");
+    } else {
+        assert_inactive(time_wait);
+        assert!(refusals[2].starts_with("tracepoint: "), "{time_wait:#}");
+    }
 }
 
 #[test]
@@ -218,6 +251,21 @@ fn a_forced_backend_serves_what_it_can_and_says_why_not_for_the_rest() {
                 assert_eq!(refusals.len(), 1, "only the forced backend is tried: {hook:#}");
                 assert_refusal(refusals[0], label, trial);
             }
+        }
+        let time_wait = hook(&report, "paws_time_wait");
+        let works = match backend {
+            "fentry" => support.trampoline[TIME_WAIT_FUNCTION].is_ok(),
+            "kprobe" => support.kprobe[TIME_WAIT_FUNCTION].is_ok(),
+            _ => support.time_wait_tracepoint,
+        };
+        if works {
+            assert_active(time_wait, backend);
+            assert!(refused(time_wait).is_empty(), "{time_wait:#}");
+        } else {
+            assert_inactive(time_wait);
+            let refusals = refused(time_wait);
+            assert_eq!(refusals.len(), 1, "only the forced backend is tried: {time_wait:#}");
+            assert!(refusals[0].starts_with(&format!("{backend}: ")), "{time_wait:#}");
         }
         let paws = hook(&report, "paws_checks");
         if backend == "tracepoint" && support.paws_tracepoint {
@@ -308,8 +356,11 @@ fn counts_match_the_scenario(backend: BackendChoice) {
             .into_iter()
             .map(|(k, s)| (k.netns, k.family, k.addr, s.count)),
     );
-    scenario::paws_time_wait(&topo).unwrap();
+    let time_wait_before = counter(time_wait_counter());
+    let time_wait = scenario::paws_time_wait(&topo).unwrap();
     scenario::innocent_traffic(&topo, 3).unwrap();
+    let time_wait_by_kernel = counter(time_wait_counter()) - time_wait_before;
+    assert_eq!(time_wait_by_kernel, time_wait.injected, "the kernel rejected every reconnect SYN");
     let suppressed = ack_skipped() - skipped_before;
     assert!(suppressed > 0, "raising tcp_invalid_ratelimit suppressed some TIME_WAIT answer");
 
@@ -344,6 +395,20 @@ fn counts_match_the_scenario(backend: BackendChoice) {
     assert_eq!(syns_from(CLIENT_V6.into(), Some(v6.server.port())), 1, "{syns:?}");
     assert_eq!(syns_from(INNOCENT_V4.into(), None), 3, "{syns:?}");
     assert_eq!(probes.stats().unwrap().hook_unparsed, 0);
+
+    // paws_time_wait, by the function program of the chosen backend: one per rejected SYN, in
+    // the server's namespace, against its listening port.
+    let status = probes.hooks.iter().find(|h| h.name == "paws_time_wait").unwrap();
+    let expected = if backend == BackendChoice::Kprobe { "kprobe" } else { "fentry" };
+    assert!(status.active && status.backend == expected, "{status:?}");
+    let rejected: Vec<(IpAddr, u8, u16, u64)> = probes
+        .peer_drops()
+        .unwrap()
+        .into_iter()
+        .filter(|(key, _)| key.netns == netns && probes.reasons.name(key.reason.into()) == "TCP_RFC7323_TW_PAWS")
+        .map(|(key, stats)| (ip_from(key.family, &key.addr).unwrap(), key.sk_state, key.local_port, stats.count))
+        .collect();
+    assert_eq!(rejected, [(IpAddr::from(CLIENT_V4), 6, time_wait.server.port(), time_wait.injected)]);
 }
 
 /// Counts per remote address in one namespace, from `(netns, family, addr, count)` rows.

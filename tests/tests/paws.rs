@@ -2,7 +2,7 @@
 //! `netdiag diagnose --json` binary, and the kernel's own counters (read with `nstat` in the
 //! server's namespace) as the reference.
 use netdiag::scenario::{self, CLIENT_V4, INNOCENT_V4, PawsRun, PawsTopology};
-use netdiag_tests::{Diagnose, counter, findings_for, nstat, require_root};
+use netdiag_tests::{Diagnose, counter, findings_for, netdiag_bin, nstat, require_root, time_wait_counter};
 use serde_json::Value;
 
 /// One reproduction traced by netdiag, with what `nstat` saw meanwhile.
@@ -20,19 +20,52 @@ fn kernel_has_reason(reason: &str) -> bool {
     btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{reason}")).is_some()
 }
 
+/// `netdiag hooks --json` with `args` (a `--backend`, or none).
+fn hooks_survey(args: &[&str]) -> Value {
+    let out = std::process::Command::new(netdiag_bin()).args(["hooks", "--json"]).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn hook<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["hooks"].as_array().unwrap().iter().find(|h| h["name"] == name).unwrap_or_else(|| panic!("{name}: {report:#}"))
+}
+
+/// Whether netdiag run with `args` sees drops of `reason` here: the kernel has the reason, or,
+/// for TIME_WAIT rejections, the `paws_time_wait` hook is served (by a function program on a
+/// kernel without the reason).
+fn seen_here(reason: &str, args: &[&str]) -> bool {
+    if reason == "TCP_RFC7323_TW_PAWS" {
+        return hook(&hooks_survey(args), "paws_time_wait")["active"] == true;
+    }
+    kernel_has_reason(reason)
+}
+
 /// On a kernel without the scenario's drop reason the tracepoint backend cannot see those
 /// drops: netdiag must say so in its hooks and must not blame the client under another variant.
-fn assert_gap_reported(tag: &str, reason: &str, scenario: impl FnOnce(&PawsTopology) -> anyhow::Result<PawsRun>) {
+fn assert_gap_reported(
+    tag: &str,
+    reason: &str,
+    args: &[&str],
+    scenario: impl FnOnce(&PawsTopology) -> anyhow::Result<PawsRun>,
+) {
     let topo = PawsTopology::new(tag).unwrap();
-    let tracer = Diagnose::start(&[]).unwrap();
+    let tracer = Diagnose::start(args).unwrap();
     // Such a kernel may not reject the segments at all (before 6.14 a bad TSecr completes the
     // handshake), so the scenario's own check may fail; what netdiag says is what is tested.
     let outcome = scenario(&topo);
     eprintln!("scenario on a kernel without {reason}: {:?}", outcome.map(|run| run.injected));
     let report = tracer.finish().unwrap();
-    let paws = report["hooks"].as_array().unwrap().iter().find(|h| h["name"] == "paws_checks").unwrap();
+    let paws = hook(&report, "paws_checks");
     let detail = paws["detail"].as_str().unwrap();
     assert!(detail.contains(reason) && detail.contains("not on this kernel"), "{paws:#}");
+    if reason == "TCP_RFC7323_TW_PAWS" {
+        let time_wait = hook(&report, "paws_time_wait");
+        assert_eq!(time_wait["active"], false, "{time_wait:#}");
+        let refused = time_wait["refused"].as_array().unwrap();
+        let why = format!("tracepoint: {reason} not on this kernel");
+        assert!(refused.iter().any(|r| r.as_str() == Some(why.as_str())), "{time_wait:#}");
+    }
     let client = CLIENT_V4.to_string();
     let blamed: Vec<_> =
         findings_for(&report, "paws_rejections", &client).into_iter().filter(|f| f["netns"] == topo.server_ns.as_str()).collect();
@@ -47,15 +80,26 @@ fn traced(
     counter_name: &str,
     scenario: impl FnOnce(&PawsTopology) -> anyhow::Result<PawsRun>,
 ) -> Option<Traced> {
+    traced_with(tag, reason, counter_name, &[], scenario)
+}
+
+/// [`traced`] with netdiag run with `args`.
+fn traced_with(
+    tag: &str,
+    reason: &str,
+    counter_name: &str,
+    args: &[&str],
+    scenario: impl FnOnce(&PawsTopology) -> anyhow::Result<PawsRun>,
+) -> Option<Traced> {
     require_root();
-    if !kernel_has_reason(reason) {
-        assert_gap_reported(tag, reason, scenario);
+    if !seen_here(reason, args) {
+        assert_gap_reported(tag, reason, args, scenario);
         return None;
     }
     let topo = PawsTopology::new(tag).unwrap();
     let server_ns = topo.server_ns.clone();
     let before = nstat(&server_ns, counter_name).unwrap();
-    let tracer = Diagnose::start(&[]).unwrap();
+    let tracer = Diagnose::start(args).unwrap();
     let run = scenario(&topo).unwrap();
     scenario::innocent_traffic(&topo, 3).unwrap();
     let report = tracer.finish().unwrap();
@@ -120,14 +164,44 @@ fn established_ipv6_names_the_client_with_the_kernel_count() {
 
 /// Seed 002: a reconnect on the same 4-tuple with a timestamp clock behind the first one
 /// (another host behind the same NAT address) is dropped against the server's TIME_WAIT.
+/// Kernels before 6.16 have no drop reason for it: there the `paws_time_wait` function hook
+/// (fentry, else kprobe) names the client, with the count the kernel put in `PAWSEstab`.
 #[test]
 fn time_wait_reconnect_with_an_older_clock_names_the_client() {
-    let Some(t) = traced("tw", "TCP_RFC7323_TW_PAWS", "TcpExtPAWSTimewait", scenario::paws_time_wait) else {
+    time_wait_named("tw", &[]);
+}
+
+/// The same through kprobes, where the kernel allows them (the guests).
+#[test]
+fn time_wait_reconnect_is_named_through_a_kprobe() {
+    require_root();
+    if hook(&hooks_survey(&["--backend", "kprobe"]), "paws_time_wait")["active"] != true {
+        eprintln!("skipping: no kprobe on tcp_timewait_state_process here");
+        return;
+    }
+    time_wait_named("twkp", &["--backend", "kprobe"]);
+}
+
+/// With only the tracepoint allowed, a kernel without the reason cannot see these drops and
+/// says so; one with it names the client.
+#[test]
+fn time_wait_through_the_tracepoint_alone_needs_the_kernel_reason() {
+    time_wait_named("twtp", &["--backend", "tracepoint"]);
+}
+
+fn time_wait_named(tag: &str, args: &[&str]) {
+    let Some(t) = traced_with(tag, "TCP_RFC7323_TW_PAWS", time_wait_counter(), args, scenario::paws_time_wait) else {
         return;
     };
     assert!(t.by_nstat > 0, "the reconnect was rejected by PAWS in TIME_WAIT");
     let finding = assert_named_once(&t, "time_wait");
     assert_eq!(finding["local"][0], t.run.server.to_string(), "the finding names the listener that was hit");
+    let time_wait = hook(&t.report, "paws_time_wait");
+    assert_eq!(time_wait["active"], true, "{time_wait:#}");
+    if !kernel_has_reason("TCP_RFC7323_TW_PAWS") {
+        let backend = time_wait["backend"].as_str().unwrap();
+        assert!(backend == "fentry" || backend == "kprobe", "{time_wait:#}");
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! SYN funnel, both findings, the PAWS count the kernel counted, the clocks, the flow and the
 //! TIME_WAIT socket the server still holds — and nothing about any other peer.
 use netdiag::scenario::{self, NAT_PUBLIC_V4, NAT_SERVER_PORT, NAT_SERVER_V4, NatTopology};
-use netdiag_tests::{Diagnose, nstat, require_root, time_wait_paws_counter};
+use netdiag_tests::{Diagnose, nstat, require_root, time_wait_counter};
 use serde_json::Value;
 
 fn items<'a>(report: &'a Value, field: &str) -> &'a Vec<Value> {
@@ -15,7 +15,7 @@ fn peer_on_the_nat_address_shows_its_funnel_clocks_sockets_and_findings() {
     let topo = NatTopology::new("peer", 2, 1).unwrap();
     let server_ns = topo.server_ns.clone();
     let nat = NAT_PUBLIC_V4.to_string();
-    let paws_counter = time_wait_paws_counter(&server_ns);
+    let paws_counter = time_wait_counter();
     let before = nstat(&server_ns, paws_counter).unwrap();
     // Only the server's namespace: a SYN flood elsewhere on the machine must not crowd it out.
     let tracer = Diagnose::start_command(&["peer", &nat, "--json", "--duration", "300", "--netns", &server_ns]).unwrap();

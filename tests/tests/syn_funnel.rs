@@ -3,7 +3,7 @@
 //! with one clock each that are not behind a NAT — traced by the real `netdiag diagnose --json`,
 //! checked against the packets captured at the server and the kernel's own counters (`nstat`).
 use netdiag::scenario::{self, NAT_PUBLIC_V4, NAT_SERVER_PORT, NatTopology};
-use netdiag_tests::{Diagnose, counter, findings_for, nstat, require_root, time_wait_paws_counter};
+use netdiag_tests::{Diagnose, counter, findings_for, nstat, require_root, time_wait_counter};
 use serde_json::Value;
 
 fn kernel_has_reason(reason: &str) -> bool {
@@ -73,7 +73,7 @@ fn hosts_behind_a_nat_read_as_unanswered_syns_and_several_clocks() {
     let server_ns = topo.server_ns.clone();
     // Unlike the host's default (1): the advice must follow the server namespace's own setting.
     topo.lab().sysctl(&server_ns, "net.ipv4.tcp_timestamps", "2").unwrap();
-    let paws_counter = time_wait_paws_counter(&server_ns);
+    let paws_counter = time_wait_counter();
     let before = nstat(&server_ns, paws_counter).unwrap();
     // Only the server's namespace: a SYN flood elsewhere on the machine must not crowd it out.
     let tracer = Diagnose::start(&["--netns", &server_ns]).unwrap();

@@ -1,6 +1,6 @@
 //! Serves each logical hook with the first candidate the running kernel accepts, keeping the
 //! reason each earlier candidate was refused.
-use std::cell::OnceCell;
+use std::{cell::OnceCell, collections::HashSet};
 
 use aya::{
     Ebpf,
@@ -11,6 +11,7 @@ use super::{
     HookStatus,
     catalogue::{Attach, BackendChoice, Family, LogicalHook, Setup, setup_of},
     support::{KernelSupport, refusal},
+    time_wait::TimeWaitSetup,
 };
 use crate::btf::Btf;
 
@@ -29,6 +30,9 @@ pub struct Attacher<'a> {
     function_setup: Result<String, String>,
     drop_setup: Result<String, String>,
     handshake_setup: Result<String, String>,
+    time_wait: TimeWaitSetup,
+    /// Tracepoint programs attached so far: a second hook served by one shares it.
+    tracepoints: HashSet<&'static str>,
     /// aya's copy of the kernel BTF, which fentry/fexit loads need; parsed on first use.
     kernel_btf: OnceCell<Result<aya::Btf, String>>,
 }
@@ -41,8 +45,19 @@ impl<'a> Attacher<'a> {
         function_setup: Result<String, String>,
         drop_setup: Result<String, String>,
         handshake_setup: Result<String, String>,
+        time_wait: TimeWaitSetup,
     ) -> Self {
-        Attacher { ebpf, btf, support, function_setup, drop_setup, handshake_setup, kernel_btf: OnceCell::new() }
+        Attacher {
+            ebpf,
+            btf,
+            support,
+            function_setup,
+            drop_setup,
+            handshake_setup,
+            time_wait,
+            tracepoints: HashSet::new(),
+            kernel_btf: OnceCell::new(),
+        }
     }
 
     pub fn serve(&mut self, hook: &LogicalHook, choice: BackendChoice) -> HookStatus {
@@ -93,7 +108,21 @@ impl<'a> Attacher<'a> {
             Setup::FunctionOffsets => self.function_setup.clone()?,
             Setup::DropReasons => self.drop_setup.clone()?,
             Setup::Handshake => self.handshake_setup.clone()?,
+            Setup::TimeWait => self.time_wait.note(attach.family())?,
         };
+        // A function program serving paws_time_wait takes its drops over from kfree_skb.
+        let hand_over = setup == Setup::TimeWait && attach.family() != Family::Tracepoint;
+        if hand_over {
+            self.time_wait.hand_over(self.ebpf, true)?;
+        }
+        let attached = self.attach(attach);
+        if hand_over && attached.is_err() {
+            self.time_wait.hand_over(self.ebpf, false)?;
+        }
+        attached.map(|()| note)
+    }
+
+    fn attach(&mut self, attach: &Attach) -> Result<(), String> {
         match *attach {
             Attach::Fentry { program, function } => {
                 self.support.check_trampoline(self.btf, function)?;
@@ -131,15 +160,19 @@ impl<'a> Attacher<'a> {
                 }
             }
             Attach::Tracepoint { program, category, name } => {
+                if self.tracepoints.contains(program) {
+                    return Ok(());
+                }
                 let prog: &mut TracePoint = program_of(self.ebpf, program)?;
                 prog.load().map_err(|e| refusal("load", &e))?;
                 if let Err(e) = prog.attach(category, name) {
                     let _ = prog.unload();
                     return Err(refusal("attach", &e));
                 }
+                self.tracepoints.insert(program);
             }
         }
-        Ok(note)
+        Ok(())
     }
 }
 

@@ -57,6 +57,7 @@ impl BackendChoice {
 
 /// A kernel function, with the prototype its programs read arguments by (as
 /// [`crate::btf::Btf::func_signature`] renders it): a kernel whose prototype differs is refused.
+/// A prototype ending in `, ...)` requires only the parameters before it.
 pub struct KernelFunction {
     pub name: &'static str,
     pub signature: &'static str,
@@ -129,6 +130,9 @@ pub enum Setup {
     DropReasons,
     /// `HandshakeProbeConfig`: record offsets of the SYN funnel's tracepoints.
     Handshake,
+    /// `paws_time_wait`: `FunctionProbeConfig` with the TIME_WAIT socket offsets for its
+    /// function programs; for its tracepoint, `kfree_skb` watching `TCP_RFC7323_TW_PAWS`.
+    TimeWait,
 }
 
 pub struct LogicalHook {
@@ -154,6 +158,14 @@ const TCP_SEND_DUPACK: KernelFunction = KernelFunction {
 const TCP_OOW_RATE_LIMITED: KernelFunction = KernelFunction {
     name: "tcp_oow_rate_limited",
     signature: "bool tcp_oow_rate_limited(struct net *, struct sk_buff *, int, u32 *)",
+};
+
+/// The first three parameters are the same on 6.1, 6.12 and 6.18; 6.10 added `u32 *tw_isn`,
+/// 6.16 `enum skb_drop_reason *`.
+const TCP_TIMEWAIT_STATE_PROCESS: KernelFunction = KernelFunction {
+    name: "tcp_timewait_state_process",
+    signature: "enum tcp_tw_status tcp_timewait_state_process(struct inet_timewait_sock *, \
+                struct sk_buff *, struct tcphdr *, ...)",
 };
 
 pub const CATALOGUE: &[LogicalHook] = &[
@@ -232,6 +244,17 @@ pub const CATALOGUE: &[LogicalHook] = &[
             category: "sock",
             name: "inet_sock_set_state",
         }],
+    },
+    LogicalHook {
+        name: "paws_time_wait",
+        counts: "PAWS rejections in TIME_WAIT per peer",
+        setup: Setup::TimeWait,
+        candidates: &[
+            Attach::Fentry { program: "paws_time_wait_fentry", function: &TCP_TIMEWAIT_STATE_PROCESS },
+            Attach::Kprobe { program: "paws_time_wait_kprobe", function: &TCP_TIMEWAIT_STATE_PROCESS },
+            // The paws_checks program; it sees them only where the kernel has the reason (6.16).
+            Attach::Tracepoint { program: "kfree_skb", category: "skb", name: "kfree_skb" },
+        ],
     },
 ];
 

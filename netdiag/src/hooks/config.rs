@@ -18,6 +18,8 @@ pub fn function_probe_config(btf: &Btf) -> Result<FunctionProbeConfig> {
         sk_v6_daddr: member("sock_common", &["skc_v6_daddr"])?,
         sk_net: member("sock_common", &["skc_net", "net"])?,
         net_ns_inum: member("net", &["ns", "inum"])?,
+        // Filled by `time_wait::TimeWaitSetup`: only paws_time_wait needs them.
+        ..Default::default()
     })
 }
 

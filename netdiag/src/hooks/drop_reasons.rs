@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use netdiag_common::synthetic_reason;
 
 use crate::{btf::Btf, error::usage, operator::knowledge::edit_distance, tracefs::{self, TracepointFormat}};
 
@@ -84,7 +85,12 @@ impl ReasonTable {
     }
 
     /// Name of a reason number; unknown numbers keep their number so nothing is hidden.
+    /// netdiag's synthetic reasons (counted by function hooks) carry the kernel's name for the
+    /// same drop, so they group and attribute with it.
     pub fn name(&self, number: u32) -> String {
+        if number == u32::from(synthetic_reason::TW_PAWS) {
+            return "TCP_RFC7323_TW_PAWS".into();
+        }
         self.by_number.get(&number).cloned().unwrap_or_else(|| format!("REASON_{number}"))
     }
 }
@@ -141,5 +147,13 @@ mod tests {
         let err = table.canonical("SOMETHING_ELSE_ENTIRELY").unwrap_err().to_string();
         assert!(err.contains("not a drop reason of this kernel"), "{err}");
         assert!(!err.contains("did you mean"), "{err}");
+    }
+
+    #[test]
+    fn the_synthetic_time_wait_reason_has_the_kernel_name_but_no_kernel_number() {
+        let table = ReasonTable::from_symbols(&[(36, "TCP_RFC7323_PAWS".into())]);
+        assert_eq!(table.name(u32::from(synthetic_reason::TW_PAWS)), "TCP_RFC7323_TW_PAWS");
+        // The drop program is never told to watch it: where the kernel lacks the reason, it lacks it.
+        assert_eq!(table.number("TCP_RFC7323_TW_PAWS"), None);
     }
 }

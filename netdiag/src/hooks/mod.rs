@@ -11,6 +11,7 @@ mod drop_reasons;
 mod handshake;
 pub mod privileges;
 mod support;
+mod time_wait;
 
 use anyhow::{Result, anyhow};
 use aya::{
@@ -146,8 +147,22 @@ impl Probes {
 
         // A configuration that could not be made is never read: no program using it is loaded.
         let drop_config = drop_setup.as_ref().map(|(config, _)| *config).unwrap_or_default();
-        let function_config = function_setup.as_ref().copied().unwrap_or_default();
+        let mut function_config = function_setup.as_ref().copied().unwrap_or_default();
         let handshake_config = handshake_setup.as_ref().copied().unwrap_or_default();
+        let drop_note = drop_setup
+            .map(|(_, watched)| {
+                format!(", filtered on {} (reason numbers from {})", watched.join(", "), reasons.source)
+            })
+            .map_err(short_reason);
+        let function_note = function_setup.map(|_| String::new()).map_err(short_reason);
+        let time_wait = time_wait::TimeWaitSetup::new(
+            &btf,
+            &mut function_config,
+            &function_note,
+            &drop_note,
+            &drop_config,
+            &reasons,
+        );
         let mut loader = EbpfLoader::new();
         loader
             .override_global("DROP_PROBE_CONFIG", &drop_config, true)
@@ -169,18 +184,16 @@ impl Probes {
         // attacher may parse another, so they never add up in the process's peak memory.
         drop(loader);
 
-        let drop_note = drop_setup.map(|(_, watched)| {
-            format!(", filtered on {} (reason numbers from {})", watched.join(", "), reasons.source)
-        });
         let support =
             support::KernelSupport::read(catalogue::functions().map(|function| function.name));
         let mut attacher = attach::Attacher::new(
             &mut ebpf,
             &btf,
             support,
-            function_setup.map(|_| String::new()).map_err(short_reason),
-            drop_note.map_err(short_reason),
+            function_note,
+            drop_note,
             handshake_setup.map(|_| " (SYN funnel from tracepoints)".to_string()).map_err(short_reason),
+            time_wait,
         );
         let hooks =
             catalogue::CATALOGUE.iter().map(|hook| attacher.serve(hook, opts.backend)).collect();

@@ -92,9 +92,24 @@ impl KernelSupport {
 /// The programs read arguments by position: a different prototype would make them read garbage.
 fn check_signature(btf: &Btf, function: &KernelFunction) -> Result<(), String> {
     match btf.func_signature(function.name) {
-        Some(actual) if actual == function.signature => Ok(()),
+        Some(actual) if signature_matches(function.signature, &actual) => Ok(()),
         Some(actual) => Err(format!("prototype differs: {actual}")),
         None => Err(format!("no BTF prototype for {}", function.name)),
+    }
+}
+
+/// Marks an expected signature whose programs read only the parameters listed before it, as in
+/// `int f(struct sock *, ...)`: later parameters may differ between kernels.
+const MORE_PARAMETERS: &str = ", ...)";
+
+/// Whether the prototype `actual` is the `expected` one, or starts with its parameters when
+/// `expected` ends in [`MORE_PARAMETERS`].
+fn signature_matches(expected: &str, actual: &str) -> bool {
+    match expected.strip_suffix(MORE_PARAMETERS) {
+        Some(prefix) => actual
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest == ")" || rest.starts_with(", ")),
+        None => actual == expected,
     }
 }
 
@@ -172,6 +187,19 @@ mod tests {
         assert_eq!(errno_name(&std::io::Error::from_raw_os_error(libc::EPERM)), "EPERM");
         assert_eq!(errno_name(&std::io::Error::from_raw_os_error(524)), "ENOTSUPP");
         assert_eq!(errno_name(&std::io::Error::from_raw_os_error(200)), "errno 200");
+    }
+
+    #[test]
+    fn a_signature_ending_in_dots_requires_only_its_leading_parameters() {
+        let expected = "int f(struct sock *, struct sk_buff *, ...)";
+        assert!(signature_matches(expected, "int f(struct sock *, struct sk_buff *)"));
+        assert!(signature_matches(expected, "int f(struct sock *, struct sk_buff *, u32 *)"));
+        assert!(!signature_matches(expected, "int f(struct sock *, struct sk_buff_head *)"));
+        assert!(!signature_matches(expected, "int f(struct sock *)"));
+        assert!(!signature_matches(expected, "void f(struct sock *, struct sk_buff *)"));
+        let exact = "int f(struct sock *)";
+        assert!(signature_matches(exact, exact));
+        assert!(!signature_matches(exact, "int f(struct sock *, int)"));
     }
 
     #[test]

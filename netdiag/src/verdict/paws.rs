@@ -62,6 +62,14 @@ pub fn counter_for(reason: &str, variant: Variant) -> &'static str {
     }
 }
 
+/// The counter `counter_for` names, as the running kernel has it: before 6.16 there is no
+/// `TcpExtPAWSTimewait` and a rejection in TIME_WAIT raises `TcpExtPAWSEstab` (tcp_minisocks.c:
+/// `__NET_INC_STATS(twsk_net(tw), LINUX_MIB_PAWSESTABREJECTED)`). `kernel_has` tells whether
+/// the kernel's counters include a name.
+pub fn counter_on_this_kernel(counter: &'static str, kernel_has: impl Fn(&str) -> bool) -> &'static str {
+    if counter == "TcpExtPAWSTimewait" && !kernel_has(counter) { "TcpExtPAWSEstab" } else { counter }
+}
+
 /// Every counter the PAWS checks raise.
 pub const PAWS_COUNTERS: &[&str] = &[
     "TcpExtPAWSEstab",
@@ -261,6 +269,13 @@ mod tests {
         assert_eq!(counter_for("TCP_RFC7323_TW_PAWS", Variant::TimeWait), "TcpExtPAWSTimewait");
         assert_eq!(counter_for("TCP_RFC7323_PAWS_ACK", Variant::Established), "TcpExtPAWSOldAck");
         assert_eq!(counter_for("TCP_RFC7323_PAWS", Variant::SynRecv), "TcpExtPAWSEstab");
+    }
+
+    #[test]
+    fn time_wait_rejections_raise_paws_estab_where_paws_timewait_does_not_exist() {
+        assert_eq!(counter_on_this_kernel("TcpExtPAWSTimewait", |_| true), "TcpExtPAWSTimewait");
+        assert_eq!(counter_on_this_kernel("TcpExtPAWSTimewait", |_| false), "TcpExtPAWSEstab");
+        assert_eq!(counter_on_this_kernel("TcpExtTSEcrRejected", |_| false), "TcpExtTSEcrRejected");
     }
 
     fn key(last_octet: u8, reason: u16, sk_state: u8) -> PeerKey {
