@@ -5,6 +5,7 @@
 
 mod access;
 mod drops;
+mod flows;
 mod functions;
 mod maps;
 mod packet;

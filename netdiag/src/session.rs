@@ -14,7 +14,7 @@ use tokio::{
 };
 
 use crate::{
-    aggregate::Aggregator,
+    aggregate::{Aggregator, flows::FlowMonitor},
     clock::Clock,
     counters::{self, CounterWatch},
     events::{self, ip_from},
@@ -64,7 +64,16 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
         active.join(", "),
         opts.duration.as_secs_f64()
     );
-    wait_for_end(opts.duration, stop_signals, done, &aggregator, &mut watch_counters, started).await;
+    let limiter_traced = probes.hooks.iter().any(|h| h.name == "oow_limiter" && h.active);
+    let mut flows = FlowMonitor::new(limiter_traced);
+    let mut poll_flows = || {
+        if let Err(e) = flows.poll(&probes) {
+            log::warn!("reading per-flow counts: {e:#}");
+        }
+        flows.namespaces()
+    };
+    wait_for_end(opts.duration, stop_signals, done, &aggregator, &mut watch_counters, started, &mut poll_flows).await;
+    poll_flows();
 
     let _ = stop_tx.send(true);
     pump.await??;
@@ -82,7 +91,8 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
         .filter(|(key, _)| opts.port.is_none_or(|port| key.local_port == port))
         .filter(|(key, _)| netns_filter.is_none_or(|inode| key.netns == inode))
         .collect();
-    let event_namespaces: Vec<u32> = kernel_counts.iter().map(|(k, _)| k.netns).collect();
+    let mut event_namespaces: Vec<u32> = kernel_counts.iter().map(|(k, _)| k.netns).collect();
+    event_namespaces.extend(flows.namespaces().into_iter().filter(|inode| netns_filter.is_none_or(|only| *inode == only)));
     let deltas = watch_counters.deltas(&event_namespaces)?;
     let known = netns::named().unwrap_or_default();
     let mut names = netns::names_by_inode(&known);
@@ -95,7 +105,7 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
         tcp_timestamps: read_sysctl("net/ipv4/tcp_timestamps"),
         tcp_invalid_ratelimit_ms: read_sysctl("net/ipv4/tcp_invalid_ratelimit"),
     };
-    let findings = paws::findings(&paws::Input {
+    let mut findings = paws::findings(&paws::Input {
         kernel_counts: &kernel_counts,
         reasons: &reasons,
         samples: &aggregator,
@@ -104,6 +114,14 @@ pub async fn diagnose_until(opts: &DiagnoseOptions, done: impl Future<Output = (
         netns_names: &names,
         facts: &facts,
     });
+    findings.extend(flows.findings(
+        |flow| {
+            opts.peer.is_none_or(|f| f.contains(flow.remote.ip()))
+                && opts.port.is_none_or(|port| flow.local.port() == port)
+                && netns_filter.is_none_or(|inode| flow.netns == inode)
+        },
+        |inode| display_name(inode, &names, root),
+    ));
     let counters: BTreeMap<String, counters::Counters> = deltas
         .iter()
         .filter(|(ns, _)| netns_filter.is_none_or(|inode| ns.inode == inode))
@@ -164,6 +182,7 @@ async fn wait_for_end(
     aggregator: &Mutex<Aggregator>,
     watch: &mut CounterWatch,
     started: Instant,
+    poll_flows: &mut dyn FnMut() -> Vec<u32>,
 ) {
     let live = std::io::stderr().is_terminal();
     let deadline = tokio::time::sleep(duration);
@@ -179,7 +198,11 @@ async fn wait_for_end(
             _ = signals.terminate.recv() => break,
             _ = tick.tick() => {
                 ticks += 1;
-                let seen = event_namespaces(aggregator);
+                let mut seen = event_namespaces(aggregator);
+                // Every half second: episodes start and end at the time they are seen.
+                if ticks.is_multiple_of(2) {
+                    seen.extend(poll_flows());
+                }
                 if ticks % 4 == 0 || seen.iter().any(|inode| !watch.has_reading(*inode)) {
                     if let Err(e) = watch.refresh(&seen) {
                         log::warn!("reading counters: {e:#}");

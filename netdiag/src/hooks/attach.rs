@@ -14,6 +14,12 @@ use super::{
 };
 use crate::btf::Btf;
 
+/// Notes for the hooks of the per-flow accounting, or why each part of its setup failed.
+pub struct FlowSetup {
+    pub egress: Result<String, String>,
+    pub reasons: Result<String, String>,
+}
+
 /// Why one candidate does not serve a hook, as `backend: reason`.
 struct Refusal {
     text: String,
@@ -28,6 +34,7 @@ pub struct Attacher<'a> {
     /// For each setup: a note for the status of the hooks using it, or why it is unusable.
     function_setup: Result<String, String>,
     drop_setup: Result<String, String>,
+    flow_setup: FlowSetup,
     /// aya's copy of the kernel BTF, which fentry/fexit loads need; parsed on first use.
     kernel_btf: OnceCell<Result<aya::Btf, String>>,
 }
@@ -39,8 +46,9 @@ impl<'a> Attacher<'a> {
         support: KernelSupport,
         function_setup: Result<String, String>,
         drop_setup: Result<String, String>,
+        flow_setup: FlowSetup,
     ) -> Self {
-        Attacher { ebpf, btf, support, function_setup, drop_setup, kernel_btf: OnceCell::new() }
+        Attacher { ebpf, btf, support, function_setup, drop_setup, flow_setup, kernel_btf: OnceCell::new() }
     }
 
     pub fn serve(&mut self, hook: &LogicalHook, choice: BackendChoice) -> HookStatus {
@@ -90,6 +98,11 @@ impl<'a> Attacher<'a> {
         let note = match setup {
             Setup::FunctionOffsets => self.function_setup.clone()?,
             Setup::DropReasons => self.drop_setup.clone()?,
+            Setup::FlowEgress => self.flow_setup.egress.clone()?,
+            Setup::FlowDrops => {
+                self.drop_setup.clone()?;
+                self.flow_setup.reasons.clone()?
+            }
         };
         match *attach {
             Attach::Fentry { program, function } => {

@@ -127,6 +127,10 @@ pub enum Setup {
     FunctionOffsets,
     /// `DropProbeConfig`: tracepoint record offsets and the watched drop reasons.
     DropReasons,
+    /// `FlowProbeConfig` offsets for `net:net_dev_queue`.
+    FlowEgress,
+    /// `DropProbeConfig` record offsets and `FlowProbeConfig`'s out-of-window reasons.
+    FlowDrops,
 }
 
 pub struct LogicalHook {
@@ -194,6 +198,26 @@ pub const CATALOGUE: &[LogicalHook] = &[
             program: "kfree_skb",
             category: "skb",
             name: "kfree_skb",
+        }],
+    },
+    LogicalHook {
+        name: "oow_received",
+        counts: "out-of-window segments received, per flow, by why (timestamp, sequence, ACK)",
+        setup: Setup::FlowDrops,
+        candidates: &[Attach::Tracepoint {
+            program: "oow_received",
+            category: "skb",
+            name: "kfree_skb",
+        }],
+    },
+    LogicalHook {
+        name: "dupack_egress",
+        counts: "duplicate ACKs leaving this host (pure ACKs repeating the flow's last segment), per flow",
+        setup: Setup::FlowEgress,
+        candidates: &[Attach::Tracepoint {
+            program: "flow_egress",
+            category: "net",
+            name: "net_dev_queue",
         }],
     },
 ];

@@ -8,6 +8,7 @@ mod catalogue;
 pub mod command;
 mod config;
 mod drop_reasons;
+mod flow_config;
 pub mod privileges;
 mod support;
 
@@ -18,7 +19,7 @@ use aya::{
 };
 pub use catalogue::BackendChoice;
 pub use drop_reasons::{PAWS_REASONS, ReasonTable};
-use netdiag_common::{PeerAddrKey, PeerKey, PeerStats, SynKey, stat};
+use netdiag_common::{FlowKey, FlowProbeConfig, FlowStats, PeerAddrKey, PeerKey, PeerStats, SynKey, stat};
 use serde::Serialize;
 
 use crate::{
@@ -112,6 +113,11 @@ impl Probes {
             .map_err(|e| anyhow!("skb:kfree_skb is not available ({e:#})"))
             .and_then(|format| config::drop_probe_config(&btf, &format, &reasons, watched));
         let function_setup = config::function_probe_config(&btf);
+        let mut flow_config = FlowProbeConfig::default();
+        let flow_setup = attach::FlowSetup {
+            egress: flow_config::egress_offsets(&mut flow_config, &btf).map(|()| String::new()).map_err(short_reason),
+            reasons: flow_config::oow_reasons(&mut flow_config, &reasons).map_err(short_reason),
+        };
 
         // A configuration that could not be made is never read: no program using it is loaded.
         let drop_config = drop_setup.as_ref().map(|(config, _)| *config).unwrap_or_default();
@@ -120,6 +126,7 @@ impl Probes {
         loader
             .override_global("DROP_PROBE_CONFIG", &drop_config, true)
             .override_global("FUNCTION_PROBE_CONFIG", &function_config, true)
+            .override_global("FLOW_PROBE_CONFIG", &flow_config, true)
             .map_max_entries("EVENTS", opts.ring_bytes);
         for map in PEER_MAPS {
             loader.map_max_entries(map, opts.peer_entries);
@@ -139,6 +146,7 @@ impl Probes {
             support,
             function_setup.map(|_| String::new()).map_err(short_reason),
             drop_note.map_err(short_reason),
+            flow_setup,
         );
         let hooks =
             catalogue::CATALOGUE.iter().map(|hook| attacher.serve(hook, opts.backend)).collect();
@@ -169,6 +177,19 @@ impl Probes {
     /// Out-of-window answers the rate limiter suppressed (`oow_limiter`), summed over CPUs.
     pub fn oow_suppressed(&self) -> Result<Vec<(PeerAddrKey, PeerStats)>> {
         self.per_peer("OOW_SUPPRESSED")
+    }
+
+    /// Per-flow out-of-window and duplicate-ACK counts (`oow_received`, `dupack_egress`,
+    /// `oow_limiter`), summed over CPUs.
+    pub fn flow_counts(&self) -> Result<Vec<(FlowKey, FlowStats)>> {
+        let map = self.ebpf.map("FLOW_STATS").ok_or_else(|| anyhow!("FLOW_STATS map missing"))?;
+        let map: PerCpuHashMap<_, FlowKey, FlowStats> = PerCpuHashMap::try_from(map)?;
+        let mut out = Vec::new();
+        for entry in map.iter() {
+            let (key, per_cpu) = entry?;
+            out.push((key, sum_flow_slots(per_cpu.iter())));
+        }
+        Ok(out)
     }
 
     fn per_peer<K: Pod>(&self, name: &str) -> Result<Vec<(K, PeerStats)>> {
@@ -202,6 +223,28 @@ fn sum_per_cpu<'a>(slots: impl Iterator<Item = &'a PeerStats>) -> PeerStats {
         count: acc.count + s.count,
         first_ns: if acc.first_ns == 0 { s.first_ns } else { acc.first_ns.min(s.first_ns) },
         last_ns: acc.last_ns.max(s.last_ns),
+    })
+}
+
+/// Combines one flow's per-CPU slots: counts add up, times span all CPUs, and the timestamp
+/// option is the one of the latest out-of-window segment.
+fn sum_flow_slots<'a>(slots: impl Iterator<Item = &'a FlowStats>) -> FlowStats {
+    slots.filter(|s| s.first_ns != 0).fold(FlowStats::default(), |acc, s| {
+        let latest = if s.last_oow_ns > acc.last_oow_ns { s } else { &acc };
+        FlowStats {
+            oow_timestamp: acc.oow_timestamp + s.oow_timestamp,
+            oow_sequence: acc.oow_sequence + s.oow_sequence,
+            oow_ack: acc.oow_ack + s.oow_ack,
+            oow_pure_ack: acc.oow_pure_ack + s.oow_pure_ack,
+            dupacks_out: acc.dupacks_out + s.dupacks_out,
+            progress_out: acc.progress_out + s.progress_out,
+            limiter_suppressed: acc.limiter_suppressed + s.limiter_suppressed,
+            first_ns: if acc.first_ns == 0 { s.first_ns } else { acc.first_ns.min(s.first_ns) },
+            last_ns: acc.last_ns.max(s.last_ns),
+            last_oow_ns: latest.last_oow_ns,
+            last_tsval: latest.last_tsval,
+            last_tsecr: latest.last_tsecr,
+        }
     })
 }
 

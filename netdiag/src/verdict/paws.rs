@@ -135,6 +135,7 @@ pub fn findings(input: &Input) -> Vec<Finding> {
                 rate_per_s: (rate * 1000.0).round() / 1000.0,
                 first_seen: input.clock.rfc3339(g.first_ns),
                 last_seen: input.clock.rfc3339(g.last_ns),
+                flow: None,
             }
         })
         .collect()

@@ -1,0 +1,260 @@
+//! Per-flow accounting for ACK loops (seed 001), with tracepoints only, so it works where
+//! fentry and kprobes are refused: out-of-window segments received (`skb:kfree_skb`, by drop
+//! reason) and duplicate ACKs leaving the host (`net:net_dev_queue`: a pure ACK repeating the
+//! flow's previous segment). Counts stay in a per-CPU LRU map; nothing goes to userspace per
+//! packet, so a loop at line rate is counted exactly.
+use aya_ebpf::{
+    bindings::BPF_ANY,
+    helpers::bpf_ktime_get_ns,
+    macros::{map, tracepoint},
+    maps::{LruHashMap, LruPerCpuHashMap},
+    programs::TracePointContext,
+};
+use netdiag_common::{
+    FIELD_ABSENT, FlowKey, FlowProbeConfig, FlowStats, MAX_REASON, REASON_SET_WORDS, oow_why, stat,
+    tcp_flag,
+};
+
+use crate::{
+    access::{self, configured, read},
+    drops,
+    maps::bump,
+    packet::{self, Segment, SkbLayout},
+};
+
+/// Filled in by the loader from the running kernel's BTF, tracepoint format and drop reasons.
+#[unsafe(no_mangle)]
+static FLOW_PROBE_CONFIG: FlowProbeConfig = FlowProbeConfig {
+    tp_skbaddr: 0,
+    skb_head: 0,
+    skb_network_header: 0,
+    skb_transport_header: 0,
+    skb_dev: 0,
+    skb_sk: 0,
+    dev_nd_net: 0,
+    net_ns_inum: 0,
+    timestamp_reasons: [0; REASON_SET_WORDS],
+    sequence_reasons: [0; REASON_SET_WORDS],
+    ack_reasons: [0; REASON_SET_WORDS],
+};
+
+/// Per-flow counts, summed over CPUs by userspace every half second.
+#[map]
+pub static FLOW_STATS: LruPerCpuHashMap<FlowKey, FlowStats> = LruPerCpuHashMap::with_max_entries(8192, 0);
+
+/// The last segment each local flow sent, to tell a duplicate ACK from a new one. Shared by
+/// all CPUs: one flow's ACKs may leave from any of them.
+#[map]
+static LAST_SENT: LruHashMap<FlowKey, LastSent> = LruHashMap::with_max_entries(16384, 0);
+
+#[repr(C)]
+struct LastSent {
+    seq: u32,
+    ack: u32,
+    /// Highest `seq + payload` sent: data below it is a retransmission, not progress.
+    high_end: u32,
+    window: u16,
+    _pad: u16,
+}
+
+#[inline(always)]
+fn config() -> &'static FlowProbeConfig {
+    &FLOW_PROBE_CONFIG
+}
+
+/// `skb:kfree_skb` again, beside `drops::kfree_skb`: this one keeps only out-of-window reasons
+/// and counts them per flow, with no ring-buffer record (a loop drops 100 000s a second).
+#[tracepoint]
+pub fn oow_received(ctx: TracePointContext) -> u32 {
+    let _ = try_oow_received(&ctx);
+    0
+}
+
+fn try_oow_received(ctx: &TracePointContext) -> Option<()> {
+    let drop_cfg = drops::config();
+    let reason: u32 = unsafe { ctx.read_at(configured(&drop_cfg.tp_reason) as usize).ok()? };
+    // Which check rejected it is decided after parsing: a value known before the parser's
+    // option loop would triple the states the verifier walks through it.
+    if reason_why(config(), reason) == oow_why::NONE {
+        return None;
+    }
+    let skb: *const u8 = unsafe { ctx.read_at(configured(&drop_cfg.tp_skbaddr) as usize).ok()? };
+    let layout = SkbLayout {
+        head: configured(&drop_cfg.skb_head),
+        network_header: configured(&drop_cfg.skb_network_header),
+        transport_header: configured(&drop_cfg.skb_transport_header),
+    };
+    let Some(seg) = (unsafe { packet::parse(skb, &layout) }) else {
+        bump(stat::UNPARSED);
+        return None;
+    };
+    let rx_sk_off = configured(&drop_cfg.tp_rx_sk);
+    let rx_sk: *const u8 = if rx_sk_off == FIELD_ABSENT {
+        core::ptr::null()
+    } else {
+        unsafe { ctx.read_at(rx_sk_off as usize).unwrap_or(core::ptr::null()) }
+    };
+    let key = FlowKey {
+        local: seg.daddr,
+        remote: seg.saddr,
+        netns: drops::netns_inode(drop_cfg, skb, rx_sk),
+        local_port: seg.dport,
+        remote_port: seg.sport,
+        family: seg.family,
+        _pad: [0; 3],
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let stats = flow_entry(&key, now)?;
+    let why = reason_why(config(), reason);
+    // Straight-line updates keep the verifier's walk short.
+    let (tsval, tsecr) = seg.timestamp.unwrap_or((0, 0));
+    unsafe {
+        (*stats).oow_timestamp += (why == oow_why::TIMESTAMP) as u64;
+        (*stats).oow_sequence += (why == oow_why::SEQUENCE) as u64;
+        (*stats).oow_ack += (why == oow_why::ACK) as u64;
+        (*stats).oow_pure_ack += is_pure_ack(&seg) as u64;
+        (*stats).last_tsval = tsval;
+        (*stats).last_tsecr = tsecr;
+        (*stats).last_oow_ns = now;
+        (*stats).last_ns = now;
+    }
+    Some(())
+}
+
+/// `net:net_dev_queue`: every packet handed to a device. Only segments a local socket sent
+/// (`skb->sk` set) are looked at; forwarded ones belong to other hosts' flows.
+#[tracepoint]
+pub fn flow_egress(ctx: TracePointContext) -> u32 {
+    let _ = try_flow_egress(&ctx);
+    0
+}
+
+fn try_flow_egress(ctx: &TracePointContext) -> Option<()> {
+    let cfg = config();
+    let skb: *const u8 = unsafe { ctx.read_at(configured(&cfg.tp_skbaddr) as usize).ok()? };
+    let sk: *const u8 = unsafe { read(skb, configured(&cfg.skb_sk))? };
+    if sk.is_null() {
+        return None;
+    }
+    let layout = SkbLayout {
+        head: configured(&cfg.skb_head),
+        network_header: configured(&cfg.skb_network_header),
+        transport_header: configured(&cfg.skb_transport_header),
+    };
+    // Not TCP (or not readable): nothing to count; this hook sees every packet sent.
+    let seg = unsafe { packet::parse(skb, &layout)? };
+    if seg.flags & tcp_flag::ACK == 0 {
+        return None;
+    }
+    let dev: *const u8 = unsafe { read(skb, configured(&cfg.skb_dev))? };
+    let net: *const u8 = unsafe { read(dev, configured(&cfg.dev_nd_net))? };
+    let key = FlowKey {
+        local: seg.saddr,
+        remote: seg.daddr,
+        netns: access::netns_inode(net, configured(&cfg.net_ns_inum)),
+        local_port: seg.sport,
+        remote_port: seg.dport,
+        family: seg.family,
+        _pad: [0; 3],
+    };
+    let end = seg.seq.wrapping_add(seg.payload_len as u32);
+    let Some(last) = LAST_SENT.get_ptr_mut(&key) else {
+        let first = LastSent { seq: seg.seq, ack: seg.ack_seq, high_end: end, window: seg.window, _pad: 0 };
+        let _ = LAST_SENT.insert(&key, &first, BPF_ANY as u64);
+        return None;
+    };
+    // Racy between CPUs by design: a lost update misjudges at most the next segment.
+    let (dupack, progress) = unsafe {
+        let dupack = is_pure_ack(&seg)
+            && (*last).seq == seg.seq
+            && (*last).ack == seg.ack_seq
+            && (*last).window == seg.window;
+        let progress = after(seg.ack_seq, (*last).ack) || after(end, (*last).high_end);
+        (*last).seq = seg.seq;
+        (*last).ack = seg.ack_seq;
+        (*last).window = seg.window;
+        if after(end, (*last).high_end) {
+            (*last).high_end = end;
+        }
+        (dupack, progress)
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    if dupack {
+        let stats = flow_entry(&key, now)?;
+        unsafe {
+            (*stats).dupacks_out += 1;
+            (*stats).last_ns = now;
+        }
+    } else if progress && let Some(stats) = FLOW_STATS.get_ptr_mut(&key) {
+        // Only flows already in trouble: progress of every healthy flow is not worth a slot.
+        unsafe { (*stats).progress_out += 1 };
+    }
+    Some(())
+}
+
+/// The limiter suppressed our answer to the out-of-window segment `seg` received in `netns`
+/// (called by the fexit/kretprobe of `tcp_oow_rate_limited`).
+#[inline(always)]
+pub fn limiter_suppressed(seg: &Segment, netns: u32) {
+    let key = FlowKey {
+        local: seg.daddr,
+        remote: seg.saddr,
+        netns,
+        local_port: seg.dport,
+        remote_port: seg.sport,
+        family: seg.family,
+        _pad: [0; 3],
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(stats) = flow_entry(&key, now) {
+        unsafe { (*stats).limiter_suppressed += 1 };
+    }
+}
+
+/// This CPU's slot for `key`, created if missing.
+#[inline(always)]
+fn flow_entry(key: &FlowKey, now: u64) -> Option<*mut FlowStats> {
+    if let Some(stats) = FLOW_STATS.get_ptr_mut(key) {
+        return Some(stats);
+    }
+    let fresh = FlowStats { first_ns: now, last_ns: now, ..FlowStats::default() };
+    if FLOW_STATS.insert(key, &fresh, BPF_ANY as u64).is_err() {
+        bump(stat::PEER_MAP_FULL);
+        return None;
+    }
+    FLOW_STATS.get_ptr_mut(key)
+}
+
+/// An ACK with no data and no SYN, FIN or RST.
+#[inline(always)]
+fn is_pure_ack(seg: &Segment) -> bool {
+    seg.payload_len == 0
+        && seg.flags & tcp_flag::ACK != 0
+        && seg.flags & (tcp_flag::SYN | tcp_flag::FIN | tcp_flag::RST) == 0
+}
+
+/// Sequence-space comparison (RFC 1982): `a` comes after `b`.
+#[inline(always)]
+fn after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+/// Why the running kernel's drop `reason` means out of window. The sets are read volatile:
+/// the loader patches them after the compiler saw zeros.
+#[inline(always)]
+fn reason_why(cfg: &FlowProbeConfig, reason: u32) -> u8 {
+    if reason >= MAX_REASON {
+        return oow_why::NONE;
+    }
+    let (word, bit) = ((reason / 64) as usize % REASON_SET_WORDS, reason % 64);
+    let has = |set: &[u64; REASON_SET_WORDS]| unsafe { (core::ptr::read_volatile(&set[word]) >> bit) & 1 == 1 };
+    if has(&cfg.timestamp_reasons) {
+        oow_why::TIMESTAMP
+    } else if has(&cfg.sequence_reasons) {
+        oow_why::SEQUENCE
+    } else if has(&cfg.ack_reasons) {
+        oow_why::ACK
+    } else {
+        oow_why::NONE
+    }
+}
