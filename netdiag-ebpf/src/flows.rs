@@ -6,9 +6,9 @@
 use aya_ebpf::{
     bindings::BPF_ANY,
     helpers::bpf_ktime_get_ns,
-    macros::{map, tracepoint},
+    macros::{map, raw_tracepoint, tracepoint},
     maps::{LruHashMap, LruPerCpuHashMap},
-    programs::TracePointContext,
+    programs::{RawTracePointContext, TracePointContext},
 };
 use netdiag_common::{
     FIELD_ABSENT, FlowKey, FlowProbeConfig, FlowStats, MAX_REASON, REASON_SET_WORDS, oow_why, stat,
@@ -33,6 +33,8 @@ static FLOW_PROBE_CONFIG: FlowProbeConfig = FlowProbeConfig {
     skb_sk: 0,
     dev_nd_net: 0,
     net_ns_inum: 0,
+    raw_rx_sk_arg: FIELD_ABSENT,
+    _pad: 0,
     timestamp_reasons: [0; REASON_SET_WORDS],
     sequence_reasons: [0; REASON_SET_WORDS],
     ack_reasons: [0; REASON_SET_WORDS],
@@ -66,19 +68,50 @@ fn config() -> &'static FlowProbeConfig {
 /// and counts them per flow, with no ring-buffer record (a loop drops 100 000s a second).
 #[tracepoint]
 pub fn oow_received(ctx: TracePointContext) -> u32 {
-    let _ = try_oow_received(&ctx);
+    let drop_cfg = drops::config();
+    let Ok(reason) = (unsafe { ctx.read_at::<u32>(configured(&drop_cfg.tp_reason) as usize) }) else { return 0 };
+    let Ok(skb) = (unsafe { ctx.read_at::<*const u8>(configured(&drop_cfg.tp_skbaddr) as usize) }) else { return 0 };
+    let rx_sk_off = configured(&drop_cfg.tp_rx_sk);
+    let rx_sk: *const u8 = if rx_sk_off == FIELD_ABSENT {
+        core::ptr::null()
+    } else {
+        unsafe { ctx.read_at(rx_sk_off as usize).unwrap_or(core::ptr::null()) }
+    };
+    let _ = count_oow(skb, reason, rx_sk);
     0
 }
 
-fn try_oow_received(ctx: &TracePointContext) -> Option<()> {
-    let drop_cfg = drops::config();
-    let reason: u32 = unsafe { ctx.read_at(configured(&drop_cfg.tp_reason) as usize).ok()? };
+/// The same on the raw tracepoint, which the kernel calls directly with the tracepoint's
+/// arguments (`skb`, `location`, `reason`[, `rx_sk`]): no perf buffer in between, which can
+/// silently skip events under load.
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn oow_received_raw(ctx: RawTracePointContext) -> u32 {
+    let skb: *const u8 = ctx.arg(RAW_SKB_ARG);
+    let reason: u64 = ctx.arg(RAW_REASON_ARG);
+    // Context offsets must be constants: the load-time constant picks the branch, and the
+    // verifier never walks the other one, so a kernel without `rx_sk` accepts the program.
+    let rx_sk: *const u8 = if configured(&config().raw_rx_sk_arg) == RAW_RX_SK_ARG {
+        ctx.arg(RAW_RX_SK_ARG as usize)
+    } else {
+        core::ptr::null()
+    };
+    let _ = count_oow(skb, reason as u32, rx_sk);
+    0
+}
+
+/// `kfree_skb(skb, location, reason[, rx_sk])`.
+const RAW_SKB_ARG: usize = 0;
+const RAW_REASON_ARG: usize = 2;
+const RAW_RX_SK_ARG: u32 = 3;
+
+#[inline(always)]
+fn count_oow(skb: *const u8, reason: u32, rx_sk: *const u8) -> Option<()> {
     // Which check rejected it is decided after parsing: a value known before the parser's
     // option loop would triple the states the verifier walks through it.
     if reason_why(config(), reason) == oow_why::NONE {
         return None;
     }
-    let skb: *const u8 = unsafe { ctx.read_at(configured(&drop_cfg.tp_skbaddr) as usize).ok()? };
+    let drop_cfg = drops::config();
     let layout = SkbLayout {
         head: configured(&drop_cfg.skb_head),
         network_header: configured(&drop_cfg.skb_network_header),
@@ -87,12 +120,6 @@ fn try_oow_received(ctx: &TracePointContext) -> Option<()> {
     let Some(seg) = (unsafe { packet::parse(skb, &layout) }) else {
         bump(stat::UNPARSED);
         return None;
-    };
-    let rx_sk_off = configured(&drop_cfg.tp_rx_sk);
-    let rx_sk: *const u8 = if rx_sk_off == FIELD_ABSENT {
-        core::ptr::null()
-    } else {
-        unsafe { ctx.read_at(rx_sk_off as usize).unwrap_or(core::ptr::null()) }
     };
     let key = FlowKey {
         local: seg.daddr,
@@ -125,13 +152,22 @@ fn try_oow_received(ctx: &TracePointContext) -> Option<()> {
 /// (`skb->sk` set) are looked at; forwarded ones belong to other hosts' flows.
 #[tracepoint]
 pub fn flow_egress(ctx: TracePointContext) -> u32 {
-    let _ = try_flow_egress(&ctx);
+    if let Ok(skb) = unsafe { ctx.read_at::<*const u8>(configured(&config().tp_skbaddr) as usize) } {
+        let _ = count_egress(skb);
+    }
     0
 }
 
-fn try_flow_egress(ctx: &TracePointContext) -> Option<()> {
+/// The same on the raw tracepoint (`net_dev_queue(skb)`).
+#[raw_tracepoint(tracepoint = "net_dev_queue")]
+pub fn flow_egress_raw(ctx: RawTracePointContext) -> u32 {
+    let _ = count_egress(ctx.arg(0));
+    0
+}
+
+#[inline(always)]
+fn count_egress(skb: *const u8) -> Option<()> {
     let cfg = config();
-    let skb: *const u8 = unsafe { ctx.read_at(configured(&cfg.tp_skbaddr) as usize).ok()? };
     let sk: *const u8 = unsafe { read(skb, configured(&cfg.skb_sk))? };
     if sk.is_null() {
         return None;
@@ -211,10 +247,16 @@ pub fn limiter_suppressed(seg: &Segment, netns: u32) {
     }
 }
 
-/// This CPU's slot for `key`, created if missing.
+/// This CPU's slot for `key`, created if missing. The kernel zeroes the other CPUs' slots
+/// when one CPU creates the entry; each CPU stamps its own on first use.
 #[inline(always)]
 fn flow_entry(key: &FlowKey, now: u64) -> Option<*mut FlowStats> {
     if let Some(stats) = FLOW_STATS.get_ptr_mut(key) {
+        unsafe {
+            if (*stats).first_ns == 0 {
+                (*stats).first_ns = now;
+            }
+        }
         return Some(stats);
     }
     let fresh = FlowStats { first_ns: now, last_ns: now, ..FlowStats::default() };

@@ -138,7 +138,7 @@ fn auto_picks_the_best_backend_the_kernel_allows_for_each_hook() {
     assert_eq!(report["backend"], "auto");
     let names: Vec<&str> =
         report["hooks"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["conn_request", "dupack_sent", "oow_limiter", "paws_checks"]);
+    assert_eq!(names, ["conn_request", "dupack_sent", "oow_limiter", "paws_checks", "oow_received", "dupack_egress"]);
 
     for (name, function, kind) in FUNCTION_HOOKS {
         let hook = hook(&report, name);
@@ -166,6 +166,29 @@ fn auto_picks_the_best_backend_the_kernel_allows_for_each_hook() {
         assert!(refused(paws).is_empty(), "{paws:#}");
     } else {
         assert_inactive(paws);
+    }
+    assert_flow_hooks(&report, "auto");
+}
+
+/// The per-flow ACK-loop hooks exist only as tracepoints: the raw tracepoint where the kernel
+/// takes it, else the perf one with the raw one's refusal; any other forced backend has none.
+fn assert_flow_hooks(report: &Value, backend: &str) {
+    for name in ["oow_received", "dupack_egress"] {
+        let flow = hook(report, name);
+        match backend {
+            "auto" | "tracepoint" => {
+                assert_eq!(flow["active"], true, "{flow:#}");
+                match flow["backend"].as_str() {
+                    Some("raw_tracepoint") => assert!(refused(flow).is_empty(), "{flow:#}"),
+                    Some("tracepoint") => assert!(refused(flow)[0].starts_with("raw_tracepoint: "), "{flow:#}"),
+                    other => panic!("{name} served by {other:?}: {flow:#}"),
+                }
+            }
+            _ => {
+                assert_inactive(flow);
+                assert_eq!(refused(flow), [format!("{backend}: no {backend} equivalent implemented")]);
+            }
+        }
     }
 }
 
@@ -211,6 +234,7 @@ fn a_forced_backend_serves_what_it_can_and_says_why_not_for_the_rest() {
                 );
             }
         }
+        assert_flow_hooks(&report, backend);
     }
 }
 

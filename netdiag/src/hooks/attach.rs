@@ -4,7 +4,7 @@ use std::cell::OnceCell;
 
 use aya::{
     Ebpf,
-    programs::{FEntry, FExit, KProbe, Program, ProgramError, TracePoint},
+    programs::{FEntry, FExit, KProbe, Program, ProgramError, RawTracePoint, TracePoint},
 };
 
 use super::{
@@ -138,6 +138,14 @@ impl<'a> Attacher<'a> {
                         let _ = prog.unload();
                     }
                     return Err(reason);
+                }
+            }
+            Attach::RawTracepoint { program, name } => {
+                let prog: &mut RawTracePoint = program_of(self.ebpf, program)?;
+                prog.load().map_err(|e| refusal("load", &e))?;
+                if let Err(e) = prog.attach(name) {
+                    let _ = prog.unload();
+                    return Err(refusal("attach", &e));
                 }
             }
             Attach::Tracepoint { program, category, name } => {

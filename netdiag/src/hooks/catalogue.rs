@@ -87,6 +87,11 @@ pub enum Attach {
         category: &'static str,
         name: &'static str,
     },
+    /// Called by the tracepoint directly with its arguments; no perf buffer in between.
+    RawTracepoint {
+        program: &'static str,
+        name: &'static str,
+    },
 }
 
 impl Attach {
@@ -94,7 +99,7 @@ impl Attach {
         match self {
             Attach::Fentry { .. } | Attach::Fexit { .. } => Family::Fentry,
             Attach::Kprobe { .. } | Attach::Kretprobe { .. } => Family::Kprobe,
-            Attach::Tracepoint { .. } => Family::Tracepoint,
+            Attach::Tracepoint { .. } | Attach::RawTracepoint { .. } => Family::Tracepoint,
         }
     }
 
@@ -106,6 +111,7 @@ impl Attach {
             Attach::Kprobe { .. } => "kprobe",
             Attach::Kretprobe { .. } => "kretprobe",
             Attach::Tracepoint { .. } => "tracepoint",
+            Attach::RawTracepoint { .. } => "raw_tracepoint",
         }
     }
 
@@ -116,6 +122,7 @@ impl Attach {
             | Attach::Kprobe { function, .. }
             | Attach::Kretprobe { function, .. } => function.name.to_string(),
             Attach::Tracepoint { category, name, .. } => format!("{category}:{name}"),
+            Attach::RawTracepoint { name, .. } => format!("raw {name}"),
         }
     }
 }
@@ -204,21 +211,19 @@ pub const CATALOGUE: &[LogicalHook] = &[
         name: "oow_received",
         counts: "out-of-window segments received, per flow, by why (timestamp, sequence, ACK)",
         setup: Setup::FlowDrops,
-        candidates: &[Attach::Tracepoint {
-            program: "oow_received",
-            category: "skb",
-            name: "kfree_skb",
-        }],
+        candidates: &[
+            Attach::RawTracepoint { program: "oow_received_raw", name: "kfree_skb" },
+            Attach::Tracepoint { program: "oow_received", category: "skb", name: "kfree_skb" },
+        ],
     },
     LogicalHook {
         name: "dupack_egress",
         counts: "duplicate ACKs leaving this host (pure ACKs repeating the flow's last segment), per flow",
         setup: Setup::FlowEgress,
-        candidates: &[Attach::Tracepoint {
-            program: "flow_egress",
-            category: "net",
-            name: "net_dev_queue",
-        }],
+        candidates: &[
+            Attach::RawTracepoint { program: "flow_egress_raw", name: "net_dev_queue" },
+            Attach::Tracepoint { program: "flow_egress", category: "net", name: "net_dev_queue" },
+        ],
     },
 ];
 
@@ -229,7 +234,7 @@ pub fn functions() -> impl Iterator<Item = &'static KernelFunction> {
         | Attach::Fexit { function, .. }
         | Attach::Kprobe { function, .. }
         | Attach::Kretprobe { function, .. } => Some(*function),
-        Attach::Tracepoint { .. } => None,
+        Attach::Tracepoint { .. } | Attach::RawTracepoint { .. } => None,
     })
 }
 

@@ -109,15 +109,20 @@ impl Probes {
         let format = tracefs::read_format("skb", "kfree_skb");
         let reasons = ReasonTable::resolve(&btf, format.as_ref().ok());
         let watched = &opts.watched_reasons;
+        let mut flow_config = FlowProbeConfig::default();
+        let flow_setup = attach::FlowSetup {
+            egress: flow_config::egress_offsets(&mut flow_config, &btf).map(|()| String::new()).map_err(short_reason),
+            reasons: flow_config::oow_reasons(&mut flow_config, &reasons)
+                .and_then(|note| {
+                    let format = format.as_ref().map_err(|e| anyhow!("skb:kfree_skb is not available ({e:#})"))?;
+                    flow_config::raw_drop_args(&mut flow_config, format).map(|()| note)
+                })
+                .map_err(short_reason),
+        };
         let drop_setup = format
             .map_err(|e| anyhow!("skb:kfree_skb is not available ({e:#})"))
             .and_then(|format| config::drop_probe_config(&btf, &format, &reasons, watched));
         let function_setup = config::function_probe_config(&btf);
-        let mut flow_config = FlowProbeConfig::default();
-        let flow_setup = attach::FlowSetup {
-            egress: flow_config::egress_offsets(&mut flow_config, &btf).map(|()| String::new()).map_err(short_reason),
-            reasons: flow_config::oow_reasons(&mut flow_config, &reasons).map_err(short_reason),
-        };
 
         // A configuration that could not be made is never read: no program using it is loaded.
         let drop_config = drop_setup.as_ref().map(|(config, _)| *config).unwrap_or_default();
@@ -226,10 +231,11 @@ fn sum_per_cpu<'a>(slots: impl Iterator<Item = &'a PeerStats>) -> PeerStats {
     })
 }
 
-/// Combines one flow's per-CPU slots: counts add up, times span all CPUs, and the timestamp
-/// option is the one of the latest out-of-window segment.
+/// Combines one flow's per-CPU slots: counts add up (every slot, also one its CPU has not
+/// stamped yet), times span all CPUs, and the timestamp option is the one of the latest
+/// out-of-window segment.
 fn sum_flow_slots<'a>(slots: impl Iterator<Item = &'a FlowStats>) -> FlowStats {
-    slots.filter(|s| s.first_ns != 0).fold(FlowStats::default(), |acc, s| {
+    slots.fold(FlowStats::default(), |acc, s| {
         let latest = if s.last_oow_ns > acc.last_oow_ns { s } else { &acc };
         FlowStats {
             oow_timestamp: acc.oow_timestamp + s.oow_timestamp,
@@ -239,7 +245,7 @@ fn sum_flow_slots<'a>(slots: impl Iterator<Item = &'a FlowStats>) -> FlowStats {
             dupacks_out: acc.dupacks_out + s.dupacks_out,
             progress_out: acc.progress_out + s.progress_out,
             limiter_suppressed: acc.limiter_suppressed + s.limiter_suppressed,
-            first_ns: if acc.first_ns == 0 { s.first_ns } else { acc.first_ns.min(s.first_ns) },
+            first_ns: if acc.first_ns == 0 || s.first_ns == 0 { acc.first_ns.max(s.first_ns) } else { acc.first_ns.min(s.first_ns) },
             last_ns: acc.last_ns.max(s.last_ns),
             last_oow_ns: latest.last_oow_ns,
             last_tsval: latest.last_tsval,
@@ -265,5 +271,22 @@ fn short_reason(err: anyhow::Error) -> String {
     match err.downcast_ref::<Unavailable>() {
         Some(missing) => missing.what.clone(),
         None => format!("{err:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cpu_slot_of_a_flow_counts_even_one_never_stamped() {
+        // CPU 1 created the entry; CPU 0 counted into the slot the kernel zeroed for it.
+        let slots = [
+            FlowStats { oow_sequence: 249, dupacks_out: 1, ..FlowStats::default() },
+            FlowStats { oow_sequence: 351, first_ns: 5, last_ns: 9, last_oow_ns: 9, last_tsval: 7, ..FlowStats::default() },
+        ];
+        let sum = sum_flow_slots(slots.iter());
+        assert_eq!((sum.oow_sequence, sum.dupacks_out), (600, 1));
+        assert_eq!((sum.first_ns, sum.last_ns, sum.last_tsval), (5, 9, 7));
     }
 }

@@ -9,11 +9,16 @@
 //! Usage: build a [`PawsTopology`], start tracing, run a scenario, stop tracing, compare
 //! findings with the returned [`PawsRun`].
 
+mod ack_loop;
 mod lab;
 mod packet;
 mod paws;
 mod wire;
 
+pub use ack_loop::{
+    FlowRun, LOOP_CLIENT_V4, LOOP_SERVER_V4, LoopTopology, MAX_LOOP, RunningLoop, lossy_bulk, oow_flood,
+    start_ack_loop,
+};
 pub use lab::{Lab, VethPair};
 pub use paws::{
     CLIENT_V4, CLIENT_V6, INNOCENT_V4, PawsRun, PawsTopology, SERVER_INNOCENT_SIDE_V4, SERVER_V4,

@@ -136,10 +136,13 @@ impl Interval {
             return None;
         }
         // Every rejected segment answered, and the answers rejected in turn: the two rates
-        // match within a factor of two, and nothing moves forward.
+        // match within a factor of two, what comes in is mostly the peer's own duplicate ACKs
+        // (data segments out of window are answered too, but a loop carries none), and nothing
+        // moves forward.
         let answered_in_kind = dup as f64 / dt >= rules.min_rate && dup * 2 >= oow && oow * 2 >= dup;
+        let acks_in = self.delta.oow_pure_ack * 2 >= oow;
         let stuck = self.delta.progress_out * 100 <= dup;
-        if answered_in_kind && stuck {
+        if answered_in_kind && acks_in && stuck {
             return Some(Kind::AckLoop);
         }
         if self.delta.suppressed(rules.limiter_traced) * 2 >= oow {
@@ -194,6 +197,9 @@ struct Track {
     quiet: Vec<Interval>,
 }
 
+/// Shortest interval judged.
+const MIN_INTERVAL_S: f64 = 0.2;
+
 /// Most flows kept; a host with more flows in trouble keeps the first ones.
 const MAX_TRACKS: usize = 65536;
 
@@ -214,6 +220,11 @@ impl Detector {
     /// Judges the interval since the previous observation for every flow; `flows` holds the
     /// kernel's cumulative counts at `at` (seconds since the Unix epoch).
     pub fn observe(&mut self, at: f64, flows: &[(FlowId, Totals)]) -> Vec<Change> {
+        // Polls that come in a burst after a stall (the CPUs busy with the loop itself) would
+        // judge a few segments over a millisecond: wait for a longer interval instead.
+        if at - self.last_at < MIN_INTERVAL_S {
+            return Vec::new();
+        }
         let from = self.last_at;
         self.last_at = at;
         let mut changes = Vec::new();
@@ -549,6 +560,18 @@ mod tests {
     }
 
     #[test]
+    fn replayed_data_segments_answered_one_by_one_are_no_loop() {
+        // A sender injecting stale data: every segment is out of window and answered (data is
+        // never rate-limited), but no duplicate ACK comes back from the peer.
+        let mut detector = Detector::new(Rules::default(), 1000.0);
+        for i in 1..=8u64 {
+            let totals = Totals { oow_timestamp: 50_000 * i, dupacks_out: 50_000 * i, ..Totals::default() };
+            assert!(detector.observe(1000.0 + 0.5 * i as f64, &[(flow(), totals)]).is_empty());
+        }
+        assert!(detector.episodes().is_empty());
+    }
+
+    #[test]
     fn spoofed_acks_answered_twice_a_second_are_a_flood() {
         let flood = (200, 2, 0, 0);
         let (detector, changes) = replay(Rules::default(), &[flood; 8]);
@@ -569,6 +592,26 @@ mod tests {
         let e = &detector.episodes()[0];
         assert_eq!(e.suppressed(), e.totals.limiter_suppressed);
         assert_eq!(e.kind, Kind::OutOfWindowFlood);
+    }
+
+    #[test]
+    fn polls_in_a_burst_after_a_stall_are_judged_together() {
+        let mut detector = Detector::new(Rules::default(), 1000.0);
+        let mut totals = Totals::default();
+        let mut changes = Vec::new();
+        // Loop for 4 s, but the poller stalls for the first 1.5 s and then fires 3 times at
+        // once, while the loop (off the CPU meanwhile) counts nothing new.
+        let polls = [(1001.5, 75_000), (1001.501, 75_000), (1001.502, 75_000), (1002.0, 100_000)];
+        let rest = (5..=8).map(|i| (1000.0 + 0.5 * i as f64, 25_000 * i as u64));
+        for (at, count) in polls.into_iter().chain(rest) {
+            totals.oow_sequence = count;
+            totals.oow_pure_ack = count;
+            totals.dupacks_out = count;
+            changes.extend(detector.observe(at, &[(flow(), totals)]));
+        }
+        let e = &detector.episodes()[0];
+        assert_eq!(e.started, 1000.0, "{changes:?}");
+        assert_eq!(e.totals.oow(), 200_000);
     }
 
     #[test]
