@@ -4,9 +4,10 @@
 //! * [`start_ack_loop`]: the router flips bit 30 of every TCP sequence number in both
 //!   directions (nftables), so each end finds the other's segments far out of window and
 //!   answers each with a duplicate ACK, which the other end finds out of window in turn. With
-//!   `tcp_invalid_ratelimit=0` at both ends nothing bounds it: it runs as fast as the CPUs go.
-//!   A thread removes the rule at the deadline whatever the caller does, and dropping the
-//!   topology deletes the namespaces anyway.
+//!   `tcp_invalid_ratelimit=0` at both ends nothing bounds it but the link: the router's links
+//!   are shaped to 10 Mbit/s (HTB), so the loop runs at that line rate, about 19 000 segments/s
+//!   each way, instead of starving every CPU of the host. A thread removes the rule at the
+//!   deadline whatever the caller does, and dropping the topology deletes the namespaces anyway.
 //! * [`oow_flood`]: with the default limiter, spoofed pure ACKs far out of window on a live
 //!   connection at a steady rate; the server answers twice a second and counts the rest in
 //!   `TcpExtTCPACKSkippedSeq`.
@@ -38,6 +39,8 @@ const SEQ_FLIP: u32 = 0x4000_0000;
 const SEQ_FLIP_TABLE: &str = "netdiag_seqflip";
 const IMPAIR_TABLE: &str = "netdiag_impair";
 const RATELIMIT_SYSCTL: &str = "net.ipv4.tcp_invalid_ratelimit";
+/// The router's links during a loop: the loop's line rate.
+const LOOP_LINK_RATE: &str = "10mbit";
 /// Longest loop a caller may ask for: a loop at full speed starves everything else.
 pub const MAX_LOOP: Duration = Duration::from_secs(10);
 /// Bound on one bulk transfer through the impaired router.
@@ -165,6 +168,10 @@ pub fn start_ack_loop(topo: &LoopTopology, duration: Duration) -> Result<Running
         topo.lab.sysctl(ns, RATELIMIT_SYSCTL, "0")?;
     }
     let mut connection = topo.connect()?;
+    for dev in &topo.router_ifs {
+        tc(&topo.router_ns, &["qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "10"])?;
+        tc(&topo.router_ns, &["class", "add", "dev", dev, "parent", "1:", "classid", "1:10", "htb", "rate", LOOP_LINK_RATE])?;
+    }
     topo.lab.nft(&topo.router_ns, &seq_flip_rules())?;
     let started = Instant::now();
     let router_ns = topo.router_ns.clone();
