@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::{
     btf::Btf,
     hooks,
-    scenario::{self, PawsRun, PawsTopology},
+    scenario::{self, LoopTopology, PawsRun, PawsTopology},
     session::{self, DiagnoseOptions},
 };
 
@@ -48,6 +48,12 @@ struct Incident {
     variant: &'static str,
     reproduce: fn(&PawsTopology) -> Result<PawsRun>,
 }
+
+/// The ACK loop of seed 001, reproduced across a router namespace for a few seconds.
+const ACK_LOOP: &str = "ACK loop: a router rewrites sequence numbers";
+/// How long the loop runs, and how long the session goes on after it for the episode to end.
+const ACK_LOOP_FOR: Duration = Duration::from_secs(3);
+const ACK_LOOP_SETTLE: Duration = Duration::from_millis(1500);
 
 const INCIDENTS: &[Incident] = &[
     Incident {
@@ -96,6 +102,12 @@ pub async fn run(args: SelftestArgs) -> Result<i32> {
         });
         outcomes.push(outcome);
     }
+    outcomes.push(check_ack_loop(&btf).await.unwrap_or_else(|e| Outcome {
+        incident: ACK_LOOP,
+        reason: "TCP_OLD_SEQUENCE",
+        status: Status::NotSeen,
+        detail: format!("could not reproduce: {e:#}"),
+    }));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcomes)?);
     } else {
@@ -141,6 +153,44 @@ async fn check(incident: &'static Incident, btf: &Btf) -> Result<Outcome> {
     } else {
         outcome(Status::NotSeen, format!("{named} of {} rejected segments attributed to {client}", run.injected))
     })
+}
+
+/// Both ends of a loop must be named, each with out-of-window segments in and duplicate ACKs out.
+async fn check_ack_loop(btf: &Btf) -> Result<Outcome> {
+    // Which of the two sequence reasons each end sees depends on the flipped bit; both exist or
+    // neither on any kernel.
+    let reason = "TCP_OLD_SEQUENCE";
+    let outcome = |status, detail| Outcome { incident: ACK_LOOP, reason, status, detail };
+    if btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{reason}")).is_none() {
+        let detail = format!("drop reason {reason} does not exist on this kernel; the tracepoint backend cannot see it");
+        return Ok(outcome(Status::Unsupported, detail));
+    }
+    let topo = Arc::new(LoopTopology::new("stloop")?);
+    let opts = DiagnoseOptions { duration: INCIDENT_DEADLINE, peer: None, port: None, netns: None, hooks: hooks::Options::default() };
+    let (result_tx, result_rx) = tokio::sync::oneshot::channel();
+    let in_lab = topo.clone();
+    let reproduction = async move {
+        let result = tokio::task::spawn_blocking(move || {
+            let (run, _) = scenario::start_ack_loop(&in_lab, ACK_LOOP_FOR)?.finish()?;
+            std::thread::sleep(ACK_LOOP_SETTLE);
+            anyhow::Ok(run)
+        })
+        .await;
+        let _ = result_tx.send(result);
+    };
+    let report = session::diagnose_until(&opts, reproduction).await?;
+    let run = result_rx.await.context("the reproduction did not report")?.context("the reproduction panicked")??;
+    let ends = [(run.client, run.server), (run.server, run.client)];
+    let named = ends
+        .iter()
+        .filter(|(local, peer)| {
+            report.findings.iter().any(|f| {
+                f.kind == "ack_loop" && f.count > 0 && f.local == [local.to_string()] && f.peer == peer.ip().to_string()
+            })
+        })
+        .count();
+    let detail = format!("{named} of 2 ends of {} <-> {} named", run.client, run.server);
+    Ok(outcome(if named == 2 { Status::Seen } else { Status::NotSeen }, detail))
 }
 
 fn table(outcomes: &[Outcome]) -> String {
