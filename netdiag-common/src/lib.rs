@@ -418,6 +418,112 @@ pub mod paws {
     }
 }
 
+/// Load-time configuration of the per-flow ACK-loop accounting (`netdiag-ebpf/src/flows.rs`):
+/// the `net:net_dev_queue` record offset, `sk_buff`/`net_device` members, and which drop
+/// reasons of `skb:kfree_skb` mean "out of window", by why, resolved by name at load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowProbeConfig {
+    /// `skbaddr` in the `net:net_dev_queue` record.
+    pub tp_skbaddr: u32,
+    pub skb_head: u32,
+    pub skb_network_header: u32,
+    pub skb_transport_header: u32,
+    pub skb_dev: u32,
+    /// `struct sk_buff::sk`: set on segments this host's sockets send, NULL on forwarded ones.
+    pub skb_sk: u32,
+    pub dev_nd_net: u32,
+    pub net_ns_inum: u32,
+    /// Position of `rx_sk` among the raw `kfree_skb` tracepoint's arguments, [`FIELD_ABSENT`]
+    /// before 6.11 (`reason` is always the third).
+    pub raw_rx_sk_arg: u32,
+    pub _pad: u32,
+    /// Out-of-window reasons: the timestamp check (PAWS), the sequence check, the ACK check.
+    pub timestamp_reasons: [u64; REASON_SET_WORDS],
+    pub sequence_reasons: [u64; REASON_SET_WORDS],
+    pub ack_reasons: [u64; REASON_SET_WORDS],
+}
+
+/// Why a segment was out of window, as counted in [`FlowStats`].
+pub mod oow_why {
+    pub const NONE: u8 = 0;
+    pub const TIMESTAMP: u8 = 1;
+    pub const SEQUENCE: u8 = 2;
+    pub const ACK: u8 = 3;
+}
+
+impl FlowProbeConfig {
+    /// Why `reason` means out of window, or [`oow_why::NONE`].
+    pub fn why(&self, reason: u32) -> u8 {
+        if reason >= MAX_REASON {
+            return oow_why::NONE;
+        }
+        let (word, bit) = ((reason / 64) as usize, reason % 64);
+        if (self.timestamp_reasons[word] >> bit) & 1 == 1 {
+            oow_why::TIMESTAMP
+        } else if (self.sequence_reasons[word] >> bit) & 1 == 1 {
+            oow_why::SEQUENCE
+        } else if (self.ack_reasons[word] >> bit) & 1 == 1 {
+            oow_why::ACK
+        } else {
+            oow_why::NONE
+        }
+    }
+
+    pub fn set(&mut self, why: u8, reason: u32) {
+        let set = match why {
+            oow_why::TIMESTAMP => &mut self.timestamp_reasons,
+            oow_why::SEQUENCE => &mut self.sequence_reasons,
+            oow_why::ACK => &mut self.ack_reasons,
+            _ => return,
+        };
+        if reason < MAX_REASON {
+            set[(reason / 64) as usize] |= 1 << (reason % 64);
+        }
+    }
+}
+
+/// Key of the per-flow map `FLOW_STATS`: one TCP connection as seen from one namespace, local
+/// side first whichever direction the segment went.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// IPv4 uses the first 4 bytes, the rest are zero.
+    pub local: [u8; 16],
+    pub remote: [u8; 16],
+    pub netns: u32,
+    /// Host byte order.
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Value of `FLOW_STATS` (per CPU; userspace sums counts and takes the latest timestamps).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    /// Out-of-window segments received, by why (drop reasons of `skb:kfree_skb`).
+    pub oow_timestamp: u64,
+    pub oow_sequence: u64,
+    pub oow_ack: u64,
+    /// Of those, pure ACKs: the only ones `tcp_invalid_ratelimit` may leave unanswered.
+    pub oow_pure_ack: u64,
+    /// Pure ACKs sent that repeat the flow's previous segment (same SEQ, ACK and window).
+    pub dupacks_out: u64,
+    /// Segments sent that acknowledged new data or carried new data.
+    pub progress_out: u64,
+    /// Answers `tcp_oow_rate_limited` suppressed, where its return value can be read (fexit,
+    /// kretprobe); 0 on a kernel that allows neither.
+    pub limiter_suppressed: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// When the last out-of-window segment arrived, and its timestamp option.
+    pub last_oow_ns: u64,
+    pub last_tsval: u32,
+    pub last_tsecr: u32,
+}
+
 #[cfg(feature = "user")]
 mod user {
     use super::*;
@@ -433,6 +539,9 @@ mod user {
     unsafe impl aya::Pod for FunnelKey {}
     unsafe impl aya::Pod for HandshakeProbeConfig {}
     unsafe impl aya::Pod for SynEvent {}
+    unsafe impl aya::Pod for FlowProbeConfig {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowStats {}
 }
 
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 80);
@@ -515,3 +624,6 @@ mod tests {
         assert_eq!(walk(&options), Some((1, 2)));
     }
 }
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 44);
+const _: () = assert!(core::mem::size_of::<FlowStats>() == 88);
+const _: () = assert!(core::mem::size_of::<FlowProbeConfig>() == 40 + 3 * 8 * REASON_SET_WORDS);

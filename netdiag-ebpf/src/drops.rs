@@ -37,7 +37,7 @@ static DROP_PROBE_CONFIG: DropProbeConfig = DropProbeConfig {
 };
 
 #[inline(always)]
-fn config() -> &'static DropProbeConfig {
+pub fn config() -> &'static DropProbeConfig {
     &DROP_PROBE_CONFIG
 }
 
@@ -152,7 +152,7 @@ const SKB_DST_PTRMASK: usize = !1;
 
 /// Network namespace of the packet: the receiving device's, else the socket's, else the device
 /// of the route the packet came in on.
-fn netns_inode(cfg: &DropProbeConfig, skb: *const u8, rx_sk: *const u8) -> u32 {
+pub fn netns_inode(cfg: &DropProbeConfig, skb: *const u8, rx_sk: *const u8) -> u32 {
     let mut dev: *const u8 = unsafe { read(skb, configured(&cfg.skb_dev)).unwrap_or(core::ptr::null()) };
     if dev.is_null() && rx_sk.is_null() {
         let refdst: usize = unsafe { read(skb, configured(&cfg.skb_refdst)).unwrap_or(0) };

@@ -11,6 +11,7 @@ use netdiag_common::{FAMILY_IPV4, FAMILY_IPV6, FunctionProbeConfig, PeerAddrKey,
 
 use crate::{
     access::{configured, netns_inode, read},
+    flows,
     maps::{DUPACKS_SENT, OOW_PENDING, OOW_SUPPRESSED, OowCall, SYN_SEEN, bump, count},
     packet::{self, SkbLayout},
 };
@@ -172,13 +173,10 @@ fn oow_suppressed(net: *const u8, skb: *const u8) {
         bump(stat::HOOK_UNPARSED);
         return;
     };
-    let key = PeerAddrKey {
-        addr: seg.saddr,
-        netns: netns_inode(net, configured(&cfg.net_ns_inum)),
-        family: seg.family,
-        _pad: [0; 3],
-    };
+    let netns = netns_inode(net, configured(&cfg.net_ns_inum));
+    let key = PeerAddrKey { addr: seg.saddr, netns, family: seg.family, _pad: [0; 3] };
     count(&OOW_SUPPRESSED, &key, unsafe { bpf_ktime_get_ns() });
+    flows::limiter_suppressed(&seg, netns);
 }
 
 /// Remote address of a socket. IPv4-mapped IPv6 peers are folded to IPv4, so a peer has the

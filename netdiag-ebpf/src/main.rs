@@ -6,6 +6,7 @@
 mod access;
 mod capture;
 mod drops;
+mod flows;
 mod functions;
 mod handshake;
 mod maps;

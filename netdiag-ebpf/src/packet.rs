@@ -27,6 +27,7 @@ pub struct Segment {
     pub seq: u32,
     pub ack_seq: u32,
     pub flags: u8,
+    pub window: u16,
     pub payload_len: u16,
     pub timestamp: Option<(u32, u32)>,
     /// Bytes from the IP header to the end of the TCP header (options included).
@@ -86,6 +87,7 @@ pub unsafe fn parse_headers(skb: *const u8, layout: &SkbLayout, tail_offset: u32
         seq: 0,
         ack_seq: 0,
         flags: 0,
+        window: 0,
         payload_len: 0,
         timestamp: None,
         headers_len: 0,
@@ -141,6 +143,7 @@ pub unsafe fn parse_headers(skb: *const u8, layout: &SkbLayout, tail_offset: u32
     seg.seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
     seg.ack_seq = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
     seg.flags = tcp[13];
+    seg.window = u16::from_be_bytes([tcp[14], tcp[15]]);
     let header_len = ((tcp[12] >> 4) as u32) * 4;
     if header_len < TCP_FIXED_HEADER as u32 {
         return None;

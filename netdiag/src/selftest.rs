@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::{
     btf::Btf,
     hooks,
-    scenario::{self, PawsRun, PawsTopology},
+    scenario::{self, LoopTopology, PawsRun, PawsTopology},
     session::{self, DiagnoseOptions},
 };
 
@@ -50,6 +50,12 @@ struct Incident {
     variant: &'static str,
     reproduce: fn(&PawsTopology) -> Result<PawsRun>,
 }
+
+/// The ACK loop of seed 001, reproduced across a router namespace for a few seconds.
+const ACK_LOOP: &str = "ACK loop: a router rewrites sequence numbers";
+/// How long the loop runs, and how long the session goes on after it for the episode to end.
+const ACK_LOOP_FOR: Duration = Duration::from_secs(3);
+const ACK_LOOP_SETTLE: Duration = Duration::from_millis(1500);
 
 const INCIDENTS: &[Incident] = &[
     Incident {
@@ -111,6 +117,12 @@ pub async fn run(args: SelftestArgs) -> Result<i32> {
         });
         outcomes.push(outcome);
     }
+    outcomes.push(check_ack_loop(&btf).await.unwrap_or_else(|e| Outcome {
+        incident: ACK_LOOP,
+        reason: "TCP_OLD_SEQUENCE",
+        status: Status::NotSeen,
+        detail: format!("could not reproduce: {e:#}"),
+    }));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcomes)?);
     } else {
@@ -128,7 +140,7 @@ async fn check(incident: &'static Incident, btf: &Btf) -> Result<Outcome> {
         return Ok(outcome(Status::Unsupported, missing_reason));
     }
     let topo = Arc::new(PawsTopology::new(incident.tag)?);
-    let (report, run) = traced(&topo, &topo.server_ns, incident.reproduce).await?;
+    let (report, run) = traced(&topo, Some(&topo.server_ns), incident.reproduce).await?;
 
     if let (false, Some(name)) = (reason_exists, incident.hook_without_reason) {
         if let Some(hook) = report.hooks.iter().find(|h| h.name == name && !h.active) {
@@ -159,18 +171,18 @@ const HANDSHAKE_INCIDENTS: &[(&str, &str, HandshakeCheck)] = &[
 const NAT_INCIDENT: &str = "SYNs unanswered behind a real NAT (seed 002)";
 const OVERFLOW_INCIDENT: &str = "listener that never accepts";
 
-/// A session on the lab's server namespace while `reproduce` runs; the reproduction's result
+/// A session on the lab's namespace `netns` (all, if None) while `reproduce` runs; the reproduction's result
 /// is held until the report is made (it may hold the listener the report reads).
 async fn traced<Topo: Send + Sync + 'static, T: Send + 'static>(
     topo: &Arc<Topo>,
-    server_ns: &str,
+    netns: Option<&str>,
     reproduce: fn(&Topo) -> Result<T>,
 ) -> Result<(crate::output::Report, T)> {
     let opts = DiagnoseOptions {
         duration: INCIDENT_DEADLINE,
         peer: None,
         port: None,
-        netns: Some(server_ns.to_string()),
+        netns: netns.map(str::to_string),
         hooks: hooks::Options::default(),
         pcap: None,
     };
@@ -191,7 +203,7 @@ fn finding_count(report: &crate::output::Report, kind: &str, peer: &str, variant
 
 async fn check_nat(btf: &Btf) -> Result<Outcome> {
     let topo = Arc::new(scenario::NatTopology::new("stnat", 2, 0)?);
-    let (report, run) = traced(&topo, &topo.server_ns, scenario::nat_time_wait).await?;
+    let (report, run) = traced(&topo, Some(&topo.server_ns), scenario::nat_time_wait).await?;
     let nat = run.nat_addr.to_string();
     let outcome = |status, detail| Outcome { incident: NAT_INCIDENT, reason: "TCP_RFC7323_TW_PAWS", status, detail };
     let clocks = report.findings.iter().any(|f| f.kind == "nat_timestamp_clocks" && f.peer == nat);
@@ -214,12 +226,43 @@ async fn check_nat(btf: &Btf) -> Result<Outcome> {
 
 async fn check_overflow() -> Result<Outcome> {
     let topo = Arc::new(scenario::NatTopology::new("stovf", 0, 1)?);
-    let (report, run) = traced(&topo, &topo.server_ns, |topo| scenario::listen_overflow(topo, 1)).await?;
+    let (report, run) = traced(&topo, Some(&topo.server_ns), |topo| scenario::listen_overflow(topo, 1)).await?;
     let client = run.client_addr.to_string();
     let named = finding_count(&report, "unanswered_syns", &client, "listen_overflow");
     let status = if named == run.unanswered_syns && named > 0 { Status::Seen } else { Status::NotSeen };
     let detail = format!("{named} of {} unanswered SYNs attributed to {client} on :{}", run.unanswered_syns, run.server.port());
     Ok(Outcome { incident: OVERFLOW_INCIDENT, reason: "none (TcpExtListenOverflows)", status, detail })
+}
+
+/// Both ends of a loop must be named, each with out-of-window segments in and duplicate ACKs out.
+async fn check_ack_loop(btf: &Btf) -> Result<Outcome> {
+    // Which of the two sequence reasons each end sees depends on the flipped bit; both exist or
+    // neither on any kernel.
+    let reason = "TCP_OLD_SEQUENCE";
+    let outcome = |status, detail| Outcome { incident: ACK_LOOP, reason, status, detail };
+    if btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{reason}")).is_none() {
+        let detail = format!("drop reason {reason} does not exist on this kernel; the tracepoint backend cannot see it");
+        return Ok(outcome(Status::Unsupported, detail));
+    }
+    let topo = Arc::new(LoopTopology::new("stloop")?);
+    // Both ends' namespaces: no namespace filter.
+    let (report, run) = traced(&topo, None, |topo| {
+        let (run, _) = scenario::start_ack_loop(topo, ACK_LOOP_FOR)?.finish()?;
+        std::thread::sleep(ACK_LOOP_SETTLE);
+        Ok(run)
+    })
+    .await?;
+    let ends = [(run.client, run.server), (run.server, run.client)];
+    let named = ends
+        .iter()
+        .filter(|(local, peer)| {
+            report.findings.iter().any(|f| {
+                f.kind == "ack_loop" && f.count > 0 && f.local == [local.to_string()] && f.peer == peer.ip().to_string()
+            })
+        })
+        .count();
+    let detail = format!("{named} of 2 ends of {} <-> {} named", run.client, run.server);
+    Ok(outcome(if named == 2 { Status::Seen } else { Status::NotSeen }, detail))
 }
 
 fn table(outcomes: &[Outcome]) -> String {

@@ -14,7 +14,7 @@ use tokio::{
 };
 
 use crate::{
-    aggregate::{Aggregator, FlowId, FlowSeen},
+    aggregate::{Aggregator, FlowId, FlowSeen, flows::FlowMonitor},
     clock::Clock,
     counters::{self, CounterWatch},
     events::{self, ip_from},
@@ -103,7 +103,16 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
         active.join(", "),
         opts.duration.as_secs_f64()
     );
-    wait_for_end(opts.duration, stop_signals, done, &aggregator, &mut watch_counters, started).await;
+    let limiter_traced = probes.hooks.iter().any(|h| h.name == "oow_limiter" && h.active);
+    let mut flows = FlowMonitor::new(limiter_traced);
+    let mut poll_flows = || {
+        if let Err(e) = flows.poll(&probes) {
+            log::warn!("reading per-flow counts: {e:#}");
+        }
+        flows.namespaces()
+    };
+    wait_for_end(opts.duration, stop_signals, done, &aggregator, &mut watch_counters, started, &mut poll_flows).await;
+    poll_flows();
 
     let _ = stop_tx.send(true);
     pump.await??;
@@ -117,7 +126,7 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
         netns: netns_filter.into_iter().collect(),
     };
     let aggregator = aggregator.lock().unwrap_or_else(|e| e.into_inner());
-    let (mut report, netns_names) = build(&probes, &aggregator, &mut watch_counters, &filter, started)?;
+    let (mut report, netns_names) = build(&probes, &aggregator, &flows, &mut watch_counters, &filter, started)?;
     report.pcap = opts.pcap.as_ref().zip(pcap_packets).map(|(target, packets)| PcapSummary {
         path: target.path.display().to_string(),
         packets,
@@ -171,17 +180,19 @@ impl ReportFilter {
 pub fn build_report(
     probes: &Probes,
     aggregator: &Aggregator,
+    flows: &FlowMonitor,
     watch_counters: &mut CounterWatch,
     filter: &ReportFilter,
     started: Instant,
 ) -> Result<Report> {
-    Ok(build(probes, aggregator, watch_counters, filter, started)?.0)
+    Ok(build(probes, aggregator, flows, watch_counters, filter, started)?.0)
 }
 
 /// [`build_report`], and the display names of the namespaces it spoke of, by inode.
 fn build(
     probes: &Probes,
     aggregator: &Aggregator,
+    flows: &FlowMonitor,
     watch_counters: &mut CounterWatch,
     filter: &ReportFilter,
     started: Instant,
@@ -203,6 +214,7 @@ fn build(
         .map(|(k, _)| k.netns)
         .chain(funnel_counts.iter().map(|(k, _)| k.netns))
         .chain(syns_seen.iter().map(|(k, _)| k.netns))
+        .chain(flows.namespaces().into_iter().filter(|inode| filter.keeps_netns(*inode)))
         .collect();
     let deltas = watch_counters.deltas(&event_namespaces)?;
     let known = netns::named().unwrap_or_default();
@@ -244,6 +256,10 @@ fn build(
         duration_s,
     );
     findings.extend(handshakes.findings);
+    findings.extend(flows.findings(
+        |flow| filter.keeps_addr(flow.remote.ip(), flow.netns, Some(flow.local.port())),
+        |inode| display_name(inode, &names, root),
+    ));
     let counters: BTreeMap<String, counters::Counters> = deltas
         .iter()
         .filter(|(ns, _)| filter.keeps_netns(ns.inode))
@@ -366,6 +382,7 @@ async fn wait_for_end(
     aggregator: &Mutex<Aggregator>,
     watch: &mut CounterWatch,
     started: Instant,
+    poll_flows: &mut dyn FnMut() -> Vec<u32>,
 ) {
     let live = std::io::stderr().is_terminal();
     let deadline = tokio::time::sleep(duration);
@@ -381,7 +398,11 @@ async fn wait_for_end(
             _ = signals.terminate.recv() => break,
             _ = tick.tick() => {
                 ticks += 1;
-                let seen = event_namespaces(aggregator);
+                let mut seen = event_namespaces(aggregator);
+                // Every half second: episodes start and end at the time they are seen.
+                if ticks.is_multiple_of(2) {
+                    seen.extend(poll_flows());
+                }
                 if ticks % 4 == 0 || seen.iter().any(|inode| !watch.has_reading(*inode)) {
                     if let Err(e) = watch.refresh(&seen) {
                         log::warn!("reading counters: {e:#}");

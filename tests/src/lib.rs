@@ -73,6 +73,18 @@ impl Diagnose {
         Ok(Diagnose { child, stderr_lines: rx })
     }
 
+    /// Waits until netdiag prints a stderr line `wanted` accepts, at most until `deadline`.
+    pub fn wait_for_line(&self, deadline: std::time::Instant, wanted: impl Fn(&str) -> bool) -> Result<String> {
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr_lines.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return Ok(line),
+                Ok(_) => continue,
+                Err(_) => bail!("netdiag printed no such line in time"),
+            }
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -160,7 +160,9 @@ fn auto_picks_the_best_backend_the_kernel_allows_for_each_hook() {
             "synack_sent",
             "synack_retransmit",
             "handshake_done",
-            "paws_time_wait"
+            "paws_time_wait",
+            "oow_received",
+            "dupack_egress"
         ]
     );
 
@@ -197,6 +199,8 @@ fn auto_picks_the_best_backend_the_kernel_allows_for_each_hook() {
         assert_inactive(paws);
     }
 
+    assert_flow_hooks(&report, "auto");
+
     // paws_time_wait: fentry, else kprobe, else the kfree_skb program if the kernel has the reason.
     let time_wait = hook(&report, "paws_time_wait");
     let refusals = refused(time_wait);
@@ -219,6 +223,28 @@ fn auto_picks_the_best_backend_the_kernel_allows_for_each_hook() {
     } else {
         assert_inactive(time_wait);
         assert!(refusals[2].starts_with("tracepoint: "), "{time_wait:#}");
+    }
+}
+
+/// The per-flow ACK-loop hooks exist only as tracepoints: the raw tracepoint where the kernel
+/// takes it, else the perf one with the raw one's refusal; any other forced backend has none.
+fn assert_flow_hooks(report: &Value, backend: &str) {
+    for name in ["oow_received", "dupack_egress"] {
+        let flow = hook(report, name);
+        match backend {
+            "auto" | "tracepoint" => {
+                assert_eq!(flow["active"], true, "{flow:#}");
+                match flow["backend"].as_str() {
+                    Some("raw_tracepoint") => assert!(refused(flow).is_empty(), "{flow:#}"),
+                    Some("tracepoint") => assert!(refused(flow)[0].starts_with("raw_tracepoint: "), "{flow:#}"),
+                    other => panic!("{name} served by {other:?}: {flow:#}"),
+                }
+            }
+            _ => {
+                assert_inactive(flow);
+                assert_eq!(refused(flow), [format!("{backend}: no {backend} equivalent implemented")]);
+            }
+        }
     }
 }
 
@@ -279,6 +305,7 @@ fn a_forced_backend_serves_what_it_can_and_says_why_not_for_the_rest() {
                 );
             }
         }
+        assert_flow_hooks(&report, backend);
     }
 }
 

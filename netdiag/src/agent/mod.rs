@@ -40,7 +40,7 @@ use self::{
     metrics::{Exported, MapStat, ProgramStat},
 };
 use crate::{
-    aggregate::{Aggregator, PeerId},
+    aggregate::{Aggregator, PeerId, flows::FlowMonitor},
     counters::CounterWatch,
     error::usage,
     events::{self, ip_from},
@@ -121,6 +121,7 @@ pub async fn run(args: AgentArgs) -> Result<i32> {
         peer_map: KeyWatch::default(),
         dupacks: HashMap::new(),
         exported: &exported,
+        flows: FlowMonitor::new(probes.hooks.iter().any(|h| h.name == "oow_limiter" && h.active)),
         started,
     };
     let mut tick = tokio::time::interval(config.interval);
@@ -162,6 +163,8 @@ struct Agent<'a> {
     peer_map: KeyWatch,
     dupacks: HashMap<&'static str, Totals>,
     exported: &'a Mutex<Exported>,
+    /// The ACK-loop detector, fed the kernel's per-flow counts every cycle.
+    flows: FlowMonitor,
     started: Instant,
 }
 
@@ -169,9 +172,10 @@ impl Agent<'_> {
     /// Rebuilds the findings and updates what /metrics shows; returns the JSON-line events.
     fn cycle(&mut self) -> Result<Vec<findings::Event>> {
         let filter = ReportFilter { peers: self.config.peers.clone(), port: None, netns: self.netns_filter()? };
+        self.flows.poll(self.probes)?;
         let report = {
             let aggregator = self.aggregator.lock().unwrap_or_else(|e| e.into_inner());
-            session::build_report(self.probes, &aggregator, self.watch_counters, &filter, self.started)?
+            session::build_report(self.probes, &aggregator, &self.flows, self.watch_counters, &filter, self.started)?
         };
         // A kind missing from config::DETECTORS (a detector newer than that list) is exported
         // rather than silently dropped.

@@ -1,5 +1,7 @@
 //! Aggregation: what the per-flow samples add to the kernel's exact per-peer counts — which
 //! local endpoints a peer hit, its ports and timestamps — bounded in memory.
+pub mod flows;
+
 use std::{
     collections::{BTreeSet, HashMap},
     net::{IpAddr, SocketAddr},

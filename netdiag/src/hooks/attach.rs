@@ -4,7 +4,7 @@ use std::{cell::OnceCell, collections::HashSet};
 
 use aya::{
     Ebpf,
-    programs::{FEntry, FExit, KProbe, Program, ProgramError, TracePoint},
+    programs::{FEntry, FExit, KProbe, Program, ProgramError, RawTracePoint, TracePoint},
 };
 
 use super::{
@@ -14,6 +14,12 @@ use super::{
     time_wait::TimeWaitSetup,
 };
 use crate::btf::Btf;
+
+/// Notes for the hooks of the per-flow accounting, or why each part of its setup failed.
+pub struct FlowSetup {
+    pub egress: Result<String, String>,
+    pub reasons: Result<String, String>,
+}
 
 /// Why one candidate does not serve a hook, as `backend: reason`.
 struct Refusal {
@@ -33,6 +39,7 @@ pub struct Attacher<'a> {
     time_wait: TimeWaitSetup,
     /// Tracepoint programs attached so far: a second hook served by one shares it.
     tracepoints: HashSet<&'static str>,
+    flow_setup: FlowSetup,
     /// aya's copy of the kernel BTF, which fentry/fexit loads need; parsed on first use.
     kernel_btf: OnceCell<Result<aya::Btf, String>>,
 }
@@ -46,6 +53,7 @@ impl<'a> Attacher<'a> {
         drop_setup: Result<String, String>,
         handshake_setup: Result<String, String>,
         time_wait: TimeWaitSetup,
+        flow_setup: FlowSetup,
     ) -> Self {
         Attacher {
             ebpf,
@@ -55,6 +63,7 @@ impl<'a> Attacher<'a> {
             drop_setup,
             handshake_setup,
             time_wait,
+            flow_setup,
             tracepoints: HashSet::new(),
             kernel_btf: OnceCell::new(),
         }
@@ -109,6 +118,11 @@ impl<'a> Attacher<'a> {
             Setup::DropReasons => self.drop_setup.clone()?,
             Setup::Handshake => self.handshake_setup.clone()?,
             Setup::TimeWait => self.time_wait.note(attach.family())?,
+            Setup::FlowEgress => self.flow_setup.egress.clone()?,
+            Setup::FlowDrops => {
+                self.drop_setup.clone()?;
+                self.flow_setup.reasons.clone()?
+            }
         };
         // A function program serving paws_time_wait takes its drops over from kfree_skb.
         let hand_over = setup == Setup::TimeWait && attach.family() != Family::Tracepoint;
@@ -157,6 +171,14 @@ impl<'a> Attacher<'a> {
                         let _ = prog.unload();
                     }
                     return Err(reason);
+                }
+            }
+            Attach::RawTracepoint { program, name } => {
+                let prog: &mut RawTracePoint = program_of(self.ebpf, program)?;
+                prog.load().map_err(|e| refusal("load", &e))?;
+                if let Err(e) = prog.attach(name) {
+                    let _ = prog.unload();
+                    return Err(refusal("attach", &e));
                 }
             }
             Attach::Tracepoint { program, category, name } => {

@@ -88,6 +88,11 @@ pub enum Attach {
         category: &'static str,
         name: &'static str,
     },
+    /// Called by the tracepoint directly with its arguments; no perf buffer in between.
+    RawTracepoint {
+        program: &'static str,
+        name: &'static str,
+    },
 }
 
 impl Attach {
@@ -95,7 +100,7 @@ impl Attach {
         match self {
             Attach::Fentry { .. } | Attach::Fexit { .. } => Family::Fentry,
             Attach::Kprobe { .. } | Attach::Kretprobe { .. } => Family::Kprobe,
-            Attach::Tracepoint { .. } => Family::Tracepoint,
+            Attach::Tracepoint { .. } | Attach::RawTracepoint { .. } => Family::Tracepoint,
         }
     }
 
@@ -107,6 +112,7 @@ impl Attach {
             Attach::Kprobe { .. } => "kprobe",
             Attach::Kretprobe { .. } => "kretprobe",
             Attach::Tracepoint { .. } => "tracepoint",
+            Attach::RawTracepoint { .. } => "raw_tracepoint",
         }
     }
 
@@ -117,6 +123,7 @@ impl Attach {
             | Attach::Kprobe { function, .. }
             | Attach::Kretprobe { function, .. } => function.name.to_string(),
             Attach::Tracepoint { category, name, .. } => format!("{category}:{name}"),
+            Attach::RawTracepoint { name, .. } => format!("raw {name}"),
         }
     }
 }
@@ -133,6 +140,10 @@ pub enum Setup {
     /// `paws_time_wait`: `FunctionProbeConfig` with the TIME_WAIT socket offsets for its
     /// function programs; for its tracepoint, `kfree_skb` watching `TCP_RFC7323_TW_PAWS`.
     TimeWait,
+    /// `FlowProbeConfig` offsets for `net:net_dev_queue`.
+    FlowEgress,
+    /// `DropProbeConfig` record offsets and `FlowProbeConfig`'s out-of-window reasons.
+    FlowDrops,
 }
 
 pub struct LogicalHook {
@@ -256,6 +267,24 @@ pub const CATALOGUE: &[LogicalHook] = &[
             Attach::Tracepoint { program: "kfree_skb", category: "skb", name: "kfree_skb" },
         ],
     },
+    LogicalHook {
+        name: "oow_received",
+        counts: "out-of-window segments received, per flow, by why (timestamp, sequence, ACK)",
+        setup: Setup::FlowDrops,
+        candidates: &[
+            Attach::RawTracepoint { program: "oow_received_raw", name: "kfree_skb" },
+            Attach::Tracepoint { program: "oow_received", category: "skb", name: "kfree_skb" },
+        ],
+    },
+    LogicalHook {
+        name: "dupack_egress",
+        counts: "duplicate ACKs leaving this host (pure ACKs repeating the flow's last segment), per flow",
+        setup: Setup::FlowEgress,
+        candidates: &[
+            Attach::RawTracepoint { program: "flow_egress_raw", name: "net_dev_queue" },
+            Attach::Tracepoint { program: "flow_egress", category: "net", name: "net_dev_queue" },
+        ],
+    },
 ];
 
 /// Programs whose configuration differs from their hook's: a tracepoint standing in for a
@@ -267,7 +296,7 @@ pub fn setup_of(hook: &LogicalHook, attach: &Attach) -> Setup {
     let program = match attach {
         Attach::Fentry { program, .. } | Attach::Fexit { program, .. } | Attach::Kprobe { program, .. } => program,
         Attach::Kretprobe { entry, .. } => entry,
-        Attach::Tracepoint { program, .. } => program,
+        Attach::Tracepoint { program, .. } | Attach::RawTracepoint { program, .. } => program,
     };
     OWN_SETUP.iter().find(|(name, _)| name == program).map_or(hook.setup, |(_, setup)| *setup)
 }
@@ -279,7 +308,7 @@ pub fn functions() -> impl Iterator<Item = &'static KernelFunction> {
         | Attach::Fexit { function, .. }
         | Attach::Kprobe { function, .. }
         | Attach::Kretprobe { function, .. } => Some(*function),
-        Attach::Tracepoint { .. } => None,
+        Attach::Tracepoint { .. } | Attach::RawTracepoint { .. } => None,
     })
 }
 

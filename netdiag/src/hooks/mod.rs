@@ -9,6 +9,7 @@ pub mod command;
 mod config;
 mod drop_reasons;
 mod handshake;
+mod flow_config;
 pub mod privileges;
 mod support;
 mod time_wait;
@@ -20,7 +21,7 @@ use aya::{
 };
 pub use catalogue::BackendChoice;
 pub use drop_reasons::{HANDSHAKE_REASONS, PAWS_REASONS, ReasonTable, watched_with};
-use netdiag_common::{FunnelKey, PeerAddrKey, PeerKey, PeerStats, SynKey, stat};
+use netdiag_common::{FlowKey, FlowProbeConfig, FlowStats, FunnelKey, PeerAddrKey, PeerKey, PeerStats, SynKey, stat};
 use serde::Serialize;
 
 use crate::{
@@ -139,6 +140,16 @@ impl Probes {
         let format = tracefs::read_format("skb", "kfree_skb");
         let reasons = ReasonTable::resolve(&btf, format.as_ref().ok());
         let watched = &opts.watched_reasons;
+        let mut flow_config = FlowProbeConfig::default();
+        let flow_setup = attach::FlowSetup {
+            egress: flow_config::egress_offsets(&mut flow_config, &btf).map(|()| String::new()).map_err(short_reason),
+            reasons: flow_config::oow_reasons(&mut flow_config, &reasons)
+                .and_then(|note| {
+                    let format = format.as_ref().map_err(|e| anyhow!("skb:kfree_skb is not available ({e:#})"))?;
+                    flow_config::raw_drop_args(&mut flow_config, format).map(|()| note)
+                })
+                .map_err(short_reason),
+        };
         let drop_setup = format
             .map_err(|e| anyhow!("skb:kfree_skb is not available ({e:#})"))
             .and_then(|format| config::drop_probe_config(&btf, &format, &reasons, watched, opts.only_netns));
@@ -169,6 +180,7 @@ impl Probes {
             .override_global("FUNCTION_PROBE_CONFIG", &function_config, true)
             .override_global("CAPTURES_PER_SECOND", &opts.captures_per_second, true)
             .override_global("HANDSHAKE_PROBE_CONFIG", &handshake_config, true)
+            .override_global("FLOW_PROBE_CONFIG", &flow_config, true)
             .map_max_entries("EVENTS", opts.ring_bytes);
         if opts.captures_per_second == 0 {
             // Nothing is ever captured: the smallest ring the kernel allows.
@@ -194,6 +206,7 @@ impl Probes {
             drop_note,
             handshake_setup.map(|_| " (SYN funnel from tracepoints)".to_string()).map_err(short_reason),
             time_wait,
+            flow_setup,
         );
         let hooks =
             catalogue::CATALOGUE.iter().map(|hook| attacher.serve(hook, opts.backend)).collect();
@@ -236,6 +249,19 @@ impl Probes {
     /// Out-of-window answers the rate limiter suppressed (`oow_limiter`), summed over CPUs.
     pub fn oow_suppressed(&self) -> Result<Vec<(PeerAddrKey, PeerStats)>> {
         self.per_peer("OOW_SUPPRESSED")
+    }
+
+    /// Per-flow out-of-window and duplicate-ACK counts (`oow_received`, `dupack_egress`,
+    /// `oow_limiter`), summed over CPUs.
+    pub fn flow_counts(&self) -> Result<Vec<(FlowKey, FlowStats)>> {
+        let map = self.ebpf.map("FLOW_STATS").ok_or_else(|| anyhow!("FLOW_STATS map missing"))?;
+        let map: PerCpuHashMap<_, FlowKey, FlowStats> = PerCpuHashMap::try_from(map)?;
+        let mut out = Vec::new();
+        for entry in map.iter() {
+            let (key, per_cpu) = entry?;
+            out.push((key, sum_flow_slots(per_cpu.iter())));
+        }
+        Ok(out)
     }
 
     fn per_peer<K: Pod>(&self, name: &str) -> Result<Vec<(K, PeerStats)>> {
@@ -289,6 +315,29 @@ fn page_size() -> u32 {
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as u32 }
 }
 
+/// Combines one flow's per-CPU slots: counts add up (every slot, also one its CPU has not
+/// stamped yet), times span all CPUs, and the timestamp option is the one of the latest
+/// out-of-window segment.
+fn sum_flow_slots<'a>(slots: impl Iterator<Item = &'a FlowStats>) -> FlowStats {
+    slots.fold(FlowStats::default(), |acc, s| {
+        let latest = if s.last_oow_ns > acc.last_oow_ns { s } else { &acc };
+        FlowStats {
+            oow_timestamp: acc.oow_timestamp + s.oow_timestamp,
+            oow_sequence: acc.oow_sequence + s.oow_sequence,
+            oow_ack: acc.oow_ack + s.oow_ack,
+            oow_pure_ack: acc.oow_pure_ack + s.oow_pure_ack,
+            dupacks_out: acc.dupacks_out + s.dupacks_out,
+            progress_out: acc.progress_out + s.progress_out,
+            limiter_suppressed: acc.limiter_suppressed + s.limiter_suppressed,
+            first_ns: if acc.first_ns == 0 || s.first_ns == 0 { acc.first_ns.max(s.first_ns) } else { acc.first_ns.min(s.first_ns) },
+            last_ns: acc.last_ns.max(s.last_ns),
+            last_oow_ns: latest.last_oow_ns,
+            last_tsval: latest.last_tsval,
+            last_tsecr: latest.last_tsecr,
+        }
+    })
+}
+
 /// Turns a refusal to load the object into an actionable message where we can tell why.
 fn load_error(action: &str, err: anyhow::Error) -> anyhow::Error {
     let text = format!("{err:#}");
@@ -306,5 +355,22 @@ fn short_reason(err: anyhow::Error) -> String {
     match err.downcast_ref::<Unavailable>() {
         Some(missing) => missing.what.clone(),
         None => format!("{err:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cpu_slot_of_a_flow_counts_even_one_never_stamped() {
+        // CPU 1 created the entry; CPU 0 counted into the slot the kernel zeroed for it.
+        let slots = [
+            FlowStats { oow_sequence: 249, dupacks_out: 1, ..FlowStats::default() },
+            FlowStats { oow_sequence: 351, first_ns: 5, last_ns: 9, last_oow_ns: 9, last_tsval: 7, ..FlowStats::default() },
+        ];
+        let sum = sum_flow_slots(slots.iter());
+        assert_eq!((sum.oow_sequence, sum.dupacks_out), (600, 1));
+        assert_eq!((sum.first_ns, sum.last_ns, sum.last_tsval), (5, 9, 7));
     }
 }

@@ -817,8 +817,12 @@ pub static ENTRIES: &[Entry] = &[
                      duplicate ACK, which the other side rejects in turn. With net.ipv4.tcp_invalid_ratelimit \
                      at 0, or on kernels before 4.0 that lack it, nothing slows this down and the pair trade \
                      pure ACKs at line rate: hundreds of megabits per second that look like an attack.",
-            attribution: "A sustained high rate of drops from one peer with reasons TCP_RFC7323_PAWS, \
-                          TCP_INVALID_SEQUENCE or TCP_OLD_SEQUENCE, read with TcpExtTCPACKSkippedPAWS and \
+            attribution: "Per flow (namespace and 4-tuple) in a kernel map: drops with the out-of-window reasons \
+                          (TCP_RFC7323_PAWS, TCP_OLD_SEQUENCE, TCP_INVALID_SEQUENCE, TCP_INVALID_END_SEQUENCE, \
+                          ACK checks) on skb:kfree_skb, and pure ACKs leaving the host that repeat the flow's last \
+                          segment on net:net_dev_queue. A flow whose out-of-window ACKs in and duplicate ACKs out \
+                          are both sustained and matched, with no data moving, for a second is named with both \
+                          endpoints, rates, start and end. Read with TcpExtTCPACKSkippedPAWS and \
                           TcpExtTCPACKSkippedSeq: rising skips show the limiter containing the loop, none while \
                           the drops race on means the limiter is off.",
             action: "At once: make sure net.ipv4.tcp_invalid_ratelimit is above 0 (default 500 ms; `netdiag \
@@ -839,9 +843,10 @@ pub static ENTRIES: &[Entry] = &[
                      failover, a sequence-randomising firewall), a sender ignoring the advertised window, or \
                      blind injection attempts. Each segment costs a duplicate ACK up to the limiter and can \
                      grow into an ack_loop.",
-            attribution: "Per-peer counts of drops with reasons TCP_INVALID_SEQUENCE, TCP_INVALID_END_SEQUENCE \
-                          and TCP_OLD_SEQUENCE on skb:kfree_skb, set beside TcpExtBeyondWindow and \
-                          TcpExtTCPACKSkippedSeq.",
+            attribution: "Per-flow counts of drops with out-of-window reasons on skb:kfree_skb, and of the \
+                          duplicate ACKs that answered them (net:net_dev_queue); the answers the limiter held back \
+                          are the difference (or its own count where fexit/kretprobe can read it), set beside \
+                          TcpExtBeyondWindow and TcpExtTCPACKSkippedSeq.",
             action: "Capture both ends and compare sequence and acknowledgment numbers to find where they shift; \
                      if the sources are many and random, treat it as an attack and filter upstream.",
             related: &[

@@ -122,6 +122,17 @@ impl Report {
                 f.first_seen,
                 f.last_seen
             );
+            if let Some(flow) = &f.flow {
+                out += &format!(
+                    "    {:.1} out-of-window/s in, {:.1} duplicate ACKs/s out, {:.1}/s suppressed; why: {}; {} … {}\n",
+                    flow.oow_in_per_s,
+                    flow.dupacks_out_per_s,
+                    flow.dupacks_suppressed_per_s,
+                    flow.why,
+                    flow.started,
+                    flow.ended.as_deref().unwrap_or("ongoing")
+                );
+            }
             out += &wrap(&f.summary, "    ");
             out += "\n";
             out += &wrap(&format!("What to do: {}", f.advice), "    ");

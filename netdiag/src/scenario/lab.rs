@@ -216,7 +216,7 @@ fn bring_up(ns: &str, ifname: &str, addrs: &[&str]) -> Result<()> {
     ip(&["-n", ns, "link", "set", ifname, "up"])
 }
 
-fn ip(args: &[&str]) -> Result<()> {
+pub(super) fn ip(args: &[&str]) -> Result<()> {
     let out = Command::new("ip").args(args).output().context("run ip (iproute2)")?;
     ensure!(
         out.status.success(),

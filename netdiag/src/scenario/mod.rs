@@ -11,12 +11,17 @@
 
 mod flood;
 mod hostile;
+mod ack_loop;
 mod lab;
 mod nat;
 mod packet;
 mod paws;
 mod wire;
 
+pub use ack_loop::{
+    FlowRun, LOOP_CLIENT_V4, LOOP_SERVER_V4, LoopTopology, MAX_LOOP, RunningLoop, lossy_bulk, oow_flood,
+    start_ack_loop,
+};
 pub use lab::{Lab, VethPair};
 pub use paws::{
     CLIENT_V4, CLIENT_V6, INNOCENT_V4, PawsRun, PawsTopology, SERVER_INNOCENT_SIDE_V4, SERVER_V4,

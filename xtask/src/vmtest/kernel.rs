@@ -37,6 +37,10 @@ const GUEST_MODULES: &[&str] = &[
     // Socket statistics for ss.
     "inet_diag",
     "tcp_diag",
+    // The ACK-loop scenarios' lossy router: nftables random numbers pick segments to drop or to
+    // hold back behind a slow HTB class.
+    "nft_numgen",
+    "sch_htb",
 ];
 
 /// Module index files depmod reads besides the modules themselves.

@@ -1,0 +1,630 @@
+//! ACK loops (seed 001): two hosts that each see the other's segments as out of window and
+//! answer every one with a duplicate ACK, which the other again finds out of window. And the
+//! lesser case, a peer that keeps sending out-of-window segments while `tcp_invalid_ratelimit`
+//! suppresses most of our answers.
+//!
+//! The detector is pure: it is fed the kernel's cumulative per-flow counts every half second
+//! ([`Detector::observe`]) and judges each interval, so its verdicts can be tested on recorded
+//! rates. An episode starts after [`Rules::sustain_s`] of qualifying intervals and ends after
+//! [`Rules::quiet_s`] without; `started` is the start of its first qualifying interval,
+//! `ended` the end of its last.
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::SocketAddr,
+    time::{Duration, SystemTime},
+};
+
+use super::{Finding, FlowFacts};
+
+/// One TCP connection seen from one namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowId {
+    pub netns: u32,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// A flow's cumulative counts as the kernel keeps them (`netdiag_common::FlowStats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub oow_timestamp: u64,
+    pub oow_sequence: u64,
+    pub oow_ack: u64,
+    pub oow_pure_ack: u64,
+    pub dupacks_out: u64,
+    pub progress_out: u64,
+    pub limiter_suppressed: u64,
+}
+
+impl Totals {
+    pub fn oow(&self) -> u64 {
+        self.oow_timestamp + self.oow_sequence + self.oow_ack
+    }
+
+    /// What happened between `earlier` and `self`; a flow the kernel evicted and counted
+    /// afresh since starts from zero.
+    fn since(&self, earlier: &Totals) -> Totals {
+        if self.oow() < earlier.oow() || self.dupacks_out < earlier.dupacks_out {
+            return *self;
+        }
+        Totals {
+            oow_timestamp: self.oow_timestamp.saturating_sub(earlier.oow_timestamp),
+            oow_sequence: self.oow_sequence.saturating_sub(earlier.oow_sequence),
+            oow_ack: self.oow_ack.saturating_sub(earlier.oow_ack),
+            oow_pure_ack: self.oow_pure_ack.saturating_sub(earlier.oow_pure_ack),
+            dupacks_out: self.dupacks_out - earlier.dupacks_out,
+            progress_out: self.progress_out.saturating_sub(earlier.progress_out),
+            limiter_suppressed: self.limiter_suppressed.saturating_sub(earlier.limiter_suppressed),
+        }
+    }
+
+    fn add(&mut self, other: &Totals) {
+        self.oow_timestamp += other.oow_timestamp;
+        self.oow_sequence += other.oow_sequence;
+        self.oow_ack += other.oow_ack;
+        self.oow_pure_ack += other.oow_pure_ack;
+        self.dupacks_out += other.dupacks_out;
+        self.progress_out += other.progress_out;
+        self.limiter_suppressed += other.limiter_suppressed;
+    }
+
+    /// Answers the limiter suppressed: its own count where its return value is traced, else
+    /// out-of-window segments in that got no duplicate ACK out (data segments are always
+    /// answered, so every one missing was a pure ACK the limiter held back).
+    pub fn suppressed(&self, limiter_traced: bool) -> u64 {
+        if limiter_traced { self.limiter_suppressed } else { self.oow().saturating_sub(self.dupacks_out) }
+    }
+
+    /// Why the segments were out of window: the check that rejected most of them.
+    pub fn why(&self) -> &'static str {
+        let by_why = [("timestamps", self.oow_timestamp), ("sequence", self.oow_sequence), ("ack", self.oow_ack)];
+        by_why.iter().max_by_key(|(_, n)| *n).map_or("sequence", |(why, _)| why)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    AckLoop,
+    OutOfWindowFlood,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::AckLoop => "ack_loop",
+            Kind::OutOfWindowFlood => "out_of_window_flood",
+        }
+    }
+}
+
+/// Thresholds. Ordinary duplicate ACKs (loss, reordering, SACK) answer in-window segments and
+/// never count as out of window; a spurious retransmission is out of window but comes alone.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    /// Out-of-window segments in (and, for a loop, duplicate ACKs out) per second, at least.
+    pub min_rate: f64,
+    /// How long intervals must qualify before an episode is declared.
+    pub sustain_s: f64,
+    /// How long without qualifying intervals ends an episode.
+    pub quiet_s: f64,
+    /// Whether `limiter_suppressed` is counted by the kernel (fexit/kretprobe on
+    /// `tcp_oow_rate_limited`) rather than derived.
+    pub limiter_traced: bool,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules { min_rate: 10.0, sustain_s: 1.0, quiet_s: 1.0, limiter_traced: false }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Interval {
+    from: f64,
+    to: f64,
+    delta: Totals,
+}
+
+impl Interval {
+    fn kind(&self, rules: &Rules) -> Option<Kind> {
+        let dt = self.to - self.from;
+        if dt <= 0.0 {
+            return None;
+        }
+        let (oow, dup) = (self.delta.oow(), self.delta.dupacks_out);
+        if (oow as f64) / dt < rules.min_rate {
+            return None;
+        }
+        // Every rejected segment answered, and the answers rejected in turn: the two rates
+        // match within a factor of two, what comes in is mostly the peer's own duplicate ACKs
+        // (data segments out of window are answered too, but a loop carries none), and nothing
+        // moves forward.
+        let answered_in_kind = dup as f64 / dt >= rules.min_rate && dup * 2 >= oow && oow * 2 >= dup;
+        let acks_in = self.delta.oow_pure_ack * 2 >= oow;
+        let stuck = self.delta.progress_out * 100 <= dup;
+        if answered_in_kind && acks_in && stuck {
+            return Some(Kind::AckLoop);
+        }
+        if self.delta.suppressed(rules.limiter_traced) * 2 >= oow {
+            return Some(Kind::OutOfWindowFlood);
+        }
+        None
+    }
+}
+
+/// An ACK loop or out-of-window flood on one flow, open (`ended` None) or over.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Episode {
+    pub kind: Kind,
+    pub flow: FlowId,
+    /// Seconds since the Unix epoch.
+    pub started: f64,
+    pub ended: Option<f64>,
+    /// End of the last qualifying interval.
+    pub last_active: f64,
+    /// Counts over the qualifying intervals and the short gaps between them.
+    pub totals: Totals,
+    pub limiter_traced: bool,
+}
+
+impl Episode {
+    pub fn span_s(&self) -> f64 {
+        (self.last_active - self.started).max(f64::EPSILON)
+    }
+
+    pub fn rate(&self, count: u64) -> f64 {
+        count as f64 / self.span_s()
+    }
+
+    pub fn suppressed(&self) -> u64 {
+        self.totals.suppressed(self.limiter_traced)
+    }
+}
+
+/// What an observation changed, for a live line on the terminal.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    Started(Episode),
+    Ended(Episode),
+}
+
+#[derive(Debug, Default)]
+struct Track {
+    last: Totals,
+    streak: Vec<Interval>,
+    open: Option<Episode>,
+    /// Non-qualifying intervals since the open episode's last qualifying one.
+    quiet: Vec<Interval>,
+}
+
+/// Shortest interval judged.
+const MIN_INTERVAL_S: f64 = 0.2;
+
+/// Most flows kept; a host with more flows in trouble keeps the first ones.
+const MAX_TRACKS: usize = 65536;
+
+pub struct Detector {
+    rules: Rules,
+    /// Time of the previous observation: a flow first seen now was counted since then (the
+    /// kernel maps are created empty when the session starts).
+    last_at: f64,
+    tracks: HashMap<FlowId, Track>,
+    over: Vec<Episode>,
+}
+
+impl Detector {
+    pub fn new(rules: Rules, started_at: f64) -> Detector {
+        Detector { rules, last_at: started_at, tracks: HashMap::new(), over: Vec::new() }
+    }
+
+    /// Judges the interval since the previous observation for every flow; `flows` holds the
+    /// kernel's cumulative counts at `at` (seconds since the Unix epoch).
+    pub fn observe(&mut self, at: f64, flows: &[(FlowId, Totals)]) -> Vec<Change> {
+        // Polls that come in a burst after a stall (the CPUs busy with the loop itself) would
+        // judge a few segments over a millisecond: wait for a longer interval instead.
+        if at - self.last_at < MIN_INTERVAL_S {
+            return Vec::new();
+        }
+        let from = self.last_at;
+        self.last_at = at;
+        let mut changes = Vec::new();
+        let mut seen: HashSet<FlowId> = HashSet::with_capacity(flows.len());
+        for (flow, totals) in flows {
+            seen.insert(*flow);
+            if !self.tracks.contains_key(flow) && self.tracks.len() >= MAX_TRACKS {
+                continue;
+            }
+            let track = self.tracks.entry(*flow).or_default();
+            let delta = totals.since(&track.last);
+            track.last = *totals;
+            let interval = Interval { from, to: at, delta };
+            changes.extend(step(&self.rules, *flow, track, interval, &mut self.over));
+        }
+        // A flow evicted from the kernel map sends nothing any more: a quiet interval for it.
+        for (flow, track) in self.tracks.iter_mut().filter(|(flow, _)| !seen.contains(flow)) {
+            let interval = Interval { from, to: at, delta: Totals::default() };
+            changes.extend(step(&self.rules, *flow, track, interval, &mut self.over));
+        }
+        self.tracks.retain(|flow, track| track.open.is_some() || !track.streak.is_empty() || seen.contains(flow));
+        changes
+    }
+
+    /// Every episode of the session, those still open with `ended` None.
+    pub fn episodes(&self) -> Vec<Episode> {
+        let mut all = self.over.clone();
+        all.extend(self.tracks.values().filter_map(|t| t.open.clone()));
+        all.sort_by(|a, b| a.started.total_cmp(&b.started).then(a.flow.cmp(&b.flow)));
+        all
+    }
+}
+
+fn step(rules: &Rules, flow: FlowId, track: &mut Track, interval: Interval, over: &mut Vec<Episode>) -> Option<Change> {
+    let kind = interval.kind(rules);
+    if let Some(episode) = &mut track.open {
+        if kind == Some(episode.kind) {
+            for gap in track.quiet.drain(..) {
+                episode.totals.add(&gap.delta);
+            }
+            episode.totals.add(&interval.delta);
+            episode.last_active = interval.to;
+            return None;
+        }
+        track.quiet.push(interval);
+        let quiet_for = interval.to - episode.last_active;
+        if track.quiet.len() >= 2 && quiet_for >= rules.quiet_s {
+            let mut done = track.open.take()?;
+            done.ended = Some(done.last_active);
+            track.quiet.clear();
+            over.push(done.clone());
+            return Some(Change::Ended(done));
+        }
+        return None;
+    }
+    match kind {
+        Some(kind) if track.streak.first().and_then(|i| i.kind(rules)) == Some(kind) => track.streak.push(interval),
+        Some(_) => track.streak = vec![interval],
+        None => {
+            track.streak.clear();
+            return None;
+        }
+    }
+    let (first, last) = (track.streak[0].from, interval.to);
+    if track.streak.len() < 2 || last - first < rules.sustain_s {
+        return None;
+    }
+    let mut totals = Totals::default();
+    for i in track.streak.drain(..) {
+        totals.add(&i.delta);
+    }
+    let episode = Episode {
+        kind: kind?,
+        flow,
+        started: first,
+        ended: None,
+        last_active: last,
+        totals,
+        limiter_traced: rules.limiter_traced,
+    };
+    track.open = Some(episode.clone());
+    Some(Change::Started(episode))
+}
+
+/// Settings of the namespace an episode happened in that change the advice.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceFacts {
+    pub tcp_invalid_ratelimit_ms: Option<u32>,
+    pub tcp_timestamps: Option<u8>,
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn rfc3339(epoch_s: f64) -> String {
+    humantime::format_rfc3339_millis(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(epoch_s.max(0.0))).to_string()
+}
+
+fn rounded(rate: f64) -> f64 {
+    (rate * 10.0).round() / 10.0
+}
+
+/// One finding per episode.
+pub fn finding(episode: &Episode, netns: &str, facts: &NamespaceFacts) -> Finding {
+    let t = &episode.totals;
+    let (oow, dup, suppressed) = (t.oow(), t.dupacks_out, episode.suppressed());
+    let words = Words { episode, netns, facts };
+    let suppressed_source = if episode.limiter_traced {
+        "tcp_oow_rate_limited return value (fexit/kretprobe), per flow"
+    } else {
+        "derived per flow: out-of-window segments in minus duplicate ACKs out (the kernel's total is \
+         TcpExtTCPACKSkippedSeq + TcpExtTCPACKSkippedPAWS)"
+    };
+    let sources = BTreeMap::from([
+        ("oow_in", "skb:kfree_skb drop reasons, per flow in a kernel map".to_string()),
+        ("dupacks_out", "net:net_dev_queue: pure ACKs repeating the flow's last segment, per flow in a kernel map".to_string()),
+        ("dupacks_suppressed", suppressed_source.to_string()),
+    ]);
+    Finding {
+        kind: episode.kind.name(),
+        variant: t.why(),
+        peer: episode.flow.remote.ip().to_string(),
+        netns: netns.to_string(),
+        local: vec![episode.flow.local.to_string()],
+        count: oow,
+        rate_per_s: rounded(episode.rate(oow)),
+        first_seen: rfc3339(episode.started),
+        last_seen: rfc3339(episode.last_active),
+        summary: words.summary(),
+        advice: words.advice(),
+        flow: Some(FlowFacts {
+            peer_port: episode.flow.remote.port(),
+            oow_in_per_s: rounded(episode.rate(oow)),
+            dupacks_out_per_s: rounded(episode.rate(dup)),
+            dupacks_suppressed_per_s: rounded(episode.rate(suppressed)),
+            dupacks_out: dup,
+            dupacks_suppressed: suppressed,
+            why: t.why(),
+            started: rfc3339(episode.started),
+            ended: episode.ended.map(rfc3339),
+            sources,
+        }),
+        ..Finding::default()
+    }
+}
+
+struct Words<'a> {
+    episode: &'a Episode,
+    netns: &'a str,
+    facts: &'a NamespaceFacts,
+}
+
+impl Words<'_> {
+    fn ends(&self) -> String {
+        let flow = &self.episode.flow;
+        let ns = if self.netns == "root" { String::new() } else { format!(", namespace {}", self.netns) };
+        format!("{} <-> {} (local side {}{ns})", flow.remote, flow.local, flow.local)
+    }
+
+    fn when(&self) -> String {
+        match self.episode.ended {
+            Some(ended) => format!("from {} to {}", rfc3339(self.episode.started), rfc3339(ended)),
+            None => format!("since {}, still going at the end of the session", rfc3339(self.episode.started)),
+        }
+    }
+
+    fn why(&self) -> &'static str {
+        match self.episode.totals.why() {
+            "timestamps" => "their TCP timestamps were older than ones already seen (PAWS)",
+            "ack" => "they acknowledged data never sent, or far too old",
+            _ => "their sequence numbers were outside the receive window",
+        }
+    }
+
+    fn summary(&self) -> String {
+        let e = self.episode;
+        let (oow, dup, sup) = (e.rate(e.totals.oow()), e.rate(e.totals.dupacks_out), e.rate(e.suppressed()));
+        match e.kind {
+            Kind::AckLoop => format!(
+                "Flow {} is in an ACK loop {}: {oow:.0} out-of-window segments/s in, {dup:.0} duplicate ACKs/s \
+                 out, {sup:.0}/s suppressed by the limiter, and no data moving. The segments were out of window \
+                 because {}; each duplicate ACK sent back is rejected the same way at the other end, which \
+                 answers it again.",
+                self.ends(),
+                self.when(),
+                self.why()
+            ),
+            Kind::OutOfWindowFlood => format!(
+                "{} keeps sending out-of-window segments on flow {} {}: {oow:.0}/s in, because {}; the \
+                 limiter (tcp_invalid_ratelimit) suppressed {sup:.0} of our answers/s and let {dup:.0} \
+                 duplicate ACKs/s out.",
+                e.flow.remote,
+                self.ends(),
+                self.when(),
+                self.why()
+            ),
+        }
+    }
+
+    fn advice(&self) -> String {
+        let (a, b) = (self.episode.flow.local, self.episode.flow.remote);
+        let ratelimit = match self.facts.tcp_invalid_ratelimit_ms {
+            Some(0) => " net.ipv4.tcp_invalid_ratelimit is 0 in this namespace: every out-of-window segment is \
+                        answered, so nothing bounds the loop. Set it back to 500 (ms) at once."
+                .to_string(),
+            Some(ms) => format!(
+                " The limiter is on here (tcp_invalid_ratelimit={ms} ms); check it is not 0 on {}, or that the \
+                 peer is not spreading the loop over many flows.",
+                b.ip()
+            ),
+            None => " Check net.ipv4.tcp_invalid_ratelimit is not 0 on both hosts.".to_string(),
+        };
+        let timestamps = match self.facts.tcp_timestamps {
+            Some(0) => " TCP timestamps are already off here.",
+            _ => "",
+        };
+        match self.episode.kind {
+            Kind::AckLoop => format!(
+                "Something on the path between {} and {} rewrites TCP sequence numbers or timestamps \
+                 (a firewall or NAT randomising sequence numbers, a load balancer or WAN optimiser, a broken \
+                 offload) so that each end's segments arrive out of window at the other: capture on both \
+                 hosts (`tcpdump -n 'host {} and port {}'`) and compare SEQ and TSval to find the hop that \
+                 changes them. `ss -K dst {} dport = {}` ends this connection and the loop now.{ratelimit} \
+                 Where the timestamps are rewritten (seed 001), net.ipv4.tcp_timestamps=0 on one end stops \
+                 the PAWS rejections, at the cost of RTT measurement and of protection against wrapped \
+                 sequence numbers on fast links: fix the middlebox instead if you can.{timestamps}",
+                a.ip(),
+                b.ip(),
+                b.ip(),
+                b.port(),
+                b.ip(),
+                b.port()
+            ),
+            Kind::OutOfWindowFlood => format!(
+                "{} sends segments that do not fit this connection: blind injection (spoofed ACKs or \
+                 resets), a peer or middlebox whose sequence numbers or timestamps went wrong, or a stale \
+                 connection on the other side. The limiter is doing its job; TcpExtTCPACKSkippedSeq and \
+                 TcpExtTCPACKSkippedPAWS count what it held back. Capture (`tcpdump -n 'host {} and port {}'`) \
+                 to see who sends them.{ratelimit}{timestamps}",
+                b,
+                b.ip(),
+                b.port()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow() -> FlowId {
+        FlowId {
+            netns: 7,
+            local: "203.0.113.2:8080".parse().unwrap(),
+            remote: "198.51.100.2:40000".parse().unwrap(),
+        }
+    }
+
+    /// Feeds per-interval rates (oow in, dupacks out, progress, suppressed by the limiter) every
+    /// half second; returns the changes with the time they happened.
+    fn replay(rules: Rules, rates: &[(u64, u64, u64, u64)]) -> (Detector, Vec<(f64, Change)>) {
+        let mut detector = Detector::new(rules, 1000.0);
+        let mut totals = Totals::default();
+        let mut changes = Vec::new();
+        for (i, (oow, dup, progress, limited)) in rates.iter().enumerate() {
+            totals.oow_sequence += oow / 2;
+            totals.oow_pure_ack += oow / 2;
+            totals.dupacks_out += dup / 2;
+            totals.progress_out += progress / 2;
+            totals.limiter_suppressed += limited / 2;
+            let at = 1000.0 + 0.5 * (i + 1) as f64;
+            changes.extend(detector.observe(at, &[(flow(), totals)]).into_iter().map(|c| (at, c)));
+        }
+        (detector, changes)
+    }
+
+    const LOOP: (u64, u64, u64, u64) = (150_000, 150_000, 0, 0);
+    const IDLE: (u64, u64, u64, u64) = (0, 0, 0, 0);
+
+    #[test]
+    fn a_loop_is_named_within_two_seconds_with_start_and_end() {
+        let mut rates = vec![IDLE; 2];
+        rates.extend([LOOP; 8]);
+        rates.extend([IDLE; 4]);
+        let (detector, changes) = replay(Rules::default(), &rates);
+        let Some((at, Change::Started(started))) = changes.first() else { panic!("{changes:?}") };
+        assert_eq!(started.kind, Kind::AckLoop);
+        assert_eq!(started.started, 1001.0, "the first qualifying interval started at 1001.0");
+        assert!(*at - started.started <= 1.0, "named {} s after the loop began", at - started.started);
+        let episodes = detector.episodes();
+        assert_eq!(episodes.len(), 1);
+        let e = &episodes[0];
+        assert_eq!(e.ended, Some(1005.0));
+        assert_eq!(e.totals.oow(), 8 * 75_000);
+        assert!((e.rate(e.totals.dupacks_out) - 150_000.0).abs() < 1.0);
+        assert_eq!(e.suppressed(), 0);
+        assert!(matches!(changes.last(), Some((_, Change::Ended(_)))));
+    }
+
+    #[test]
+    fn an_open_loop_has_no_end() {
+        let (detector, _) = replay(Rules::default(), &[LOOP; 6]);
+        let episodes = detector.episodes();
+        assert_eq!(episodes.len(), 1);
+        assert_eq!(episodes[0].ended, None);
+        let f = finding(&episodes[0], "srv", &NamespaceFacts { tcp_invalid_ratelimit_ms: Some(0), ..Default::default() });
+        assert_eq!(f.kind, "ack_loop");
+        let facts = f.flow.as_ref().unwrap();
+        assert_eq!(facts.ended, None);
+        assert_eq!(facts.why, "sequence");
+        assert!(f.summary.contains("198.51.100.2:40000 <-> 203.0.113.2:8080"), "{}", f.summary);
+        assert!(f.summary.contains("namespace srv"), "{}", f.summary);
+        assert!(f.advice.contains("tcp_invalid_ratelimit is 0") && f.advice.contains("tcp_timestamps=0"), "{}", f.advice);
+        let json = serde_json::to_value(&f).unwrap();
+        assert!(json["ended"].is_null() && json.as_object().unwrap().contains_key("ended"), "{json}");
+        assert_eq!(json["oow_in_per_s"], 150_000.0);
+    }
+
+    #[test]
+    fn a_short_burst_or_a_stray_segment_is_no_loop() {
+        let (detector, changes) = replay(Rules::default(), &[IDLE, LOOP, IDLE, (2, 2, 0, 0), IDLE, LOOP, IDLE]);
+        assert!(changes.is_empty() && detector.episodes().is_empty(), "{changes:?}");
+    }
+
+    #[test]
+    fn duplicate_acks_of_a_lossy_transfer_are_no_loop() {
+        // Fast retransmit and SACK: many duplicate ACKs, a few spurious retransmissions out of
+        // window, data moving all the time.
+        let lossy = (20, 400, 8000, 0);
+        let (detector, changes) = replay(Rules::default(), &[lossy; 20]);
+        assert!(changes.is_empty() && detector.episodes().is_empty(), "{changes:?}");
+        // Even matched rates are no loop while data moves.
+        let (detector, _) = replay(Rules::default(), &[(400, 400, 8000, 0); 20]);
+        assert!(detector.episodes().is_empty());
+    }
+
+    #[test]
+    fn replayed_data_segments_answered_one_by_one_are_no_loop() {
+        // A sender injecting stale data: every segment is out of window and answered (data is
+        // never rate-limited), but no duplicate ACK comes back from the peer.
+        let mut detector = Detector::new(Rules::default(), 1000.0);
+        for i in 1..=8u64 {
+            let totals = Totals { oow_timestamp: 50_000 * i, dupacks_out: 50_000 * i, ..Totals::default() };
+            assert!(detector.observe(1000.0 + 0.5 * i as f64, &[(flow(), totals)]).is_empty());
+        }
+        assert!(detector.episodes().is_empty());
+    }
+
+    #[test]
+    fn spoofed_acks_answered_twice_a_second_are_a_flood() {
+        let flood = (200, 2, 0, 0);
+        let (detector, changes) = replay(Rules::default(), &[flood; 8]);
+        assert!(matches!(changes.first(), Some((_, Change::Started(e))) if e.kind == Kind::OutOfWindowFlood));
+        let e = &detector.episodes()[0];
+        assert_eq!(e.suppressed(), e.totals.oow() - e.totals.dupacks_out);
+        let f = finding(e, "root", &NamespaceFacts { tcp_invalid_ratelimit_ms: Some(500), ..Default::default() });
+        assert_eq!(f.kind, "out_of_window_flood");
+        assert!(f.advice.contains("tcp_invalid_ratelimit=500"), "{}", f.advice);
+        assert!((f.flow.unwrap().dupacks_suppressed_per_s - 198.0).abs() < 1.0);
+    }
+
+    #[test]
+    fn the_limiter_count_is_used_where_the_kernel_reports_it() {
+        let rules = Rules { limiter_traced: true, ..Rules::default() };
+        // 200 in, 2 answered, the limiter says it held back 198.
+        let (detector, _) = replay(rules, &[(200, 2, 0, 198); 6]);
+        let e = &detector.episodes()[0];
+        assert_eq!(e.suppressed(), e.totals.limiter_suppressed);
+        assert_eq!(e.kind, Kind::OutOfWindowFlood);
+    }
+
+    #[test]
+    fn polls_in_a_burst_after_a_stall_are_judged_together() {
+        let mut detector = Detector::new(Rules::default(), 1000.0);
+        let mut totals = Totals::default();
+        let mut changes = Vec::new();
+        // Loop for 4 s, but the poller stalls for the first 1.5 s and then fires 3 times at
+        // once, while the loop (off the CPU meanwhile) counts nothing new.
+        let polls = [(1001.5, 75_000), (1001.501, 75_000), (1001.502, 75_000), (1002.0, 100_000)];
+        let rest = (5..=8).map(|i| (1000.0 + 0.5 * i as f64, 25_000 * i as u64));
+        for (at, count) in polls.into_iter().chain(rest) {
+            totals.oow_sequence = count;
+            totals.oow_pure_ack = count;
+            totals.dupacks_out = count;
+            changes.extend(detector.observe(at, &[(flow(), totals)]));
+        }
+        let e = &detector.episodes()[0];
+        assert_eq!(e.started, 1000.0, "{changes:?}");
+        assert_eq!(e.totals.oow(), 200_000);
+    }
+
+    #[test]
+    fn a_flow_counted_afresh_after_eviction_is_not_a_negative_rate() {
+        let earlier = Totals { oow_sequence: 500, dupacks_out: 500, ..Totals::default() };
+        let now = Totals { oow_sequence: 3, dupacks_out: 3, ..Totals::default() };
+        assert_eq!(now.since(&earlier), now);
+    }
+
+    #[test]
+    fn why_is_the_check_that_rejected_most() {
+        assert_eq!(Totals { oow_timestamp: 9, oow_sequence: 1, ..Totals::default() }.why(), "timestamps");
+        assert_eq!(Totals { oow_ack: 3, ..Totals::default() }.why(), "ack");
+    }
+}
