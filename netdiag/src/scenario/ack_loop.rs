@@ -161,16 +161,32 @@ fn join_remover(remover: &mut Option<JoinHandle<Result<SystemTime>>>) -> Result<
 }
 
 /// Starts a self-sustaining ACK loop on a fresh connection for `duration` (at most
-/// [`MAX_LOOP`]). Returns once the loop runs.
+/// [`MAX_LOOP`]), at the shaped line rate. Returns once the loop runs.
 pub fn start_ack_loop(topo: &LoopTopology, duration: Duration) -> Result<RunningLoop> {
+    start_ack_loop_at(topo, duration, Speed::Shaped)
+}
+
+/// How fast a loop may run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Speed {
+    /// The router's links shaped to 10 Mbit/s: the loop leaves the host's CPUs to the rest.
+    Shaped,
+    /// As fast as the CPUs forward it: the bench's worst case, a few seconds at most.
+    Unbounded,
+}
+
+/// [`start_ack_loop`] at the given speed. The links are shaped once per topology.
+pub fn start_ack_loop_at(topo: &LoopTopology, duration: Duration, speed: Speed) -> Result<RunningLoop> {
     ensure!(duration <= MAX_LOOP, "an ACK loop runs at most {MAX_LOOP:?}, not {duration:?}");
     for ns in [&topo.client_ns, &topo.server_ns] {
         topo.lab.sysctl(ns, RATELIMIT_SYSCTL, "0")?;
     }
     let mut connection = topo.connect()?;
-    for dev in &topo.router_ifs {
-        tc(&topo.router_ns, &["qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "10"])?;
-        tc(&topo.router_ns, &["class", "add", "dev", dev, "parent", "1:", "classid", "1:10", "htb", "rate", LOOP_LINK_RATE])?;
+    if speed == Speed::Shaped {
+        for dev in &topo.router_ifs {
+            tc(&topo.router_ns, &["qdisc", "replace", "dev", dev, "root", "handle", "1:", "htb", "default", "10"])?;
+            tc(&topo.router_ns, &["class", "replace", "dev", dev, "parent", "1:", "classid", "1:10", "htb", "rate", LOOP_LINK_RATE])?;
+        }
     }
     topo.lab.nft(&topo.router_ns, &seq_flip_rules())?;
     let started = Instant::now();

@@ -14,9 +14,13 @@ use anyhow::{Context as _, Result, bail, ensure};
 use netdiag::{
     btf::Btf,
     hooks::{PAWS_REASONS, ReasonTable},
-    scenario::{self, FloodSpec, FloodTopology, PawsTopology, syn_flood},
+    scenario::{self, FloodSpec, FloodTopology, LoopTopology, PawsTopology, Speed, syn_flood},
 };
-use netdiag_tests::{Diagnose, PeakRss, findings_for, nstat};
+use netdiag_tests::{
+    Diagnose, PeakRss,
+    agent::{Agent, TempDir},
+    findings_for, nstat,
+};
 use serde_json::{Value, json};
 
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
@@ -80,6 +84,7 @@ fn main() -> Result<()> {
     let result = drop_path(&plan);
     let _ = std::fs::write(BPF_STATS, stats_were.trim());
     let mut rows = result?;
+    rows.extend(ack_loop_rate(&plan)?);
     rows.extend(flood_memory(&plan)?);
     let machine = machine();
     print_table(&machine, &rows);
@@ -159,6 +164,104 @@ fn drop_path(plan: &Plan) -> Result<Vec<Value>> {
         "target": "",
     }));
     Ok(rows)
+}
+
+/// Seconds each unbounded ACK loop runs.
+const LOOP_SECONDS: u64 = 3;
+
+/// The incident itself as the worst case: an unshaped ACK loop between two namespaces
+/// (sequence-flipping router, `tcp_invalid_ratelimit=0`), its packet rate with no tracer, under
+/// `netdiag agent`, and under a bpftrace script counting the same events per flow on the same
+/// tracepoints. The rate is what both ends received (`TcpInSegs`), per second.
+fn ack_loop_rate(plan: &Plan) -> Result<Vec<Value>> {
+    let topo = LoopTopology::new("benchloop")?;
+    let dir = TempDir::new("benchloop");
+    let script = bpftrace_loop_script()?;
+    let mut runs: Vec<(Contender, f64)> = Vec::new();
+    for repeat in 0..plan.repeats {
+        for i in 0..Contender::ALL.len() {
+            let contender = Contender::ALL[(i + repeat) % Contender::ALL.len()];
+            let rate = loop_run(&topo, &dir, contender, &script).with_context(|| format!("ACK loop under {}", contender.name()))?;
+            eprintln!("bench: ACK loop, {:<10} {rate:>10.0} packets/s", contender.name());
+            runs.push((contender, rate));
+        }
+    }
+    let rates = |c: Contender| -> Vec<f64> { runs.iter().filter(|(who, _)| *who == c).map(|(_, r)| *r).collect() };
+    let untraced = median(rates(Contender::Untraced));
+    Ok(Contender::ALL
+        .iter()
+        .map(|contender| {
+            let r = rates(*contender);
+            let name = if *contender == Contender::Netdiag { "netdiag agent" } else { contender.name() };
+            json!({
+                "measure": "ACK loop (unshaped, seed 001): packets/s both ends receive",
+                "contender": name,
+                "median": median(r.clone()).round(), "min": min(&r).round(), "max": max(&r).round(),
+                "ratio_to_untraced": round3(median(r) / untraced),
+                "target": match contender { Contender::Netdiag => "≥ 0.95 of untraced", Contender::Bpftrace => "measured 0.55–0.67", _ => "" },
+            })
+        })
+        .collect())
+}
+
+fn loop_run(topo: &LoopTopology, dir: &TempDir, contender: Contender, script: &str) -> Result<f64> {
+    let received = || -> Result<u64> { Ok(nstat(&topo.client_ns, "TcpInSegs")? + nstat(&topo.server_ns, "TcpInSegs")?) };
+    let tracer = match contender {
+        Contender::Untraced => None,
+        Contender::Netdiag => Some(Tracer::Agent(Agent::start(&dir.0, "interval_s = 1\n"))),
+        Contender::Bpftrace => Some(Tracer::Bpftrace(Bpftrace::start(script)?)),
+    };
+    let before = received()?;
+    let running = scenario::start_ack_loop_at(topo, Duration::from_secs(LOOP_SECONDS), Speed::Unbounded)?;
+    let started = running.started;
+    running.finish()?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let rate = (received()? - before) as f64 / elapsed;
+    match tracer {
+        Some(Tracer::Agent(agent)) => agent.stop(),
+        Some(Tracer::Bpftrace(bpftrace)) => {
+            bpftrace.finish(0)?;
+        }
+        None => {}
+    }
+    // Let the last segments of the loop drain before the next run.
+    std::thread::sleep(Duration::from_secs(1));
+    Ok(rate)
+}
+
+enum Tracer {
+    Agent(Agent),
+    Bpftrace(Bpftrace),
+}
+
+/// Per flow, what netdiag's flow programs count: out-of-window drops on skb:kfree_skb and pure
+/// ACKs leaving on net:net_dev_queue.
+fn bpftrace_loop_script() -> Result<String> {
+    let btf = Btf::from_sys_fs()?;
+    let reasons = ReasonTable::resolve(&btf, None);
+    let numbers: Vec<String> = ["TCP_OLD_SEQUENCE", "TCP_INVALID_SEQUENCE", "TCP_INVALID_END_SEQUENCE", "TCP_RFC7323_PAWS"]
+        .iter()
+        .filter_map(|r| reasons.number(r))
+        .map(|n| format!("args->reason == {n}"))
+        .collect();
+    ensure!(!numbers.is_empty(), "this kernel has none of the out-of-window drop reasons");
+    Ok(format!(
+        "tracepoint:skb:kfree_skb /{}/ {{
+            $skb = (struct sk_buff *)args->skbaddr;
+            $ip = (struct iphdr *)($skb->head + $skb->network_header);
+            $tcp = (struct tcphdr *)($skb->head + $skb->transport_header);
+            @oow[$ip->saddr, $ip->daddr, $tcp->source, $tcp->dest] = count();
+        }}
+        tracepoint:net:net_dev_queue {{
+            $skb = (struct sk_buff *)args->skbaddr;
+            $ip = (struct iphdr *)($skb->head + $skb->network_header);
+            $tcp = (struct tcphdr *)($skb->head + $skb->transport_header);
+            if ($ip->protocol == 6 && $tcp->ack && !$tcp->syn && !$tcp->fin && !$tcp->rst) {{
+                @acks_out[$ip->saddr, $ip->daddr, $tcp->source, $tcp->dest] = count();
+            }}
+        }}",
+        numbers.join(" || ")
+    ))
 }
 
 /// Spoofed SYNs from `flood_sources` distinct addresses to a closed port, watched as NO_SOCKET
