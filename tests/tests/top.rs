@@ -108,6 +108,15 @@ fn shows_the_paws_peer_sorts_and_quits_cleanly() {
     let after = tmux.wait_for("the sort to move", Duration::from_secs(5), |s| sorted_by(s) != before);
     assert_eq!(sorted_by(&after), "PAWS drops", "s moves from {before} to the next column");
 
+    // Sorted by PAWS drops the client is the first row, selected: Enter drills into it.
+    tmux.press("Enter");
+    let port = run.server.port();
+    let drill = tmux.wait_for("the drill-down", Duration::from_secs(5), |s| s.contains(&format!("peer {client} in {}", topo.server_ns)));
+    assert!(drill.contains(&format!("TCP_RFC7323_PAWS to :{port} 5")), "the peer's drops by reason and port:\n{drill}");
+    assert!(drill.contains(&format!("SYN funnel :{port}: 1 SYNs, 1 SYN-ACKs")), "its SYN funnel:\n{drill}");
+    tmux.press("Escape");
+    tmux.wait_for("the drill-down to close", Duration::from_secs(5), |s| !s.contains(&format!("peer {client} in")));
+
     tmux.press("q");
     let end = tmux.wait_for("netdiag to exit", Duration::from_secs(20), |s| s.contains(EXITED));
     assert!(end.contains(&format!("{EXITED} 0")), "exit status 0:\n{end}");

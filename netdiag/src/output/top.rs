@@ -22,11 +22,13 @@ use tokio::{
     sync::watch,
 };
 
+use netdiag_common::{FlowKey, FlowStats, FunnelKey, PeerKey, PeerStats, funnel_stage};
+
 use crate::{
     aggregate::Aggregator,
     error::usage,
     events::{self, ip_from},
-    hooks::{self, HookStatus, Probes},
+    hooks::{self, HookStatus, Probes, ReasonTable},
     netns,
     verdict::paws,
 };
@@ -48,7 +50,7 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
 /// How often key presses are looked at between refreshes.
 const KEY_POLL: Duration = Duration::from_millis(50);
 
-const HELP: &str = "s: sort by next column   q or Ctrl-C: quit   (Enter to drill into a peer: not available yet)";
+const HELP: &str = "s: sort by next column   Up/Down: select   Enter: drill into the peer (Esc closes)   q or Ctrl-C: quit";
 
 /// Shows the table until `q`, Ctrl-C or SIGTERM; exit status 0, or 2 without a terminal.
 pub async fn run(args: TopArgs) -> Result<i32> {
@@ -129,8 +131,10 @@ struct PeerId {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Totals {
     paws: u64,
+    oow: u64,
     dupacks: u64,
     suppressed: u64,
+    unanswered: u64,
     syns: u64,
 }
 
@@ -147,8 +151,10 @@ struct PeerRow {
 enum SortBy {
     PawsRate,
     PawsTotal,
+    OutOfWindow,
     Dupacks,
     Suppressed,
+    Unanswered,
     Syns,
     Peer,
 }
@@ -157,9 +163,11 @@ impl SortBy {
     fn next(self) -> SortBy {
         match self {
             SortBy::PawsRate => SortBy::PawsTotal,
-            SortBy::PawsTotal => SortBy::Dupacks,
+            SortBy::PawsTotal => SortBy::OutOfWindow,
+            SortBy::OutOfWindow => SortBy::Dupacks,
             SortBy::Dupacks => SortBy::Suppressed,
-            SortBy::Suppressed => SortBy::Syns,
+            SortBy::Suppressed => SortBy::Unanswered,
+            SortBy::Unanswered => SortBy::Syns,
             SortBy::Syns => SortBy::Peer,
             SortBy::Peer => SortBy::PawsRate,
         }
@@ -172,8 +180,10 @@ impl SortBy {
                 // Rates are shown to two decimals: compare them at that precision.
                 SortBy::PawsRate => (row.paws_per_s * 100.0).round() as u64,
                 SortBy::PawsTotal => row.totals.paws,
+                SortBy::OutOfWindow => row.totals.oow,
                 SortBy::Dupacks => row.totals.dupacks,
                 SortBy::Suppressed => row.totals.suppressed,
+                SortBy::Unanswered => row.totals.unanswered,
                 SortBy::Syns => row.totals.syns,
                 SortBy::Peer => 0,
             }
@@ -182,22 +192,25 @@ impl SortBy {
     }
 }
 
-/// A table column: its title, the sort it stands for, and the hook its numbers come from.
+/// A table column: its title, the sort it stands for, and the hooks its numbers come from (any
+/// of them active makes the number real).
 struct Column {
     title: &'static str,
     sort: Option<SortBy>,
-    hook: Option<&'static str>,
+    hooks: &'static [&'static str],
     width: Constraint,
 }
 
-const COLUMNS: [Column; 7] = [
-    Column { title: "peer", sort: Some(SortBy::Peer), hook: None, width: Constraint::Length(39) },
-    Column { title: "netns", sort: None, hook: None, width: Constraint::Fill(1) },
-    Column { title: "PAWS drops", sort: Some(SortBy::PawsTotal), hook: Some("paws_checks"), width: Constraint::Length(12) },
-    Column { title: "PAWS/s", sort: Some(SortBy::PawsRate), hook: Some("paws_checks"), width: Constraint::Length(10) },
-    Column { title: "dup-ACKs sent", sort: Some(SortBy::Dupacks), hook: Some("dupack_sent"), width: Constraint::Length(14) },
-    Column { title: "suppressed", sort: Some(SortBy::Suppressed), hook: Some("oow_limiter"), width: Constraint::Length(12) },
-    Column { title: "SYNs seen", sort: Some(SortBy::Syns), hook: Some("conn_request"), width: Constraint::Length(10) },
+const COLUMNS: [Column; 9] = [
+    Column { title: "peer", sort: Some(SortBy::Peer), hooks: &[], width: Constraint::Length(39) },
+    Column { title: "netns", sort: None, hooks: &[], width: Constraint::Fill(1) },
+    Column { title: "PAWS drops", sort: Some(SortBy::PawsTotal), hooks: &["paws_checks", "paws_time_wait"], width: Constraint::Length(11) },
+    Column { title: "PAWS/s", sort: Some(SortBy::PawsRate), hooks: &["paws_checks", "paws_time_wait"], width: Constraint::Length(9) },
+    Column { title: "out-of-window", sort: Some(SortBy::OutOfWindow), hooks: &["oow_received"], width: Constraint::Length(14) },
+    Column { title: "dup-ACKs sent", sort: Some(SortBy::Dupacks), hooks: &["dupack_sent", "dupack_egress"], width: Constraint::Length(14) },
+    Column { title: "suppressed", sort: Some(SortBy::Suppressed), hooks: &["oow_limiter"], width: Constraint::Length(11) },
+    Column { title: "unanswered SYNs", sort: Some(SortBy::Unanswered), hooks: &["synack_sent"], width: Constraint::Length(16) },
+    Column { title: "SYNs seen", sort: Some(SortBy::Syns), hooks: &["conn_request"], width: Constraint::Length(10) },
 ];
 
 fn column_title(sort: SortBy) -> &'static str {
@@ -208,12 +221,27 @@ fn column_title(sort: SortBy) -> &'static str {
 struct View {
     kernel: String,
     hooks: Vec<HookStatus>,
+    reasons: ReasonTable,
     interval_s: f64,
     sort: SortBy,
     rows: Vec<PeerRow>,
     lost_events: u64,
     previous: HashMap<PeerId, u64>,
     previous_at: Instant,
+    /// Index of the selected row.
+    selected: usize,
+    /// The peer Enter drilled into, shown below the table until Esc.
+    detail: Option<PeerId>,
+    /// The kernel's maps as last read, for the drill-down.
+    maps: Maps,
+}
+
+/// The kernel's per-peer and per-flow maps, read once per refresh.
+#[derive(Default)]
+struct Maps {
+    drops: Vec<(PeerKey, PeerStats)>,
+    flows: Vec<(FlowKey, FlowStats)>,
+    funnel: Vec<(FunnelKey, PeerStats)>,
 }
 
 impl View {
@@ -221,17 +249,22 @@ impl View {
         View {
             kernel: kernel_release(),
             hooks: probes.hooks.clone(),
+            reasons: probes.reasons.clone(),
             interval_s,
             sort: SortBy::PawsRate,
             rows: Vec::new(),
             lost_events: 0,
             previous: HashMap::new(),
             previous_at: Instant::now(),
+            selected: 0,
+            detail: None,
+            maps: Maps::default(),
         }
     }
 
     fn refresh(&mut self, probes: &Probes) -> Result<()> {
-        let totals = read_totals(probes)?;
+        self.maps = Maps { drops: probes.peer_drops()?, flows: probes.flow_counts()?, funnel: probes.funnel_counts()? };
+        let totals = read_totals(probes, &self.maps)?;
         let now = Instant::now();
         let elapsed_s = now.duration_since(self.previous_at).as_secs_f64().max(1e-3);
         // Namespaces come and go while top runs: name them afresh each time.
@@ -278,6 +311,23 @@ impl View {
                 self.sort.sort(&mut self.rows);
                 Flow::Continue
             }
+            KeyCode::Down => {
+                self.selected = (self.selected + 1).min(self.rows.len().saturating_sub(1));
+                Flow::Continue
+            }
+            KeyCode::Up => {
+                self.selected = self.selected.saturating_sub(1);
+                Flow::Continue
+            }
+            KeyCode::Enter => {
+                let chosen = self.rows.get(self.selected).map(|row| row.peer);
+                self.detail = if self.detail.is_some() && self.detail == chosen { None } else { chosen };
+                Flow::Continue
+            }
+            KeyCode::Esc => {
+                self.detail = None;
+                Flow::Continue
+            }
             _ => Flow::Continue,
         }
     }
@@ -287,11 +337,58 @@ impl View {
     }
 
     fn draw(&self, frame: &mut Frame) {
-        let [header, table, help] =
-            Layout::vertical([Constraint::Length(3), Constraint::Fill(1), Constraint::Length(1)]).areas(frame.area());
+        let detail = self.detail.map(|peer| self.detail_lines(peer)).unwrap_or_default();
+        let [header, table, drill, help] = Layout::vertical([
+            Constraint::Length(3),
+            Constraint::Fill(1),
+            Constraint::Length(detail.len() as u16),
+            Constraint::Length(1),
+        ])
+        .areas(frame.area());
         frame.render_widget(Paragraph::new(self.header_lines()), header);
         frame.render_widget(self.table(), table);
+        frame.render_widget(Paragraph::new(detail), drill);
         frame.render_widget(Paragraph::new(HELP), help);
+    }
+
+    /// The drill-down into one peer: its drops by reason and local port, its flows, its SYN
+    /// funnel per listening port, exact counts from the kernel's maps.
+    fn detail_lines(&self, peer: PeerId) -> Vec<Line<'static>> {
+        let known = netns::named().unwrap_or_default();
+        let is_peer = |family: u8, addr: &[u8; 16], netns: u32| ip_from(family, addr) == Some(peer.addr) && netns == peer.netns;
+        let mut lines = vec![Line::from(format!("peer {} in {} (Esc closes)", peer.addr, netns::display_name(peer.netns, &known)))
+            .style(Style::default().add_modifier(Modifier::BOLD))];
+        let mut drops: Vec<String> = self
+            .maps
+            .drops
+            .iter()
+            .filter(|(k, _)| is_peer(k.family, &k.addr, k.netns))
+            .map(|(k, s)| format!("{} to :{} {}", self.reasons.name(k.reason.into()), k.local_port, s.count))
+            .collect();
+        drops.sort();
+        lines.push(Line::from(format!("  drops: {}", if drops.is_empty() { "none".into() } else { drops.join(", ") })));
+        for (k, s) in self.maps.flows.iter().filter(|(k, _)| is_peer(k.family, &k.remote, k.netns)).take(5) {
+            let (Some(local), Some(remote)) = (ip_from(k.family, &k.local), ip_from(k.family, &k.remote)) else { continue };
+            lines.push(Line::from(format!(
+                "  flow {} <-> {}: out-of-window in {}, dup-ACKs out {}",
+                std::net::SocketAddr::new(local, k.local_port),
+                std::net::SocketAddr::new(remote, k.remote_port),
+                s.oow_timestamp + s.oow_sequence + s.oow_ack,
+                s.dupacks_out
+            )));
+        }
+        let mut funnel: std::collections::BTreeMap<u16, [u64; 4]> = std::collections::BTreeMap::new();
+        for (k, s) in self.maps.funnel.iter().filter(|(k, _)| is_peer(k.family, &k.addr, k.netns)) {
+            if let Some(slot) = funnel.entry(k.port).or_default().get_mut(usize::from(k.stage).wrapping_sub(1)) {
+                *slot += s.count;
+            }
+        }
+        for (port, [syns, synacks, retransmits, done]) in funnel {
+            lines.push(Line::from(format!(
+                "  SYN funnel :{port}: {syns} SYNs, {synacks} SYN-ACKs ({retransmits} retransmitted), {done} handshakes done"
+            )));
+        }
+        lines
     }
 
     fn header_lines(&self) -> Vec<Line<'static>> {
@@ -318,7 +415,10 @@ impl View {
             let cell = Cell::from(c.title);
             if c.sort == Some(self.sort) { cell.style(sorted) } else { cell }
         });
-        let rows = self.rows.iter().map(|row| Row::new(self.cells(row)));
+        let rows = self.rows.iter().enumerate().map(|(i, row)| {
+            let cells = Row::new(self.cells(row));
+            if i == self.selected { cells.style(Style::default().add_modifier(Modifier::BOLD)) } else { cells }
+        });
         Table::new(rows, COLUMNS.iter().map(|c| c.width))
             .header(Row::new(header).style(Style::default().add_modifier(Modifier::BOLD)))
     }
@@ -335,34 +435,47 @@ impl View {
         let numbers = [
             row.totals.paws.to_string(),
             format!("{:.2}", row.paws_per_s),
+            row.totals.oow.to_string(),
             row.totals.dupacks.to_string(),
             row.totals.suppressed.to_string(),
+            row.totals.unanswered.to_string(),
             row.totals.syns.to_string(),
         ];
         COLUMNS[2..]
             .iter()
             .zip(numbers)
-            .map(|(column, number)| if column.hook.is_some_and(|hook| self.is_active(hook)) { number } else { "-".into() })
+            .map(|(column, number)| if column.hooks.iter().any(|hook| self.is_active(hook)) { number } else { "-".into() })
             .collect()
     }
 }
 
-/// Every peer in any of the kernel's per-peer maps, with its totals.
-fn read_totals(probes: &Probes) -> Result<HashMap<PeerId, Totals>> {
+/// Every peer in any of the kernel's per-peer and per-flow maps, with its totals.
+fn read_totals(probes: &Probes, maps: &Maps) -> Result<HashMap<PeerId, Totals>> {
     let mut totals: HashMap<PeerId, Totals> = HashMap::new();
     let mut add = |family: u8, addr: &[u8; 16], netns: u32, count: u64, field: fn(&mut Totals) -> &mut u64| {
         if let Some(addr) = ip_from(family, addr) {
             *field(totals.entry(PeerId { addr, netns }).or_default()) += count;
         }
     };
-    for (key, stats) in probes.peer_drops()? {
+    for (key, stats) in &maps.drops {
         let reason = probes.reasons.name(key.reason as u32);
         if paws::Variant::of(&reason, key.sk_state).is_some() {
             add(key.family, &key.addr, key.netns, stats.count, |t| &mut t.paws);
         }
     }
-    for (key, stats) in probes.dupack_counts()? {
-        add(key.family, &key.addr, key.netns, stats.count, |t| &mut t.dupacks);
+    // Duplicate ACKs per peer where a function hook counts them, else from the per-flow
+    // egress counts: one source, never both.
+    let dupacks_by_function = probes.hooks.iter().any(|h| h.name == "dupack_sent" && h.active);
+    if dupacks_by_function {
+        for (key, stats) in probes.dupack_counts()? {
+            add(key.family, &key.addr, key.netns, stats.count, |t| &mut t.dupacks);
+        }
+    }
+    for (key, stats) in &maps.flows {
+        add(key.family, &key.remote, key.netns, stats.oow_timestamp + stats.oow_sequence + stats.oow_ack, |t| &mut t.oow);
+        if !dupacks_by_function {
+            add(key.family, &key.remote, key.netns, stats.dupacks_out, |t| &mut t.dupacks);
+        }
     }
     for (key, stats) in probes.oow_suppressed()? {
         add(key.family, &key.addr, key.netns, stats.count, |t| &mut t.suppressed);
@@ -370,9 +483,22 @@ fn read_totals(probes: &Probes) -> Result<HashMap<PeerId, Totals>> {
     for (key, stats) in probes.syn_counts()? {
         add(key.family, &key.addr, key.netns, stats.count, |t| &mut t.syns);
     }
-    // Where conn_request is served by its tracepoint, the SYN funnel counts the SYNs.
-    for (key, stats) in probes.funnel_counts()?.into_iter().filter(|(k, _)| k.stage == netdiag_common::funnel_stage::SYN_IN) {
-        add(key.family, &key.addr, key.netns, stats.count, |t| &mut t.syns);
+    // Where conn_request is served by its tracepoint, the SYN funnel counts the SYNs; SYNs
+    // beyond the SYN-ACKs sent to the same peer and port went unanswered.
+    let mut funnel: HashMap<(PeerId, u16), (u64, u64)> = HashMap::new();
+    for (key, stats) in &maps.funnel {
+        let Some(addr) = ip_from(key.family, &key.addr) else { continue };
+        let entry = funnel.entry((PeerId { addr, netns: key.netns }, key.port)).or_default();
+        match key.stage {
+            funnel_stage::SYN_IN => entry.0 += stats.count,
+            funnel_stage::SYNACK_OUT => entry.1 += stats.count,
+            _ => {}
+        }
+    }
+    for ((peer, _), (syns, synacks)) in funnel {
+        let t = totals.entry(peer).or_default();
+        t.syns += syns;
+        t.unanswered += syns.saturating_sub(synacks);
     }
     Ok(totals)
 }
@@ -403,14 +529,18 @@ mod tests {
         let view = View {
             kernel: String::new(),
             hooks: vec![hook("paws_checks", true), hook("dupack_sent", true), hook("oow_limiter", false)],
+            reasons: ReasonTable::default(),
             interval_s: 1.0,
             sort: SortBy::PawsRate,
             rows: Vec::new(),
             lost_events: 0,
             previous: HashMap::new(),
             previous_at: Instant::now(),
+            selected: 0,
+            detail: None,
+            maps: Maps::default(),
         };
-        assert_eq!(view.numbers(&row("10.0.0.1", 5, 2)), ["5", "5.00", "2", "-", "-"]);
+        assert_eq!(view.numbers(&row("10.0.0.1", 5, 2)), ["5", "5.00", "-", "2", "-", "-", "-"]);
     }
 
     #[test]
@@ -421,7 +551,7 @@ mod tests {
         SortBy::Dupacks.sort(&mut rows);
         assert_eq!(rows[0].peer.addr.to_string(), "10.0.0.1");
         let mut sort = SortBy::PawsRate;
-        for _ in 0..6 {
+        for _ in 0..8 {
             assert!(COLUMNS.iter().any(|c| c.sort == Some(sort)));
             sort = sort.next();
         }
