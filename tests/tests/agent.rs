@@ -1,4 +1,5 @@
-//! `netdiag agent` end to end: the real binary traces PAWS incidents reproduced in namespaces,
+//! `netdiag agent` end to end: the real binary traces PAWS incidents and an ACK loop reproduced
+//! in namespaces,
 //! a real Prometheus server (Debian's package, on loopback, started here) scrapes it and
 //! evaluates the shipped alert rules, and what its HTTP API returns is checked against the
 //! kernel's own counters. Also: the ops files pass promtool and systemd-analyze, memory stays
@@ -332,6 +333,55 @@ fn after_attaching_the_agent_keeps_only_the_capabilities_it_needs() {
     while value_of(&agent.metrics(), "netdiag_paws_rejections_total", &labels) != Some(run.injected as f64) {
         assert!(Instant::now() < deadline, "no PAWS count after dropping capabilities: {}", agent.metrics());
         std::thread::sleep(Duration::from_millis(200));
+    }
+    agent.stop();
+}
+
+/// An ACK loop between two namespaces (the shaped loop of the tests, 4 s): Prometheus gets the
+/// loop's counter for both ends, the ack_loop finding gauge opens and the shipped NetdiagAckLoop
+/// rule goes pending, and the JSON lines open a finding per end with the flow's fields.
+#[test]
+fn prometheus_sees_an_ack_loop_from_both_ends_and_alerts() {
+    require_root();
+    let dir = TempDir::new("loop");
+    let topo = scenario::LoopTopology::new("agloop").unwrap();
+    let jsonl = dir.0.join("findings.jsonl");
+    let agent = Agent::start(
+        &dir.0,
+        &format!(
+            "json_lines = \"{}\"\ninterval_s = 0.5\n[filters]\nnetns = [\"{}\", \"{}\"]\n",
+            jsonl.display(),
+            topo.client_ns,
+            topo.server_ns
+        ),
+    );
+    let prometheus = Prometheus::start(&dir.0, agent.addr);
+    let (run, _) = scenario::start_ack_loop(&topo, Duration::from_secs(4)).unwrap().finish().unwrap();
+
+    for (peer, netns) in [(run.client.ip(), &topo.server_ns), (run.server.ip(), &topo.client_ns)] {
+        let expr = format!("netdiag_ack_loop_total{{job=\"netdiag\",peer=\"{peer}\",netns=\"{netns}\"}}");
+        wait_for(Duration::from_secs(30), &format!("{expr} > 0 in Prometheus"), || {
+            prometheus.query(&expr).first().is_some_and(|(_, v)| *v > 0.0)
+        });
+    }
+    let active = "netdiag_findings_active{job=\"netdiag\",kind=\"ack_loop\"}";
+    wait_for(Duration::from_secs(10), &format!("{active} = 2 in Prometheus"), || {
+        prometheus.query(active).first().is_some_and(|(_, v)| *v == 2.0)
+    });
+    wait_for(Duration::from_secs(20), "NetdiagAckLoop alert", || {
+        prometheus.alerts().iter().any(|a| a["labels"]["alertname"] == "NetdiagAckLoop" && (a["state"] == "pending" || a["state"] == "firing"))
+    });
+
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let opened: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["kind"] == "ack_loop" && l["event"] == "open")
+        .collect();
+    assert_eq!(opened.len(), 2, "one per end: {text}");
+    for line in &opened {
+        assert!(line["oow_in_per_s"].as_f64().unwrap() > 0.0 && line["dupacks_out_per_s"].as_f64().unwrap() > 0.0, "{line:#}");
+        assert!(line["started"].as_str().is_some_and(|s| !s.is_empty()), "{line:#}");
     }
     agent.stop();
 }
