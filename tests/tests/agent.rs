@@ -1,6 +1,5 @@
 //! `netdiag agent` end to end: the real binary traces PAWS incidents and an ACK loop reproduced
-//! in namespaces,
-//! a real Prometheus server (Debian's package, on loopback, started here) scrapes it and
+//! in namespaces, a real Prometheus server (Debian's package, on loopback, started here) scrapes it and
 //! evaluates the shipped alert rules, and what its HTTP API returns is checked against the
 //! kernel's own counters. Also: the ops files pass promtool and systemd-analyze, memory stays
 //! flat through a stream of distinct peers, and SIGTERM leaves no program or link attached.
