@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::Result;
-use netdiag_common::{PacketCapture, PeerAddrKey, PeerKey, PeerStats};
+use netdiag_common::{FlowKey, FlowStats, PacketCapture, PeerAddrKey, PeerKey, PeerStats};
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
     sync::watch,
@@ -133,7 +133,15 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
         skipped: report.probe_stats.capture_skipped,
     });
     let active = |name: &str| probes.hooks.iter().any(|h| h.name == name && h.active);
-    let dupacks = if active("dupack_sent") { Some(probes.dupack_counts()?) } else { None };
+    // Per peer from the function hook where it is attached, else summed from the per-flow
+    // egress counts (the tracepoint backend).
+    let dupacks = if active("dupack_sent") {
+        Some(probes.dupack_counts()?)
+    } else if active("dupack_egress") {
+        Some(dupacks_per_peer(&probes.flow_counts()?))
+    } else {
+        None
+    };
     let oow_suppressed = if active("oow_limiter") { Some(probes.oow_suppressed()?) } else { None };
     drop(probes);
     let flows: Vec<(FlowId, FlowSeen)> = aggregator
@@ -343,6 +351,21 @@ async fn write_evidence(
     })
     .await?;
     writer.finish()
+}
+
+/// Duplicate ACKs sent per remote address and namespace, from the per-flow counts.
+fn dupacks_per_peer(flows: &[(FlowKey, FlowStats)]) -> Vec<(PeerAddrKey, PeerStats)> {
+    let mut per_peer: HashMap<(u32, u8, [u8; 16]), PeerStats> = HashMap::new();
+    for (key, stats) in flows.iter().filter(|(_, s)| s.dupacks_out > 0) {
+        let sum = per_peer.entry((key.netns, key.family, key.remote)).or_default();
+        sum.count += stats.dupacks_out;
+        sum.first_ns = if sum.first_ns == 0 { stats.first_ns } else { sum.first_ns.min(stats.first_ns) };
+        sum.last_ns = sum.last_ns.max(stats.last_ns);
+    }
+    per_peer
+        .into_iter()
+        .map(|((netns, family, addr), stats)| (PeerAddrKey { addr, netns, family, _pad: [0; 3] }, stats))
+        .collect()
 }
 
 /// Inode of `root` or an `ip netns` name; an unknown name is a usage error.
