@@ -10,19 +10,11 @@
 //! `ended` the end of its last.
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    net::SocketAddr,
     time::{Duration, SystemTime},
 };
 
 use super::{Finding, FlowFacts};
-
-/// One TCP connection seen from one namespace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FlowId {
-    pub netns: u32,
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-}
+pub use crate::aggregate::FlowId;
 
 /// A flow's cumulative counts as the kernel keeps them (`netdiag_common::FlowStats`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
