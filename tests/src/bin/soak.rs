@@ -14,8 +14,13 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 const RSS_LIMIT: u64 = 64 << 20;
 /// Growth allowed after warm-up: allocator noise, not a leak.
 const RSS_SLACK: u64 = 4 << 20;
-/// Distinct peer addresses the many-peers scenario may add to the lab over the whole soak.
-const MAX_NEW_PEERS: u32 = 60_000;
+/// Distinct peer addresses the many-peers scenario may add to the lab over the whole soak: four
+/// times the map's capacity already keeps it evicting; far more addresses on one interface only
+/// slow the reproduction down (a CI run once timed out a handshake after 7000).
+const MAX_NEW_PEERS: u32 = 4 * PEER_ENTRIES;
+/// Rounds whose reproduction may fail (a handshake timing out on a loaded machine) before the
+/// soak gives up: it watches the agent, and one slow round says nothing about the agent.
+const MAX_FAILED_ROUNDS: u32 = 3;
 const PEERS_PER_ROUND: u16 = 200;
 
 struct Sample {
@@ -48,15 +53,25 @@ fn main() -> Result<()> {
     let mut samples = Vec::new();
     let mut next_sample = started;
     let mut round: u32 = 0;
+    let mut failed_rounds: u32 = 0;
     println!("{:>7} {:>10} {:>8} {:>10}", "time s", "RSS KiB", "CPU s", "peer map");
     while Instant::now() < deadline {
         // Mixed traffic: rejections on live IPv4 and IPv6 connections, new peers by the hundred
         // (until the lab has added its share), and ordinary connections.
-        scenario::paws_established(&topo, round % 2 == 1, 200)?;
-        if round * u32::from(PEERS_PER_ROUND) < MAX_NEW_PEERS {
-            scenario::paws_tsecr_from_many(&topo, (round * u32::from(PEERS_PER_ROUND)) as u16, PEERS_PER_ROUND)?;
+        let new_peers = round * u32::from(PEERS_PER_ROUND);
+        let traffic = scenario::paws_established(&topo, round % 2 == 1, 200)
+            .and_then(|_| {
+                if new_peers < MAX_NEW_PEERS {
+                    scenario::paws_tsecr_from_many(&topo, new_peers as u16, PEERS_PER_ROUND)?;
+                }
+                Ok(())
+            })
+            .and_then(|()| scenario::innocent_traffic(&topo, 5));
+        if let Err(err) = traffic {
+            failed_rounds += 1;
+            eprintln!("soak: round {round}'s traffic failed ({failed_rounds} so far): {err:#}");
+            ensure!(failed_rounds <= MAX_FAILED_ROUNDS, "more than {MAX_FAILED_ROUNDS} rounds of traffic failed");
         }
-        scenario::innocent_traffic(&topo, 5)?;
         round += 1;
         if Instant::now() >= next_sample {
             let sample = sample(&agent, started);
@@ -75,7 +90,7 @@ fn main() -> Result<()> {
     let fullest = samples.iter().map(|s| s.peer_map).fold(0.0, f64::max);
     let cpu_share = samples.last().map_or(0.0, |s| s.cpu_s / s.at_s);
     println!(
-        "\nsoak: {round} rounds in {:.0} s; RSS {} KiB after warm-up, peak {} KiB (limit {} KiB); \
+        "\nsoak: {round} rounds ({failed_rounds} with failed traffic) in {:.0} s; RSS {} KiB after warm-up, peak {} KiB (limit {} KiB); \
          agent CPU {:.1} % of one core; peer map at most {fullest} of {PEER_ENTRIES}",
         started.elapsed().as_secs_f64(),
         warm.rss >> 10,
