@@ -246,10 +246,15 @@ struct Maps {
 
 impl View {
     fn new(probes: &Probes, interval_s: f64) -> View {
+        View::showing(kernel_release(), probes.hooks.clone(), probes.reasons.clone(), interval_s)
+    }
+
+    /// An empty view of these hooks, before the first refresh.
+    fn showing(kernel: String, hooks: Vec<HookStatus>, reasons: ReasonTable, interval_s: f64) -> View {
         View {
-            kernel: kernel_release(),
-            hooks: probes.hooks.clone(),
-            reasons: probes.reasons.clone(),
+            kernel,
+            hooks,
+            reasons,
             interval_s,
             sort: SortBy::PawsRate,
             rows: Vec::new(),
@@ -526,20 +531,8 @@ mod tests {
 
     #[test]
     fn shows_a_dash_for_counts_whose_hook_is_not_attached() {
-        let view = View {
-            kernel: String::new(),
-            hooks: vec![hook("paws_checks", true), hook("dupack_sent", true), hook("oow_limiter", false)],
-            reasons: ReasonTable::default(),
-            interval_s: 1.0,
-            sort: SortBy::PawsRate,
-            rows: Vec::new(),
-            lost_events: 0,
-            previous: HashMap::new(),
-            previous_at: Instant::now(),
-            selected: 0,
-            detail: None,
-            maps: Maps::default(),
-        };
+        let hooks = vec![hook("paws_checks", true), hook("dupack_sent", true), hook("oow_limiter", false)];
+        let view = View::showing(String::new(), hooks, ReasonTable::default(), 1.0);
         assert_eq!(view.numbers(&row("10.0.0.1", 5, 2)), ["5", "5.00", "-", "2", "-", "-", "-"]);
     }
 
