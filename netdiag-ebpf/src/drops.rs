@@ -1,7 +1,13 @@
-//! `skb:kfree_skb`: every packet the stack frees with a drop reason. The program keeps only the
-//! reasons userspace asked for (PAWS, TSecr, sequence checks...), counts them per peer in the
-//! kernel and sends a per-flow sample over the ring buffer.
-use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
+//! Every packet the stack frees with a drop reason: at `skb:kfree_skb`, or at the entry of the
+//! function that fires it (`sk_skb_reason_drop` since 6.11, `kfree_skb_reason` before) where
+//! fentry or kprobes are allowed. The program keeps only the reasons userspace asked for (PAWS,
+//! TSecr, sequence checks...), counts them per peer in the kernel and sends a per-flow sample
+//! over the ring buffer.
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::{fentry, kprobe, tracepoint},
+    programs::{FEntryContext, ProbeContext, TracePointContext},
+};
 use netdiag_common::{
     DropEvent, DropProbeConfig, EVENT_DROP, FIELD_ABSENT, PeerKey, REASON_SET_WORDS, stat,
 };
@@ -43,13 +49,57 @@ pub fn config() -> &'static DropProbeConfig {
 
 #[tracepoint]
 pub fn kfree_skb(ctx: TracePointContext) -> u32 {
-    let _ = try_kfree_skb(&ctx);
+    let cfg = config();
+    let record = |offset: &u32| configured(offset) as usize;
+    let (Ok(skb), Ok(reason)) =
+        (unsafe { ctx.read_at::<*const u8>(record(&cfg.tp_skbaddr)) }, unsafe { ctx.read_at::<u32>(record(&cfg.tp_reason)) })
+    else {
+        return 0;
+    };
+    let rx_sk_off = configured(&cfg.tp_rx_sk);
+    let rx_sk: *const u8 = if rx_sk_off == FIELD_ABSENT {
+        core::ptr::null()
+    } else {
+        unsafe { ctx.read_at(rx_sk_off as usize).unwrap_or(core::ptr::null()) }
+    };
+    let _ = dropped(skb, reason, rx_sk);
     0
 }
 
-fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
+/// `sk_skb_reason_drop(sk, skb, reason)`, which fires `skb:kfree_skb` with `sk` as `rx_sk`.
+#[fentry(function = "sk_skb_reason_drop")]
+pub fn drop_reason_fentry(ctx: FEntryContext) -> u32 {
+    let _ = dropped(ctx.arg(1), ctx.arg(2), ctx.arg(0));
+    0
+}
+
+#[kprobe]
+pub fn drop_reason_kprobe(ctx: ProbeContext) -> u32 {
+    if let (Some(sk), Some(skb), Some(reason)) = (ctx.arg(0), ctx.arg(1), ctx.arg(2)) {
+        let _ = dropped(skb, reason, sk);
+    }
+    0
+}
+
+/// `kfree_skb_reason(skb, reason)`, the same before 6.11 (no socket).
+#[fentry(function = "kfree_skb_reason")]
+pub fn drop_reason_legacy_fentry(ctx: FEntryContext) -> u32 {
+    let _ = dropped(ctx.arg(0), ctx.arg(1), core::ptr::null());
+    0
+}
+
+#[kprobe]
+pub fn drop_reason_legacy_kprobe(ctx: ProbeContext) -> u32 {
+    if let (Some(skb), Some(reason)) = (ctx.arg(0), ctx.arg(1)) {
+        let _ = dropped(skb, reason, core::ptr::null());
+    }
+    0
+}
+
+/// One freed packet: `skb`, its drop `reason`, and the socket it reached (`rx_sk`, may be null).
+#[inline(always)]
+fn dropped(skb: *const u8, reason: u32, rx_sk: *const u8) -> Option<()> {
     let cfg = config();
-    let reason: u32 = unsafe { ctx.read_at(configured(&cfg.tp_reason) as usize).ok()? };
     if reason >= netdiag_common::MAX_REASON {
         return None;
     }
@@ -63,7 +113,6 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
     }
     bump(stat::MATCHED);
 
-    let skb: *const u8 = unsafe { ctx.read_at(configured(&cfg.tp_skbaddr) as usize).ok()? };
     let layout = SkbLayout {
         head: configured(&cfg.skb_head),
         network_header: configured(&cfg.skb_network_header),
@@ -74,12 +123,6 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<()> {
         return None;
     };
 
-    let rx_sk_off = configured(&cfg.tp_rx_sk);
-    let rx_sk: *const u8 = if rx_sk_off == FIELD_ABSENT {
-        core::ptr::null()
-    } else {
-        unsafe { ctx.read_at(rx_sk_off as usize).unwrap_or(core::ptr::null()) }
-    };
     let sk_state: u8 = if rx_sk.is_null() {
         0
     } else {

@@ -1,14 +1,14 @@
-//! Per-flow accounting for ACK loops (seed 001), with tracepoints only, so it works where
-//! fentry and kprobes are refused: out-of-window segments received (`skb:kfree_skb`, by drop
-//! reason) and duplicate ACKs leaving the host (`net:net_dev_queue`: a pure ACK repeating the
-//! flow's previous segment). Counts stay in a per-CPU LRU map; nothing goes to userspace per
-//! packet, so a loop at line rate is counted exactly.
+//! Per-flow accounting for ACK loops (seed 001): out-of-window segments received, by drop
+//! reason (at the drop function's entry with fentry or kprobes, else at `skb:kfree_skb`), and
+//! duplicate ACKs sent (`tcp_send_dupack` with fentry or kprobes; else at `net:net_dev_queue`, a
+//! pure ACK repeating the flow's previous segment). Counts stay in a per-CPU LRU map; nothing
+//! goes to userspace per packet, so a loop at line rate is counted exactly.
 use aya_ebpf::{
     bindings::BPF_ANY,
     helpers::bpf_ktime_get_ns,
-    macros::{map, raw_tracepoint, tracepoint},
+    macros::{fentry, kprobe, map, raw_tracepoint, tracepoint},
     maps::{LruHashMap, LruPerCpuHashMap},
-    programs::{RawTracePointContext, TracePointContext},
+    programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use netdiag_common::{
     FIELD_ABSENT, FlowKey, FlowProbeConfig, FlowStats, MAX_REASON, REASON_SET_WORDS, oow_why, stat,
@@ -17,7 +17,7 @@ use netdiag_common::{
 
 use crate::{
     access::{self, configured, read},
-    drops,
+    drops, functions,
     maps::bump,
     packet::{self, Segment, SkbLayout},
 };
@@ -99,6 +99,36 @@ pub fn oow_received_raw(ctx: RawTracePointContext) -> u32 {
     0
 }
 
+/// The drop function's entry, `sk_skb_reason_drop(sk, skb, reason)`, as in `drops`.
+#[fentry(function = "sk_skb_reason_drop")]
+pub fn oow_received_fentry(ctx: FEntryContext) -> u32 {
+    let _ = count_oow(ctx.arg(1), ctx.arg(2), ctx.arg(0));
+    0
+}
+
+#[kprobe]
+pub fn oow_received_kprobe(ctx: ProbeContext) -> u32 {
+    if let (Some(sk), Some(skb), Some(reason)) = (ctx.arg(0), ctx.arg(1), ctx.arg(2)) {
+        let _ = count_oow(skb, reason, sk);
+    }
+    0
+}
+
+/// `kfree_skb_reason(skb, reason)`, before 6.11.
+#[fentry(function = "kfree_skb_reason")]
+pub fn oow_received_legacy_fentry(ctx: FEntryContext) -> u32 {
+    let _ = count_oow(ctx.arg(0), ctx.arg(1), core::ptr::null());
+    0
+}
+
+#[kprobe]
+pub fn oow_received_legacy_kprobe(ctx: ProbeContext) -> u32 {
+    if let (Some(skb), Some(reason)) = (ctx.arg(0), ctx.arg(1)) {
+        let _ = count_oow(skb, reason, core::ptr::null());
+    }
+    0
+}
+
 /// `kfree_skb(skb, location, reason[, rx_sk])`.
 const RAW_SKB_ARG: usize = 0;
 const RAW_REASON_ARG: usize = 2;
@@ -121,15 +151,7 @@ fn count_oow(skb: *const u8, reason: u32, rx_sk: *const u8) -> Option<()> {
         bump(stat::UNPARSED);
         return None;
     };
-    let key = FlowKey {
-        local: seg.daddr,
-        remote: seg.saddr,
-        netns: drops::netns_inode(drop_cfg, skb, rx_sk),
-        local_port: seg.dport,
-        remote_port: seg.sport,
-        family: seg.family,
-        _pad: [0; 3],
-    };
+    let key = received_flow(&seg, drops::netns_inode(drop_cfg, skb, rx_sk));
     let now = unsafe { bpf_ktime_get_ns() };
     let stats = flow_entry(&key, now)?;
     let why = reason_why(config(), reason);
@@ -228,11 +250,43 @@ fn count_egress(skb: *const u8) -> Option<()> {
     Some(())
 }
 
-/// The limiter suppressed our answer to the out-of-window segment `seg` received in `netns`
-/// (called by the fexit/kretprobe of `tcp_oow_rate_limited`).
+/// `tcp_send_dupack(sk, skb)`: the stack answers the out-of-window segment `skb` with a
+/// duplicate ACK, counted for the flow the segment belongs to.
+#[fentry(function = "tcp_send_dupack")]
+pub fn flow_dupack_fentry(ctx: FEntryContext) -> u32 {
+    let _ = count_dupack(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[kprobe]
+pub fn flow_dupack_kprobe(ctx: ProbeContext) -> u32 {
+    if let (Some(sk), Some(skb)) = (ctx.arg(0), ctx.arg(1)) {
+        let _ = count_dupack(sk, skb);
+    }
+    0
+}
+
 #[inline(always)]
-pub fn limiter_suppressed(seg: &Segment, netns: u32) {
-    let key = FlowKey {
+fn count_dupack(sk: *const u8, skb: *const u8) -> Option<()> {
+    let cfg = functions::config();
+    let Some(seg) = (unsafe { packet::parse(skb, &functions::skb_layout(cfg)) }) else {
+        bump(stat::HOOK_UNPARSED);
+        return None;
+    };
+    let net: *const u8 = unsafe { read(sk, configured(&cfg.sk_net))? };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let stats = flow_entry(&received_flow(&seg, access::netns_inode(net, configured(&cfg.net_ns_inum))), now)?;
+    unsafe {
+        (*stats).dupacks_out += 1;
+        (*stats).last_ns = now;
+    }
+    Some(())
+}
+
+/// The local flow a received segment belongs to.
+#[inline(always)]
+fn received_flow(seg: &Segment, netns: u32) -> FlowKey {
+    FlowKey {
         local: seg.daddr,
         remote: seg.saddr,
         netns,
@@ -240,9 +294,15 @@ pub fn limiter_suppressed(seg: &Segment, netns: u32) {
         remote_port: seg.sport,
         family: seg.family,
         _pad: [0; 3],
-    };
+    }
+}
+
+/// The limiter suppressed our answer to the out-of-window segment `seg` received in `netns`
+/// (called by the fexit/kretprobe of `tcp_oow_rate_limited`).
+#[inline(always)]
+pub fn limiter_suppressed(seg: &Segment, netns: u32) {
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(stats) = flow_entry(&key, now) {
+    if let Some(stats) = flow_entry(&received_flow(seg, netns), now) {
         unsafe { (*stats).limiter_suppressed += 1 };
     }
 }

@@ -38,8 +38,9 @@ enum Command {
         /// Only report this network namespace (`root` or an `ip netns` name).
         #[arg(long, value_name = "NAME")]
         netns: Option<String>,
-        /// Which attach mechanism may serve the hooks: the best one per hook, or only this one.
-        #[arg(long, value_enum, default_value_t = hooks::BackendChoice::Auto)]
+        /// Which attach mechanism may serve the hooks: the best one per hook, or only this one (hooks
+        /// that exist only as tracepoints keep them).
+        #[arg(long, value_enum, env = "NETDIAG_BACKEND", default_value_t = hooks::BackendChoice::Auto)]
         backend: hooks::BackendChoice,
         /// Write the headers of the dropped segments to FILE as pcapng (created mode 0600).
         #[arg(long, value_name = "FILE")]

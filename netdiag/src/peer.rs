@@ -38,8 +38,9 @@ pub struct PeerArgs {
     /// Only what concerns this local port.
     #[arg(long, value_name = "N")]
     pub port: Option<u16>,
-    /// Which attach mechanism may serve the hooks: the best one per hook, or only this one.
-    #[arg(long, value_enum, default_value_t = hooks::BackendChoice::Auto)]
+    /// Which attach mechanism may serve the hooks: the best one per hook, or only this one (hooks
+    /// that exist only as tracepoints keep them).
+    #[arg(long, value_enum, env = "NETDIAG_BACKEND", default_value_t = hooks::BackendChoice::Auto)]
     pub backend: hooks::BackendChoice,
     /// Write the headers of the peer's dropped segments to FILE as pcapng (created mode 0600).
     #[arg(long, value_name = "FILE")]

@@ -103,8 +103,7 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
         active.join(", "),
         opts.duration.as_secs_f64()
     );
-    let limiter_traced = probes.hooks.iter().any(|h| h.name == "oow_limiter" && h.active);
-    let mut flows = FlowMonitor::new(limiter_traced);
+    let mut flows = FlowMonitor::new(&probes.hooks);
     let mut poll_flows = || {
         if let Err(e) = flows.poll(&probes) {
             log::warn!("reading per-flow counts: {e:#}");
@@ -137,7 +136,7 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
     // egress counts (the tracepoint backend).
     let dupacks = if active("dupack_sent") {
         Some(probes.dupack_counts()?)
-    } else if active("dupack_egress") {
+    } else if active("flow_dupacks") {
         Some(dupacks_per_peer(&probes.flow_counts()?))
     } else {
         None

@@ -131,9 +131,16 @@ fn an_ack_loop_is_named_on_both_ends_within_seconds_and_ends_when_the_rule_goes(
     }
     assert_eq!(report["lost_events"], 0, "no ring-buffer record per packet");
     assert_eq!(report["probe_stats"]["peer_map_full"], 0);
-    for hook in ["oow_received", "dupack_egress"] {
+    // Each finding says which program counted what, as `netdiag hooks` reports it.
+    for (hook, source) in [("oow_received", "oow_in"), ("flow_dupacks", "dupacks_out")] {
         let status = report["hooks"].as_array().unwrap().iter().find(|h| h["name"] == hook).unwrap();
         assert_eq!(status["active"], true, "{status:#}");
+        let serving = format!("at {} ({})", status["target"].as_str().unwrap(), status["backend"].as_str().unwrap());
+        for ns in [&topo.client_ns, &topo.server_ns] {
+            for f in findings_in(&report, "ack_loop", ns) {
+                assert!(f["sources"][source].as_str().unwrap().contains(&serving), "{serving}: {f:#}");
+            }
+        }
     }
 }
 

@@ -35,6 +35,11 @@ const WITH_TRACEPOINT: &[&str] = &["conn_request"];
 /// `paws_time_wait`: fentry, then kprobe on this function, then `kfree_skb` where the kernel has
 /// the drop reason `TCP_RFC7323_TW_PAWS` (6.16).
 const TIME_WAIT_FUNCTION: &str = "tcp_timewait_state_process";
+/// The function firing `skb:kfree_skb` since 6.11, and the one before; `paws_checks` and
+/// `oow_received` try both, in this order, with fentry, then kprobe.
+const DROP_FUNCTIONS: [&str; 2] = ["sk_skb_reason_drop", "kfree_skb_reason"];
+/// The SYN funnel's hooks, which exist only as tracepoints: served by them under any backend.
+const TRACEPOINT_ONLY: [&str; 4] = ["syn_timestamps", "synack_sent", "synack_retransmit", "handshake_done"];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Trampoline {
@@ -60,7 +65,7 @@ impl KernelSupport {
         let functions = FUNCTION_HOOKS
             .iter()
             .map(|(_, function, kind)| (*function, *kind))
-            .chain([(TIME_WAIT_FUNCTION, Trampoline::Fentry)]);
+            .chain([TIME_WAIT_FUNCTION].into_iter().chain(DROP_FUNCTIONS).map(|f| (f, Trampoline::Fentry)));
         for (function, kind) in functions {
             trampoline.insert(function, trial::trampoline(&btf, function, kind));
             kprobe.insert(function, trial::kprobe(function));
@@ -83,6 +88,45 @@ impl KernelSupport {
 
     fn kprobe_works(&self, function: &str) -> bool {
         self.kprobe[function].is_ok()
+    }
+
+    /// The candidates of a hook with fentry and kprobe programs on `functions`, then `tracepoints`
+    /// (each with whether the kernel has it), in netdiag's order of preference.
+    fn candidates(&self, functions: &[&'static str], tracepoints: &[(&'static str, bool)]) -> Vec<Candidate> {
+        let on = |family, backend, works: &dyn Fn(&str) -> bool| {
+            functions.iter().map(move |f| Candidate { family, backend, works: works(f) }).collect::<Vec<_>>()
+        };
+        let mut all = on("fentry", "fentry", &|f| self.trampoline_works(f));
+        all.extend(on("kprobe", "kprobe", &|f| self.kprobe_works(f)));
+        all.extend(tracepoints.iter().map(|(backend, works)| Candidate { family: "tracepoint", backend, works: *works }));
+        all
+    }
+}
+
+/// One way netdiag may serve a hook, and whether this kernel takes it (found out independently).
+struct Candidate {
+    family: &'static str,
+    backend: &'static str,
+    works: bool,
+}
+
+/// The hook is served by the first candidate of the forced family (any, with `auto`) this kernel
+/// takes, after one refusal for each candidate before it.
+fn assert_served(hook: &Value, candidates: &[Candidate], forced: &str) {
+    let tried: Vec<&Candidate> = candidates.iter().filter(|c| forced == "auto" || c.family == forced).collect();
+    let refusals = refused(hook);
+    match tried.iter().position(|c| c.works) {
+        Some(first) => {
+            assert_active(hook, tried[first].backend);
+            assert_eq!(refusals.len(), first, "{hook:#}");
+        }
+        None => {
+            assert_inactive(hook);
+            assert_eq!(refusals.len(), tried.len(), "{hook:#}");
+        }
+    }
+    for (refusal, candidate) in refusals.iter().zip(&tried) {
+        assert!(refusal.starts_with(&format!("{}: ", candidate.backend)), "{hook:#}");
     }
 }
 
@@ -162,7 +206,7 @@ fn auto_picks_the_best_backend_the_kernel_allows_for_each_hook() {
             "handshake_done",
             "paws_time_wait",
             "oow_received",
-            "dupack_egress"
+            "flow_dupacks"
         ]
     );
 
@@ -191,15 +235,7 @@ fn auto_picks_the_best_backend_the_kernel_allows_for_each_hook() {
         assert_eq!(refusals[2], "tracepoint: no tracepoint equivalent implemented");
     }
 
-    let paws = hook(&report, "paws_checks");
-    if support.paws_tracepoint {
-        assert_active(paws, "tracepoint");
-        assert!(refused(paws).is_empty(), "{paws:#}");
-    } else {
-        assert_inactive(paws);
-    }
-
-    assert_flow_hooks(&report, "auto");
+    assert_drop_and_flow_hooks(&report, &support, "auto");
 
     // paws_time_wait: fentry, else kprobe, else the kfree_skb program if the kernel has the reason.
     let time_wait = hook(&report, "paws_time_wait");
@@ -226,25 +262,20 @@ fn auto_picks_the_best_backend_the_kernel_allows_for_each_hook() {
     }
 }
 
-/// The per-flow ACK-loop hooks exist only as tracepoints: the raw tracepoint where the kernel
-/// takes it, else the perf one with the raw one's refusal; any other forced backend has none.
-fn assert_flow_hooks(report: &Value, backend: &str) {
-    for name in ["oow_received", "dupack_egress"] {
-        let flow = hook(report, name);
-        match backend {
-            "auto" | "tracepoint" => {
-                assert_eq!(flow["active"], true, "{flow:#}");
-                match flow["backend"].as_str() {
-                    Some("raw_tracepoint") => assert!(refused(flow).is_empty(), "{flow:#}"),
-                    Some("tracepoint") => assert!(refused(flow)[0].starts_with("raw_tracepoint: "), "{flow:#}"),
-                    other => panic!("{name} served by {other:?}: {flow:#}"),
-                }
-            }
-            _ => {
-                assert_inactive(flow);
-                assert_eq!(refused(flow), [format!("{backend}: no {backend} equivalent implemented")]);
-            }
-        }
+/// `paws_checks`, `oow_received` and `flow_dupacks`: function programs first, then tracepoints;
+/// the SYN funnel's tracepoint-only hooks are served whatever the backend.
+fn assert_drop_and_flow_hooks(report: &Value, support: &KernelSupport, forced: &str) {
+    let tracepoint = std::path::Path::new("/sys/kernel/tracing/events/skb/kfree_skb").exists();
+    let paws = support.candidates(&DROP_FUNCTIONS, &[("tracepoint", support.paws_tracepoint)]);
+    assert_served(hook(report, "paws_checks"), &paws, forced);
+    // The raw tracepoint is tried first; the kernels here all take it.
+    let raw = [("raw_tracepoint", tracepoint), ("tracepoint", tracepoint)];
+    assert_served(hook(report, "oow_received"), &support.candidates(&DROP_FUNCTIONS, &raw), forced);
+    assert_served(hook(report, "flow_dupacks"), &support.candidates(&["tcp_send_dupack"], &raw), forced);
+    for name in TRACEPOINT_ONLY {
+        let funnel = hook(report, name);
+        assert_active(funnel, "tracepoint");
+        assert!(refused(funnel).is_empty(), "{funnel:#}");
     }
 }
 
@@ -293,19 +324,7 @@ fn a_forced_backend_serves_what_it_can_and_says_why_not_for_the_rest() {
             assert_eq!(refusals.len(), 1, "only the forced backend is tried: {time_wait:#}");
             assert!(refusals[0].starts_with(&format!("{backend}: ")), "{time_wait:#}");
         }
-        let paws = hook(&report, "paws_checks");
-        if backend == "tracepoint" && support.paws_tracepoint {
-            assert_active(paws, "tracepoint");
-        } else {
-            assert_inactive(paws);
-            if backend != "tracepoint" {
-                assert_eq!(
-                    refused(paws),
-                    [format!("{backend}: no {backend} equivalent implemented")]
-                );
-            }
-        }
-        assert_flow_hooks(&report, backend);
+        assert_drop_and_flow_hooks(&report, &support, backend);
     }
 }
 

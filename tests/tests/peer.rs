@@ -85,7 +85,7 @@ fn peer_on_the_nat_address_shows_its_funnel_clocks_sockets_and_findings() {
     );
     // Duplicate-ACK counts exist where a hook counts them (the function hook, else the per-flow
     // egress tracepoint), and are null (not 0) where none can.
-    let counted = items(&report, "hooks").iter().any(|h| (h["name"] == "dupack_sent" || h["name"] == "dupack_egress") && h["active"] == true);
+    let counted = items(&report, "hooks").iter().any(|h| (h["name"] == "dupack_sent" || h["name"] == "flow_dupacks") && h["active"] == true);
     let out_of_window = items(&report, "out_of_window");
     assert!(!out_of_window.is_empty());
     for o in out_of_window {

@@ -121,7 +121,7 @@ pub async fn run(args: AgentArgs) -> Result<i32> {
         peer_map: KeyWatch::default(),
         dupacks: HashMap::new(),
         exported: &exported,
-        flows: FlowMonitor::new(probes.hooks.iter().any(|h| h.name == "oow_limiter" && h.active)),
+        flows: FlowMonitor::new(&probes.hooks),
         started,
     };
     let mut tick = tokio::time::interval(config.interval);

@@ -10,11 +10,11 @@ use netdiag_common::{FlowKey, FlowStats};
 
 use crate::{
     events::ip_from,
-    hooks::Probes,
+    hooks::{HookStatus, Probes},
     netns,
     verdict::{
         Finding,
-        ack_loop::{self, Change, Detector, Episode, FlowId, NamespaceFacts, Rules, Totals},
+        ack_loop::{self, Change, Detector, Episode, FlowId, NamespaceFacts, Rules, Sources, Totals},
     },
 };
 
@@ -23,17 +23,26 @@ pub const LIVE_PREFIX: &str = "netdiag: finding";
 
 pub struct FlowMonitor {
     detector: Detector,
+    sources: Sources,
     /// Settings of each namespace an episode happened in, read when it started (the namespace
     /// may be gone by the end).
     facts: HashMap<u32, NamespaceFacts>,
 }
 
 impl FlowMonitor {
-    /// `limiter_traced`: the `oow_limiter` hook is active, so the kernel counts suppressed
-    /// answers itself.
-    pub fn new(limiter_traced: bool) -> FlowMonitor {
+    /// Judges the flows with what `hooks` say serves them: where the `oow_limiter` hook is
+    /// active, the kernel counts suppressed answers itself.
+    pub fn new(hooks: &[HookStatus]) -> FlowMonitor {
+        let serving = |name: &str| {
+            hooks.iter().find(|h| h.name == name && h.active).map_or(("none", ""), |h| (h.backend.as_str(), h.target.as_str()))
+        };
+        let limiter_traced = serving("oow_limiter").0 != "none";
         let rules = Rules { limiter_traced, ..Rules::default() };
-        FlowMonitor { detector: Detector::new(rules, epoch_now()), facts: HashMap::new() }
+        FlowMonitor {
+            detector: Detector::new(rules, epoch_now()),
+            sources: Sources::new(serving("oow_received"), serving("flow_dupacks")),
+            facts: HashMap::new(),
+        }
     }
 
     /// Reads the kernel's counts now and judges the interval since the last poll.
@@ -65,7 +74,7 @@ impl FlowMonitor {
             .filter(|e| keep(&e.flow))
             .map(|e| {
                 let facts = self.facts.get(&e.flow.netns).cloned().unwrap_or_default();
-                ack_loop::finding(e, &name_of(e.flow.netns), &facts)
+                ack_loop::finding(e, &name_of(e.flow.netns), &facts, &self.sources)
             })
             .collect()
     }

@@ -39,6 +39,8 @@ pub struct Attacher<'a> {
     time_wait: TimeWaitSetup,
     /// Tracepoint programs attached so far: a second hook served by one shares it.
     tracepoints: HashSet<&'static str>,
+    /// The program serving `paws_checks`, which counts every watched drop reason.
+    drop_program: Option<&'static str>,
     flow_setup: FlowSetup,
     /// aya's copy of the kernel BTF, which fentry/fexit loads need; parsed on first use.
     kernel_btf: OnceCell<Result<aya::Btf, String>>,
@@ -65,13 +67,15 @@ impl<'a> Attacher<'a> {
             time_wait,
             flow_setup,
             tracepoints: HashSet::new(),
+            drop_program: None,
             kernel_btf: OnceCell::new(),
         }
     }
 
     pub fn serve(&mut self, hook: &LogicalHook, choice: BackendChoice) -> HookStatus {
         let mut refused: Vec<Refusal> = Vec::new();
-        for family in Family::ALL.into_iter().filter(|family| choice.allows(*family)) {
+        let allowed = |family: &Family| hook.tracepoints_only() || choice.allows(*family);
+        for family in Family::ALL.into_iter().filter(allowed) {
             let mut candidates =
                 hook.candidates.iter().filter(|attach| attach.family() == family).peekable();
             if candidates.peek().is_none() {
@@ -81,9 +85,13 @@ impl<'a> Attacher<'a> {
             for attach in candidates {
                 match self.try_attach(setup_of(hook, attach), attach) {
                     Ok(note) => {
+                        if setup_of(hook, attach) == Setup::DropReasons {
+                            self.drop_program = Some(attach.program());
+                        }
                         return HookStatus {
                             name: hook.name.into(),
                             backend: attach.backend().into(),
+                            target: attach.target(),
                             active: true,
                             detail: format!("{}: {}{note}", attach.target(), hook.counts),
                             refused: refused
@@ -93,10 +101,16 @@ impl<'a> Attacher<'a> {
                                 .collect(),
                         };
                     }
-                    Err(reason) => refused.push(Refusal {
-                        text: format!("{}: {reason}", attach.backend()),
-                        unimplemented: false,
-                    }),
+                    Err(reason) => {
+                        // Which function, where a hook has several and the reason does not say.
+                        let target = attach.target();
+                        let text = if family == Family::Tracepoint || reason.contains(&target) {
+                            format!("{}: {reason}", attach.backend())
+                        } else {
+                            format!("{}: {target}: {reason}", attach.backend())
+                        };
+                        refused.push(Refusal { text, unimplemented: false })
+                    }
                 }
             }
         }
@@ -104,6 +118,7 @@ impl<'a> Attacher<'a> {
         HookStatus {
             name: hook.name.into(),
             backend: "none".into(),
+            target: String::new(),
             active: false,
             detail: refused.join("; "),
             refused,
@@ -124,7 +139,15 @@ impl<'a> Attacher<'a> {
                 self.flow_setup.reasons.clone()?
             }
         };
-        // A function program serving paws_time_wait takes its drops over from kfree_skb.
+        // paws_time_wait's tracepoint is paws_checks' program; where a function program serves
+        // paws_checks instead, that one already counts the TIME_WAIT reason.
+        if setup == Setup::TimeWait
+            && attach.family() == Family::Tracepoint
+            && let Some(program) = self.drop_program.filter(|program| *program != attach.program())
+        {
+            return Ok(format!("{note}: {program}"));
+        }
+        // A function program serving paws_time_wait takes its drops over from the drop programs.
         let hand_over = setup == Setup::TimeWait && attach.family() != Family::Tracepoint;
         if hand_over {
             self.time_wait.hand_over(self.ebpf, true)?;

@@ -116,6 +116,15 @@ impl Attach {
         }
     }
 
+    /// The program that runs first (a kretprobe's entry half).
+    pub fn program(&self) -> &'static str {
+        match self {
+            Attach::Fentry { program, .. } | Attach::Fexit { program, .. } | Attach::Kprobe { program, .. } => program,
+            Attach::Kretprobe { entry, .. } => entry,
+            Attach::Tracepoint { program, .. } | Attach::RawTracepoint { program, .. } => program,
+        }
+    }
+
     pub fn target(&self) -> String {
         match self {
             Attach::Fentry { function, .. }
@@ -171,6 +180,19 @@ const TCP_OOW_RATE_LIMITED: KernelFunction = KernelFunction {
     signature: "bool tcp_oow_rate_limited(struct net *, struct sk_buff *, int, u32 *)",
 };
 
+/// Frees a packet with a drop reason and fires `skb:kfree_skb` (with `sk` as `rx_sk`); 6.11
+/// made it the one behind `kfree_skb_reason`, which became an inline wrapper.
+const SK_SKB_REASON_DROP: KernelFunction = KernelFunction {
+    name: "sk_skb_reason_drop",
+    signature: "void sk_skb_reason_drop(struct sock *, struct sk_buff *, enum skb_drop_reason)",
+};
+
+/// The same before 6.11.
+const KFREE_SKB_REASON: KernelFunction = KernelFunction {
+    name: "kfree_skb_reason",
+    signature: "void kfree_skb_reason(struct sk_buff *, enum skb_drop_reason)",
+};
+
 /// The first three parameters are the same on 6.1, 6.12 and 6.18; 6.10 added `u32 *tw_isn`,
 /// 6.16 `enum skb_drop_reason *`.
 const TCP_TIMEWAIT_STATE_PROCESS: KernelFunction = KernelFunction {
@@ -218,11 +240,15 @@ pub const CATALOGUE: &[LogicalHook] = &[
         name: "paws_checks",
         counts: "watched drops per peer",
         setup: Setup::DropReasons,
-        candidates: &[Attach::Tracepoint {
-            program: "kfree_skb",
-            category: "skb",
-            name: "kfree_skb",
-        }],
+        // The drop function, where the tracepoint fires: the kernel's own verdict and reason,
+        // whichever check (PAWS established, SYN-RECV, SYN-SENT, TSecr) made it.
+        candidates: &[
+            Attach::Fentry { program: "drop_reason_fentry", function: &SK_SKB_REASON_DROP },
+            Attach::Fentry { program: "drop_reason_legacy_fentry", function: &KFREE_SKB_REASON },
+            Attach::Kprobe { program: "drop_reason_kprobe", function: &SK_SKB_REASON_DROP },
+            Attach::Kprobe { program: "drop_reason_legacy_kprobe", function: &KFREE_SKB_REASON },
+            Attach::Tracepoint { program: "kfree_skb", category: "skb", name: "kfree_skb" },
+        ],
     },
     LogicalHook {
         name: "syn_timestamps",
@@ -263,7 +289,8 @@ pub const CATALOGUE: &[LogicalHook] = &[
         candidates: &[
             Attach::Fentry { program: "paws_time_wait_fentry", function: &TCP_TIMEWAIT_STATE_PROCESS },
             Attach::Kprobe { program: "paws_time_wait_kprobe", function: &TCP_TIMEWAIT_STATE_PROCESS },
-            // The paws_checks program; it sees them only where the kernel has the reason (6.16).
+            // The paws_checks program (or the function program serving paws_checks); it sees
+            // them only where the kernel has the reason (6.16).
             Attach::Tracepoint { program: "kfree_skb", category: "skb", name: "kfree_skb" },
         ],
     },
@@ -272,15 +299,22 @@ pub const CATALOGUE: &[LogicalHook] = &[
         counts: "out-of-window segments received, per flow, by why (timestamp, sequence, ACK)",
         setup: Setup::FlowDrops,
         candidates: &[
+            Attach::Fentry { program: "oow_received_fentry", function: &SK_SKB_REASON_DROP },
+            Attach::Fentry { program: "oow_received_legacy_fentry", function: &KFREE_SKB_REASON },
+            Attach::Kprobe { program: "oow_received_kprobe", function: &SK_SKB_REASON_DROP },
+            Attach::Kprobe { program: "oow_received_legacy_kprobe", function: &KFREE_SKB_REASON },
             Attach::RawTracepoint { program: "oow_received_raw", name: "kfree_skb" },
             Attach::Tracepoint { program: "oow_received", category: "skb", name: "kfree_skb" },
         ],
     },
     LogicalHook {
-        name: "dupack_egress",
-        counts: "duplicate ACKs leaving this host (pure ACKs repeating the flow's last segment), per flow",
+        name: "flow_dupacks",
+        counts: "duplicate ACKs sent, per flow (the stack's answers to out-of-window segments with \
+                 fentry/kprobe; pure ACKs repeating the flow's last segment as they leave with the tracepoint)",
         setup: Setup::FlowEgress,
         candidates: &[
+            Attach::Fentry { program: "flow_dupack_fentry", function: &TCP_SEND_DUPACK },
+            Attach::Kprobe { program: "flow_dupack_kprobe", function: &TCP_SEND_DUPACK },
             Attach::RawTracepoint { program: "flow_egress_raw", name: "net_dev_queue" },
             Attach::Tracepoint { program: "flow_egress", category: "net", name: "net_dev_queue" },
         ],
@@ -289,16 +323,24 @@ pub const CATALOGUE: &[LogicalHook] = &[
 
 /// Programs whose configuration differs from their hook's: a tracepoint standing in for a
 /// function hook reads tracepoint records, not the function's arguments.
-const OWN_SETUP: &[(&str, Setup)] = &[("syn_received", Setup::Handshake)];
+const OWN_SETUP: &[(&str, Setup)] = &[
+    ("syn_received", Setup::Handshake),
+    ("flow_dupack_fentry", Setup::FunctionOffsets),
+    ("flow_dupack_kprobe", Setup::FunctionOffsets),
+];
 
 /// The configuration `attach` reads when it serves `hook`.
 pub fn setup_of(hook: &LogicalHook, attach: &Attach) -> Setup {
-    let program = match attach {
-        Attach::Fentry { program, .. } | Attach::Fexit { program, .. } | Attach::Kprobe { program, .. } => program,
-        Attach::Kretprobe { entry, .. } => entry,
-        Attach::Tracepoint { program, .. } | Attach::RawTracepoint { program, .. } => program,
-    };
-    OWN_SETUP.iter().find(|(name, _)| name == program).map_or(hook.setup, |(_, setup)| *setup)
+    let program = attach.program();
+    OWN_SETUP.iter().find(|(name, _)| *name == program).map_or(hook.setup, |(_, setup)| *setup)
+}
+
+impl LogicalHook {
+    /// Hooks that exist only as tracepoints (the SYN funnel's) have nothing to force: they are
+    /// served by their tracepoint whatever the backend choice.
+    pub fn tracepoints_only(&self) -> bool {
+        self.candidates.iter().all(|attach| attach.family() == Family::Tracepoint)
+    }
 }
 
 /// The kernel functions the catalogue attaches to.

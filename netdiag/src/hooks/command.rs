@@ -10,8 +10,9 @@ pub struct HooksArgs {
     /// One JSON document on stdout instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Which attach mechanism may serve the hooks: the best one per hook, or only this one.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    /// Which attach mechanism may serve the hooks: the best one per hook, or only this one (hooks
+    /// that exist only as tracepoints keep them).
+    #[arg(long, value_enum, env = "NETDIAG_BACKEND", default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
 }
 

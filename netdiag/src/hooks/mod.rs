@@ -37,6 +37,8 @@ pub struct HookStatus {
     /// The mechanism serving it (`fentry`, `fexit`, `kprobe`, `kretprobe`, `tracepoint`), or
     /// `none`.
     pub backend: String,
+    /// Where the serving program attaches (a kernel function or tracepoint), empty if none.
+    pub target: String,
     pub active: bool,
     /// What it counts when active; why every candidate was refused when not.
     pub detail: String,
@@ -251,7 +253,7 @@ impl Probes {
         self.per_peer("OOW_SUPPRESSED")
     }
 
-    /// Per-flow out-of-window and duplicate-ACK counts (`oow_received`, `dupack_egress`,
+    /// Per-flow out-of-window and duplicate-ACK counts (`oow_received`, `flow_dupacks`,
     /// `oow_limiter`), summed over CPUs.
     pub fn flow_counts(&self) -> Result<Vec<(FlowKey, FlowStats)>> {
         let map = self.ebpf.map("FLOW_STATS").ok_or_else(|| anyhow!("FLOW_STATS map missing"))?;

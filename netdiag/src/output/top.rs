@@ -207,7 +207,7 @@ const COLUMNS: [Column; 9] = [
     Column { title: "PAWS drops", sort: Some(SortBy::PawsTotal), hooks: &["paws_checks", "paws_time_wait"], width: Constraint::Length(11) },
     Column { title: "PAWS/s", sort: Some(SortBy::PawsRate), hooks: &["paws_checks", "paws_time_wait"], width: Constraint::Length(9) },
     Column { title: "out-of-window", sort: Some(SortBy::OutOfWindow), hooks: &["oow_received"], width: Constraint::Length(14) },
-    Column { title: "dup-ACKs sent", sort: Some(SortBy::Dupacks), hooks: &["dupack_sent", "dupack_egress"], width: Constraint::Length(14) },
+    Column { title: "dup-ACKs sent", sort: Some(SortBy::Dupacks), hooks: &["dupack_sent", "flow_dupacks"], width: Constraint::Length(14) },
     Column { title: "suppressed", sort: Some(SortBy::Suppressed), hooks: &["oow_limiter"], width: Constraint::Length(11) },
     Column { title: "unanswered SYNs", sort: Some(SortBy::Unanswered), hooks: &["synack_sent"], width: Constraint::Length(16) },
     Column { title: "SYNs seen", sort: Some(SortBy::Syns), hooks: &["conn_request"], width: Constraint::Length(10) },
@@ -526,7 +526,7 @@ mod tests {
     }
 
     fn hook(name: &str, active: bool) -> HookStatus {
-        HookStatus { name: name.into(), backend: "test".into(), active, detail: String::new(), refused: Vec::new() }
+        HookStatus { name: name.into(), backend: "test".into(), target: String::new(), active, detail: String::new(), refused: Vec::new() }
     }
 
     #[test]

@@ -308,6 +308,29 @@ pub struct NamespaceFacts {
     pub tcp_timestamps: Option<u8>,
 }
 
+/// How the kernel programs serving the per-flow hooks obtained the counts, for a finding's
+/// `sources`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sources {
+    pub oow_in: String,
+    pub dupacks_out: String,
+}
+
+impl Sources {
+    /// From the mechanism and target serving `oow_received` and `flow_dupacks`.
+    pub fn new(oow_in: (&str, &str), dupacks_out: (&str, &str)) -> Sources {
+        let dupacks_how = if dupacks_out.0 == "fentry" || dupacks_out.0 == "kprobe" {
+            "the stack's answers to out-of-window segments"
+        } else {
+            "pure ACKs repeating the flow's last segment as they leave"
+        };
+        Sources {
+            oow_in: format!("drop reasons at {} ({}), per flow in a kernel map", oow_in.1, oow_in.0),
+            dupacks_out: format!("{dupacks_how}, at {} ({}), per flow in a kernel map", dupacks_out.1, dupacks_out.0),
+        }
+    }
+}
+
 /// RFC 3339 UTC with milliseconds.
 pub fn rfc3339(epoch_s: f64) -> String {
     humantime::format_rfc3339_millis(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(epoch_s.max(0.0))).to_string()
@@ -318,7 +341,7 @@ fn rounded(rate: f64) -> f64 {
 }
 
 /// One finding per episode.
-pub fn finding(episode: &Episode, netns: &str, facts: &NamespaceFacts) -> Finding {
+pub fn finding(episode: &Episode, netns: &str, facts: &NamespaceFacts, sources: &Sources) -> Finding {
     let t = &episode.totals;
     let (oow, dup, suppressed) = (t.oow(), t.dupacks_out, episode.suppressed());
     let words = Words { episode, netns, facts };
@@ -329,8 +352,8 @@ pub fn finding(episode: &Episode, netns: &str, facts: &NamespaceFacts) -> Findin
          TcpExtTCPACKSkippedSeq + TcpExtTCPACKSkippedPAWS)"
     };
     let sources = BTreeMap::from([
-        ("oow_in", "skb:kfree_skb drop reasons, per flow in a kernel map".to_string()),
-        ("dupacks_out", "net:net_dev_queue: pure ACKs repeating the flow's last segment, per flow in a kernel map".to_string()),
+        ("oow_in", sources.oow_in.clone()),
+        ("dupacks_out", sources.dupacks_out.clone()),
         ("dupacks_suppressed", suppressed_source.to_string()),
     ]);
     Finding {
@@ -521,7 +544,9 @@ mod tests {
         let episodes = detector.episodes();
         assert_eq!(episodes.len(), 1);
         assert_eq!(episodes[0].ended, None);
-        let f = finding(&episodes[0], "srv", &NamespaceFacts { tcp_invalid_ratelimit_ms: Some(0), ..Default::default() });
+        let sources = Sources::new(("raw_tracepoint", "raw kfree_skb"), ("fentry", "tcp_send_dupack"));
+        let facts = NamespaceFacts { tcp_invalid_ratelimit_ms: Some(0), ..Default::default() };
+        let f = finding(&episodes[0], "srv", &facts, &sources);
         assert_eq!(f.kind, "ack_loop");
         let facts = f.flow.as_ref().unwrap();
         assert_eq!(facts.ended, None);
@@ -532,6 +557,11 @@ mod tests {
         let json = serde_json::to_value(&f).unwrap();
         assert!(json["ended"].is_null() && json.as_object().unwrap().contains_key("ended"), "{json}");
         assert_eq!(json["oow_in_per_s"], 150_000.0);
+        assert_eq!(
+            json["sources"]["dupacks_out"],
+            "the stack's answers to out-of-window segments, at tcp_send_dupack (fentry), per flow in a kernel map"
+        );
+        assert_eq!(json["sources"]["oow_in"], "drop reasons at raw kfree_skb (raw_tracepoint), per flow in a kernel map");
     }
 
     #[test]
@@ -571,7 +601,9 @@ mod tests {
         assert!(matches!(changes.first(), Some((_, Change::Started(e))) if e.kind == Kind::OutOfWindowFlood));
         let e = &detector.episodes()[0];
         assert_eq!(e.suppressed(), e.totals.oow() - e.totals.dupacks_out);
-        let f = finding(e, "root", &NamespaceFacts { tcp_invalid_ratelimit_ms: Some(500), ..Default::default() });
+        let sources = Sources::new(("tracepoint", "skb:kfree_skb"), ("raw_tracepoint", "raw net_dev_queue"));
+        let facts = NamespaceFacts { tcp_invalid_ratelimit_ms: Some(500), ..Default::default() };
+        let f = finding(e, "root", &facts, &sources);
         assert_eq!(f.kind, "out_of_window_flood");
         assert!(f.advice.contains("tcp_invalid_ratelimit=500"), "{}", f.advice);
         assert!((f.flow.unwrap().dupacks_suppressed_per_s - 198.0).abs() < 1.0);

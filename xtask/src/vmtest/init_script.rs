@@ -6,6 +6,12 @@ pub const GUEST_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin:/opt/netdiag/bin";
 pub const GUEST_NETDIAG: &str = "/opt/netdiag/bin/netdiag";
 pub const GUEST_TESTS_DIR: &str = "/opt/netdiag/tests";
 
+/// Test binaries run again with each function backend forced (`NETDIAG_BACKEND`, which every
+/// netdiag command they start reads), so the fentry and the kprobe programs of every hook are
+/// proven on the guest's kernel, not only the best one.
+const FORCED_BACKEND_TESTS: [&str; 3] = ["paws", "ack_loop", "syn_funnel"];
+const FORCED_BACKENDS: [&str; 2] = ["fentry", "kprobe"];
+
 pub struct InitPlan<'a> {
     /// `uname -r`, exported to the tests as NETDIAG_IN_VM.
     pub release: &'a str,
@@ -80,6 +86,13 @@ pub fn render(plan: &InitPlan) -> String {
     for name in &plan.test_binaries {
         script += &format!("step {name} {GUEST_TESTS_DIR}/{name} --test-threads=1{test_args}\n");
     }
+    for backend in FORCED_BACKENDS {
+        for name in plan.test_binaries.iter().filter(|name| FORCED_BACKEND_TESTS.contains(name)) {
+            script += &format!(
+                "step {name}@{backend} env NETDIAG_BACKEND={backend} {GUEST_TESTS_DIR}/{name} --test-threads=1{test_args}\n"
+            );
+        }
+    }
     script += "\n";
     script += FINISH;
     script
@@ -94,18 +107,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn runs_each_test_binary_single_threaded_with_quoted_extra_args() {
+    fn runs_each_test_binary_single_threaded_with_quoted_extra_args_and_forced_backends() {
         let modules = ["veth".to_string(), "sch_netem".to_string()];
         let args = ["it's".to_string(), "--nocapture".to_string()];
         let script = render(&InitPlan {
             release: "6.1.0-56-cloud-amd64",
             boot_modules: &modules,
-            test_binaries: vec!["paws"],
+            test_binaries: vec!["paws", "hooks"],
             test_args: &args,
         });
         assert!(script.contains("NETDIAG_IN_VM='6.1.0-56-cloud-amd64'"));
         assert!(script.contains("for module in veth sch_netem; do"));
         assert!(script.contains("step paws /opt/netdiag/tests/paws --test-threads=1 'it'\\''s' '--nocapture'\n"));
+        let forced = "step paws@kprobe env NETDIAG_BACKEND=kprobe /opt/netdiag/tests/paws --test-threads=1 'it'\\''s' '--nocapture'\n";
+        assert!(script.contains(forced), "{script}");
+        assert!(!script.contains("hooks@"), "only the scenario tests run again: {script}");
         assert!(script.ends_with("echo o >/proc/sysrq-trigger\n"));
     }
 }
