@@ -1,5 +1,5 @@
 //! Reading kernel memory and load-time configuration.
-use aya_ebpf::helpers::bpf_probe_read_kernel;
+use aya_ebpf::{EbpfContext, helpers::bpf_probe_read_kernel, programs::FEntryContext};
 
 /// Reads a `T` at `base + offset` in kernel memory.
 #[inline(always)]
@@ -21,4 +21,13 @@ pub fn netns_inode(net: *const u8, net_ns_inum: u32) -> u32 {
         return 0;
     }
     unsafe { read(net, net_ns_inum).unwrap_or(0) }
+}
+
+/// Pointer argument `n` of an fentry program as a plain address. The verifier types such
+/// arguments and forbids bit operations on them, which the compiler emits when it folds null
+/// checks together (`a.is_null() && b.is_null()` as `(a | b) == 0`); read through the helper,
+/// the value is a number again.
+#[inline(always)]
+pub fn untyped_arg(ctx: &FEntryContext, n: u32) -> *const u8 {
+    unsafe { read(ctx.as_ptr() as *const u8, n * 8).unwrap_or(core::ptr::null()) }
 }

@@ -13,7 +13,7 @@ use netdiag_common::{
 };
 
 use crate::{
-    access::{self, configured, read},
+    access::{self, configured, read, untyped_arg},
     capture,
     maps::{EVENTS, PEER_DROPS, bump, count_sampled, wakeup_flags},
     packet::{self, SkbLayout},
@@ -69,7 +69,7 @@ pub fn kfree_skb(ctx: TracePointContext) -> u32 {
 /// `sk_skb_reason_drop(sk, skb, reason)`, which fires `skb:kfree_skb` with `sk` as `rx_sk`.
 #[fentry(function = "sk_skb_reason_drop")]
 pub fn drop_reason_fentry(ctx: FEntryContext) -> u32 {
-    let _ = dropped(ctx.arg(1), ctx.arg(2), ctx.arg(0));
+    let _ = dropped(ctx.arg(1), ctx.arg(2), untyped_arg(&ctx, 0));
     0
 }
 

@@ -16,7 +16,7 @@ use netdiag_common::{
 };
 
 use crate::{
-    access::{self, configured, read},
+    access::{self, configured, read, untyped_arg},
     drops, functions,
     maps::bump,
     packet::{self, Segment, SkbLayout},
@@ -102,7 +102,7 @@ pub fn oow_received_raw(ctx: RawTracePointContext) -> u32 {
 /// The drop function's entry, `sk_skb_reason_drop(sk, skb, reason)`, as in `drops`.
 #[fentry(function = "sk_skb_reason_drop")]
 pub fn oow_received_fentry(ctx: FEntryContext) -> u32 {
-    let _ = count_oow(ctx.arg(1), ctx.arg(2), ctx.arg(0));
+    let _ = count_oow(ctx.arg(1), ctx.arg(2), untyped_arg(&ctx, 0));
     0
 }
 

@@ -139,8 +139,9 @@ pub fn refusal(stage: &str, err: &ProgramError) -> String {
 
 /// The line that says what the verifier objected to: the last one before its statistics.
 fn last_verifier_line(log: &str) -> Option<&str> {
-    let statistics =
-        |line: &str| line.starts_with("processed ") || line.starts_with("verification time");
+    let statistics = |line: &str| {
+        ["processed ", "verification time", "stack depth "].iter().any(|prefix| line.starts_with(prefix))
+    };
     log.lines().map(str::trim).rfind(|line| !line.is_empty() && !statistics(line))
 }
 
