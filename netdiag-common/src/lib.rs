@@ -80,6 +80,10 @@ pub struct DropProbeConfig {
     /// Only drops in this namespace (inode) are kept; 0 keeps all. A storm elsewhere then
     /// neither fills the ring buffer nor evicts this namespace's per-peer counts.
     pub only_netns: u32,
+    /// `struct sk_buff::users`: a function program counts a call only where it frees the
+    /// packet (the last reference), as the tracepoint does.
+    pub skb_users: u32,
+    pub _pad: u32,
 }
 
 impl DropProbeConfig {

@@ -40,6 +40,8 @@ static DROP_PROBE_CONFIG: DropProbeConfig = DropProbeConfig {
     reasons: [0; REASON_SET_WORDS],
     skb_tail: FIELD_ABSENT,
     only_netns: 0,
+    skb_users: 0,
+    _pad: 0,
 };
 
 #[inline(always)]
@@ -69,13 +71,18 @@ pub fn kfree_skb(ctx: TracePointContext) -> u32 {
 /// `sk_skb_reason_drop(sk, skb, reason)`, which fires `skb:kfree_skb` with `sk` as `rx_sk`.
 #[fentry(function = "sk_skb_reason_drop")]
 pub fn drop_reason_fentry(ctx: FEntryContext) -> u32 {
-    let _ = dropped(ctx.arg(1), ctx.arg(2), untyped_arg(&ctx, 0));
+    let skb = ctx.arg(1);
+    if frees(skb) {
+        let _ = dropped(skb, ctx.arg(2), untyped_arg(&ctx, 0));
+    }
     0
 }
 
 #[kprobe]
 pub fn drop_reason_kprobe(ctx: ProbeContext) -> u32 {
-    if let (Some(sk), Some(skb), Some(reason)) = (ctx.arg(0), ctx.arg(1), ctx.arg(2)) {
+    if let (Some(sk), Some(skb), Some(reason)) = (ctx.arg(0), ctx.arg(1), ctx.arg(2))
+        && frees(skb)
+    {
         let _ = dropped(skb, reason, sk);
     }
     0
@@ -84,16 +91,29 @@ pub fn drop_reason_kprobe(ctx: ProbeContext) -> u32 {
 /// `kfree_skb_reason(skb, reason)`, the same before 6.11 (no socket).
 #[fentry(function = "kfree_skb_reason")]
 pub fn drop_reason_legacy_fentry(ctx: FEntryContext) -> u32 {
-    let _ = dropped(ctx.arg(0), ctx.arg(1), core::ptr::null());
+    let skb = ctx.arg(0);
+    if frees(skb) {
+        let _ = dropped(skb, ctx.arg(1), core::ptr::null());
+    }
     0
 }
 
 #[kprobe]
 pub fn drop_reason_legacy_kprobe(ctx: ProbeContext) -> u32 {
-    if let (Some(skb), Some(reason)) = (ctx.arg(0), ctx.arg(1)) {
+    if let (Some(skb), Some(reason)) = (ctx.arg(0), ctx.arg(1))
+        && frees(skb)
+    {
         let _ = dropped(skb, reason, core::ptr::null());
     }
     0
+}
+
+/// Whether the drop function called on `skb` frees it: only the last reference does, and only
+/// then does the kernel fire the tracepoint; an earlier call just drops a reference, and the
+/// packet is counted when it is really freed, like the tracepoint counts it.
+#[inline(always)]
+pub fn frees(skb: *const u8) -> bool {
+    unsafe { read::<u32>(skb, configured(&config().skb_users)) == Some(1) }
 }
 
 /// One freed packet: `skb`, its drop `reason`, and the socket it reached (`rx_sk`, may be null).

@@ -102,13 +102,18 @@ pub fn oow_received_raw(ctx: RawTracePointContext) -> u32 {
 /// The drop function's entry, `sk_skb_reason_drop(sk, skb, reason)`, as in `drops`.
 #[fentry(function = "sk_skb_reason_drop")]
 pub fn oow_received_fentry(ctx: FEntryContext) -> u32 {
-    let _ = count_oow(ctx.arg(1), ctx.arg(2), untyped_arg(&ctx, 0));
+    let skb = ctx.arg(1);
+    if drops::frees(skb) {
+        let _ = count_oow(skb, ctx.arg(2), untyped_arg(&ctx, 0));
+    }
     0
 }
 
 #[kprobe]
 pub fn oow_received_kprobe(ctx: ProbeContext) -> u32 {
-    if let (Some(sk), Some(skb), Some(reason)) = (ctx.arg(0), ctx.arg(1), ctx.arg(2)) {
+    if let (Some(sk), Some(skb), Some(reason)) = (ctx.arg(0), ctx.arg(1), ctx.arg(2))
+        && drops::frees(skb)
+    {
         let _ = count_oow(skb, reason, sk);
     }
     0
@@ -117,13 +122,18 @@ pub fn oow_received_kprobe(ctx: ProbeContext) -> u32 {
 /// `kfree_skb_reason(skb, reason)`, before 6.11.
 #[fentry(function = "kfree_skb_reason")]
 pub fn oow_received_legacy_fentry(ctx: FEntryContext) -> u32 {
-    let _ = count_oow(ctx.arg(0), ctx.arg(1), core::ptr::null());
+    let skb = ctx.arg(0);
+    if drops::frees(skb) {
+        let _ = count_oow(skb, ctx.arg(1), core::ptr::null());
+    }
     0
 }
 
 #[kprobe]
 pub fn oow_received_legacy_kprobe(ctx: ProbeContext) -> u32 {
-    if let (Some(skb), Some(reason)) = (ctx.arg(0), ctx.arg(1)) {
+    if let (Some(skb), Some(reason)) = (ctx.arg(0), ctx.arg(1))
+        && drops::frees(skb)
+    {
         let _ = count_oow(skb, reason, core::ptr::null());
     }
     0

@@ -62,6 +62,8 @@ pub fn drop_probe_config(
         reasons: Default::default(),
         skb_tail: skb_tail_offset(btf),
         only_netns: only_netns.unwrap_or(0),
+        skb_users: member("sk_buff", &["users"])?,
+        _pad: 0,
     };
     let mut watched = Vec::new();
     let mut missing = Vec::new();
