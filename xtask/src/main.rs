@@ -108,7 +108,7 @@ fn test() -> Result<()> {
             .env("NETDIAG_BIN", bin),
     )?;
     // The same integration tests inside Debian 6.1 and 6.12 guests, where fentry and kprobes work.
-    let vm_args = vmtest::VmTestArgs { kernel: "all".into(), timeout: 900, guest_args: Vec::new() };
+    let vm_args = vmtest::VmTestArgs { kernel: "all".into(), timeout: vmtest::GUEST_TIMEOUT_S, guest_args: Vec::new() };
     let (passed, ignored) = vmtest::run(vm_args.into()).inspect_err(|_| tally.print_line())?;
     tally.passed += passed;
     tally.ignored += ignored;

@@ -23,6 +23,10 @@ use summary::KernelReport;
 /// Kernel series booted by `--kernel all`.
 const ALL_SERIES: &[&str] = &["6.1", "6.12"];
 
+/// A guest runs every test binary, and the scenario tests twice more with a backend forced:
+/// about 15 minutes under TCG on 2 cores; twice that is a hang.
+pub const GUEST_TIMEOUT_S: u64 = 1800;
+
 /// Command-line arguments of `cargo xtask vmtest`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct VmTestArgs {
@@ -30,7 +34,7 @@ pub struct VmTestArgs {
     #[arg(long, default_value = "all")]
     pub kernel: String,
     /// Seconds after which a guest that has not powered off is killed.
-    #[arg(long, default_value_t = 900)]
+    #[arg(long, default_value_t = GUEST_TIMEOUT_S)]
     pub timeout: u64,
     /// Extra arguments for every test binary in the guest (a test name filter, --nocapture...).
     #[arg(last = true)]
