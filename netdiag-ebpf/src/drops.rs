@@ -5,8 +5,8 @@
 //! over the ring buffer.
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
-    macros::{fentry, kprobe, tracepoint},
-    programs::{FEntryContext, ProbeContext, TracePointContext},
+    macros::{fentry, kprobe, raw_tracepoint, tracepoint},
+    programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use netdiag_common::{
     DropEvent, DropProbeConfig, EVENT_DROP, FIELD_ABSENT, PeerKey, REASON_SET_WORDS, stat,
@@ -65,6 +65,19 @@ pub fn kfree_skb(ctx: TracePointContext) -> u32 {
         unsafe { ctx.read_at(rx_sk_off as usize).unwrap_or(core::ptr::null()) }
     };
     let _ = dropped(skb, reason, rx_sk);
+    0
+}
+
+/// The same on the raw tracepoint, which the kernel calls with the tracepoint's arguments
+/// (`skb`, `location`, `reason`[, `rx_sk`]): no record is built for it.
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn kfree_skb_raw(ctx: RawTracePointContext) -> u32 {
+    // The load-time constant picks the branch, and the verifier never walks the other one, so
+    // a kernel without `rx_sk` (before 6.11) accepts the program.
+    let rx_sk: *const u8 =
+        if configured(&config().tp_rx_sk) != FIELD_ABSENT { ctx.arg(3) } else { core::ptr::null() };
+    let reason: u64 = ctx.arg(2);
+    let _ = dropped(ctx.arg(0), reason as u32, rx_sk);
     0
 }
 

@@ -62,9 +62,13 @@ fn without_the_drop_tracepoint_every_refusal_is_named() {
     let hide = "mount -t tmpfs none /sys/kernel/tracing/events/skb";
     let (_, hooks_out) = run_with_hidden(hide, "hooks --json >&2");
     let survey: serde_json::Value = serde_json::from_str(&hooks_out).unwrap_or_else(|e| panic!("{e}: {hooks_out}"));
+    // The programs on the drop function need no tracepoint; without them nothing serves.
     let paws = survey["hooks"].as_array().unwrap().iter().find(|h| h["name"] == "paws_checks").unwrap();
-    assert_eq!(paws["active"], false, "{paws:#}");
-    assert!(paws["detail"].as_str().unwrap().contains("skb:kfree_skb"), "{paws:#}");
+    if paws["active"] == true {
+        assert!(["fentry", "kprobe"].contains(&paws["backend"].as_str().unwrap()), "{paws:#}");
+    } else {
+        assert!(paws["detail"].as_str().unwrap().contains("skb:kfree_skb is not available"), "{paws:#}");
+    }
 
     let any_active = survey["hooks"].as_array().unwrap().iter().any(|h| h["active"] == true);
     let (code, stderr) = run_with_hidden(hide, "diagnose --duration 1 --json");

@@ -254,7 +254,8 @@ fn auto_picks_the_best_backend_the_kernel_allows_for_each_hook() {
     }
     assert_refusal(refusals[1], "kprobe", kprobe);
     if support.time_wait_tracepoint {
-        assert_active(time_wait, "tracepoint");
+        // The program serving paws_checks counts the reason.
+        assert_active(time_wait, hook(&report, "paws_checks")["backend"].as_str().unwrap());
         assert!(time_wait["detail"].as_str().unwrap().contains("TCP_RFC7323_TW_PAWS="), "{time_wait:#}");
     } else {
         assert_inactive(time_wait);
@@ -266,7 +267,8 @@ fn auto_picks_the_best_backend_the_kernel_allows_for_each_hook() {
 /// the SYN funnel's tracepoint-only hooks are served whatever the backend.
 fn assert_drop_and_flow_hooks(report: &Value, support: &KernelSupport, forced: &str) {
     let tracepoint = std::path::Path::new("/sys/kernel/tracing/events/skb/kfree_skb").exists();
-    let paws = support.candidates(&DROP_FUNCTIONS, &[("tracepoint", support.paws_tracepoint)]);
+    let paws_tracepoints = [("raw_tracepoint", support.paws_tracepoint), ("tracepoint", support.paws_tracepoint)];
+    let paws = support.candidates(&DROP_FUNCTIONS, &paws_tracepoints);
     assert_served(hook(report, "paws_checks"), &paws, forced);
     // The raw tracepoint is tried first; the kernels here all take it.
     let raw = [("raw_tracepoint", tracepoint), ("tracepoint", tracepoint)];
@@ -316,7 +318,8 @@ fn a_forced_backend_serves_what_it_can_and_says_why_not_for_the_rest() {
             _ => support.time_wait_tracepoint,
         };
         if works {
-            assert_active(time_wait, backend);
+            let paws = hook(&report, "paws_checks");
+            assert_active(time_wait, if backend == "tracepoint" { paws["backend"].as_str().unwrap() } else { backend });
             assert!(refused(time_wait).is_empty(), "{time_wait:#}");
         } else {
             assert_inactive(time_wait);

@@ -39,9 +39,12 @@ pub struct Attacher<'a> {
     time_wait: TimeWaitSetup,
     /// Tracepoint programs attached so far: a second hook served by one shares it.
     tracepoints: HashSet<&'static str>,
-    /// The program serving `paws_checks`, which counts every watched drop reason.
-    drop_program: Option<&'static str>,
+    /// What serves `paws_checks`, which counts every watched drop reason.
+    drop_attach: Option<&'static Attach>,
     flow_setup: FlowSetup,
+    /// Whether the programs on the `kfree_skb` tracepoint can serve, or why not; the function
+    /// programs on the drop function do not need it.
+    drop_tracepoint: Result<(), String>,
     /// aya's copy of the kernel BTF, which fentry/fexit loads need; parsed on first use.
     kernel_btf: OnceCell<Result<aya::Btf, String>>,
 }
@@ -56,6 +59,7 @@ impl<'a> Attacher<'a> {
         handshake_setup: Result<String, String>,
         time_wait: TimeWaitSetup,
         flow_setup: FlowSetup,
+        drop_tracepoint: Result<(), String>,
     ) -> Self {
         Attacher {
             ebpf,
@@ -66,13 +70,14 @@ impl<'a> Attacher<'a> {
             handshake_setup,
             time_wait,
             flow_setup,
+            drop_tracepoint,
             tracepoints: HashSet::new(),
-            drop_program: None,
+            drop_attach: None,
             kernel_btf: OnceCell::new(),
         }
     }
 
-    pub fn serve(&mut self, hook: &LogicalHook, choice: BackendChoice) -> HookStatus {
+    pub fn serve(&mut self, hook: &'static LogicalHook, choice: BackendChoice) -> HookStatus {
         let mut refused: Vec<Refusal> = Vec::new();
         let allowed = |family: &Family| hook.tracepoints_only() || choice.allows(*family);
         for family in Family::ALL.into_iter().filter(allowed) {
@@ -86,14 +91,15 @@ impl<'a> Attacher<'a> {
                 match self.try_attach(setup_of(hook, attach), attach) {
                     Ok(note) => {
                         if setup_of(hook, attach) == Setup::DropReasons {
-                            self.drop_program = Some(attach.program());
+                            self.drop_attach = Some(attach);
                         }
+                        let serving = self.shared_drop_program(setup_of(hook, attach), attach).unwrap_or(attach);
                         return HookStatus {
                             name: hook.name.into(),
-                            backend: attach.backend().into(),
-                            target: attach.target(),
+                            backend: serving.backend().into(),
+                            target: serving.target(),
                             active: true,
-                            detail: format!("{}: {}{note}", attach.target(), hook.counts),
+                            detail: format!("{}: {}{note}", serving.target(), hook.counts),
                             refused: refused
                                 .into_iter()
                                 .filter(|r| !r.unimplemented)
@@ -139,13 +145,11 @@ impl<'a> Attacher<'a> {
                 self.flow_setup.reasons.clone()?
             }
         };
-        // paws_time_wait's tracepoint is paws_checks' program; where a function program serves
-        // paws_checks instead, that one already counts the TIME_WAIT reason.
-        if setup == Setup::TimeWait
-            && attach.family() == Family::Tracepoint
-            && let Some(program) = self.drop_program.filter(|program| *program != attach.program())
-        {
-            return Ok(format!("{note}: {program}"));
+        if self.shared_drop_program(setup, attach).is_some() {
+            return Ok(note);
+        }
+        if attach.target().ends_with("kfree_skb") {
+            self.drop_tracepoint.clone()?;
         }
         // A function program serving paws_time_wait takes its drops over from the drop programs.
         let hand_over = setup == Setup::TimeWait && attach.family() != Family::Tracepoint;
@@ -157,6 +161,14 @@ impl<'a> Attacher<'a> {
             self.time_wait.hand_over(self.ebpf, false)?;
         }
         attached.map(|()| note)
+    }
+
+    /// paws_time_wait's tracepoint candidate is paws_checks' program: where another program
+    /// (the raw tracepoint, a function program) serves paws_checks, that one already counts the
+    /// TIME_WAIT reason, and serves paws_time_wait too.
+    fn shared_drop_program(&self, setup: Setup, attach: &Attach) -> Option<&'static Attach> {
+        let shared = setup == Setup::TimeWait && attach.family() == Family::Tracepoint;
+        self.drop_attach.filter(|served| shared && served.program() != attach.program())
     }
 
     fn attach(&mut self, attach: &Attach) -> Result<(), String> {

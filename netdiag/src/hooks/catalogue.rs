@@ -247,6 +247,7 @@ pub const CATALOGUE: &[LogicalHook] = &[
             Attach::Fentry { program: "drop_reason_legacy_fentry", function: &KFREE_SKB_REASON },
             Attach::Kprobe { program: "drop_reason_kprobe", function: &SK_SKB_REASON_DROP },
             Attach::Kprobe { program: "drop_reason_legacy_kprobe", function: &KFREE_SKB_REASON },
+            Attach::RawTracepoint { program: "kfree_skb_raw", name: "kfree_skb" },
             Attach::Tracepoint { program: "kfree_skb", category: "skb", name: "kfree_skb" },
         ],
     },

@@ -23,32 +23,24 @@ pub fn function_probe_config(btf: &Btf) -> Result<FunctionProbeConfig> {
     })
 }
 
-/// The drop program's configuration and the reasons it watches, as `NAME=number`.
+/// The drop programs' configuration and the reasons they watch, as `NAME=number`. The record
+/// offsets are those of `skb:kfree_skb` where its format is readable; the function programs
+/// need none of them (see [`drop_tracepoint`]).
 pub fn drop_probe_config(
     btf: &Btf,
-    format: &tracefs::TracepointFormat,
+    format: Option<&tracefs::TracepointFormat>,
     reasons: &ReasonTable,
     watched_names: &[String],
     only_netns: Option<u32>,
 ) -> Result<(DropProbeConfig, Vec<String>)> {
-    let field = |name: &str| -> Result<u32> {
-        format
-            .field(name)
-            .map(|f| f.offset)
-            .ok_or_else(|| anyhow!("skb:kfree_skb has no field {name} on this kernel"))
-    };
+    let field = |name: &str| format.and_then(|format| format.field(name)).map_or(FIELD_ABSENT, |f| f.offset);
     let member = |s: &str, path: &[&str]| btf.member_offset(s, path);
     check_header_fields(btf)?;
     let mut config = DropProbeConfig {
-        tp_skbaddr: field("skbaddr")?,
-        tp_reason: field("reason").map_err(|_| {
-            unavailable(
-                "skb:kfree_skb carries no drop reason on this kernel (added in 5.17)",
-                "use a newer kernel, or a backend with fentry/kprobe",
-            )
-        })?,
-        tp_protocol: field("protocol")?,
-        tp_rx_sk: format.field("rx_sk").map_or(FIELD_ABSENT, |f| f.offset),
+        tp_skbaddr: field("skbaddr"),
+        tp_reason: field("reason"),
+        tp_protocol: field("protocol"),
+        tp_rx_sk: field("rx_sk"),
         skb_head: member("sk_buff", &["head"])?,
         skb_network_header: member("sk_buff", &["network_header"])?,
         skb_transport_header: member("sk_buff", &["transport_header"])?,
@@ -90,6 +82,16 @@ pub fn drop_probe_config(
         ));
     }
     Ok((config, watched))
+}
+
+/// Whether the `skb:kfree_skb` programs can serve: the tracepoint exists and carries the
+/// drop reason.
+pub fn drop_tracepoint(format: &Result<tracefs::TracepointFormat>) -> Result<(), String> {
+    match format {
+        Ok(format) if format.field("reason").is_some() && format.field("skbaddr").is_some() => Ok(()),
+        Ok(_) => Err("skb:kfree_skb carries no drop reason on this kernel (added in 5.17)".into()),
+        Err(e) => Err(format!("skb:kfree_skb is not available ({e:#})")),
+    }
 }
 
 /// Marks, in the hook's detail, drop reasons the running kernel does not have.

@@ -39,15 +39,11 @@ pub fn oow_reasons(config: &mut FlowProbeConfig, reasons: &ReasonTable) -> Resul
     Ok(format!(", out-of-window reasons {} (numbers from {})", found.join(", "), reasons.source))
 }
 
-/// Where `reason` and `rx_sk` sit among the raw `kfree_skb` tracepoint's arguments. Its
-/// prototype is `(skb, location, reason[, rx_sk])` on every kernel with drop reasons; `rx_sk`
-/// exists where the record has it (6.11 and later).
-pub fn raw_drop_args(config: &mut FlowProbeConfig, format: &tracefs::TracepointFormat) -> Result<()> {
-    if format.field("reason").is_none() {
-        return Err(anyhow!("skb:kfree_skb carries no drop reason on this kernel"));
-    }
+/// Where `rx_sk` sits among the raw `kfree_skb` tracepoint's arguments. Its prototype is
+/// `(skb, location, reason[, rx_sk])` on every kernel with drop reasons; `rx_sk` exists where
+/// the record has it (6.11 and later).
+pub fn raw_drop_args(config: &mut FlowProbeConfig, format: &tracefs::TracepointFormat) {
     config.raw_rx_sk_arg = if format.field("rx_sk").is_some() { RAW_RX_SK_ARG } else { FIELD_ABSENT };
-    Ok(())
 }
 
 /// Offsets for the egress program: `net:net_dev_queue`'s `skbaddr`, and the `sk_buff` and

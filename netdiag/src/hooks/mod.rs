@@ -143,18 +143,15 @@ impl Probes {
         let reasons = ReasonTable::resolve(&btf, format.as_ref().ok());
         let watched = &opts.watched_reasons;
         let mut flow_config = FlowProbeConfig::default();
+        if let Ok(format) = &format {
+            flow_config::raw_drop_args(&mut flow_config, format);
+        }
         let flow_setup = attach::FlowSetup {
             egress: flow_config::egress_offsets(&mut flow_config, &btf).map(|()| String::new()).map_err(short_reason),
-            reasons: flow_config::oow_reasons(&mut flow_config, &reasons)
-                .and_then(|note| {
-                    let format = format.as_ref().map_err(|e| anyhow!("skb:kfree_skb is not available ({e:#})"))?;
-                    flow_config::raw_drop_args(&mut flow_config, format).map(|()| note)
-                })
-                .map_err(short_reason),
+            reasons: flow_config::oow_reasons(&mut flow_config, &reasons).map_err(short_reason),
         };
-        let drop_setup = format
-            .map_err(|e| anyhow!("skb:kfree_skb is not available ({e:#})"))
-            .and_then(|format| config::drop_probe_config(&btf, &format, &reasons, watched, opts.only_netns));
+        let drop_tracepoint = config::drop_tracepoint(&format);
+        let drop_setup = config::drop_probe_config(&btf, format.as_ref().ok(), &reasons, watched, opts.only_netns);
         let function_setup = config::function_probe_config(&btf);
         let handshake_setup = handshake::handshake_probe_config(&btf, opts.only_netns);
 
@@ -209,6 +206,7 @@ impl Probes {
             handshake_setup.map(|_| " (SYN funnel from tracepoints)".to_string()).map_err(short_reason),
             time_wait,
             flow_setup,
+            drop_tracepoint,
         );
         let hooks =
             catalogue::CATALOGUE.iter().map(|hook| attacher.serve(hook, opts.backend)).collect();
