@@ -7,9 +7,9 @@
 //! timestamp clocks are told apart.
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_buf},
-    macros::{map, tracepoint},
+    macros::{map, raw_tracepoint, tracepoint},
     maps::{LruPerCpuHashMap, PerCpuArray},
-    programs::TracePointContext,
+    programs::{RawTracePointContext, TracePointContext},
 };
 use netdiag_common::{
     EVENT_SYN, FAMILY_IPV4, FAMILY_IPV6, FunnelKey, HandshakeProbeConfig, PeerStats, SynEvent,
@@ -175,8 +175,7 @@ fn socket_netns(cfg: &HandshakeProbeConfig, sk: *const u8) -> u32 {
 /// `network_header`/`transport_header` may still be unset, so the TCP header is found from the
 /// IP header's own length.
 #[inline(always)]
-fn arriving_syn(ctx: &TracePointContext, cfg: &HandshakeProbeConfig) -> Option<(Headers, u32)> {
-    let skb: *const u8 = unsafe { ctx.read_at(configured(&cfg.rx_skbaddr) as usize).ok()? };
+fn arriving_syn(skb: *const u8, cfg: &HandshakeProbeConfig) -> Option<(Headers, u32)> {
     let data: *const u8 = unsafe { read(skb, configured(&cfg.skb_data))? };
     if data.is_null() {
         return None;
@@ -189,28 +188,52 @@ fn arriving_syn(ctx: &TracePointContext, cfg: &HandshakeProbeConfig) -> Option<(
     watched(cfg, netns).then_some((h, netns))
 }
 
-/// `conn_request` where no function hook can serve it: every SYN that arrives, counted.
+/// The `skbaddr` of a `net:netif_receive_skb` or `net:net_dev_queue` record.
+#[inline(always)]
+fn record_skb(ctx: &TracePointContext, offset: &u32) -> *const u8 {
+    unsafe { ctx.read_at(configured(offset) as usize).unwrap_or(core::ptr::null()) }
+}
+
+/// `conn_request` where no function hook can serve it: every SYN that arrives, counted. The
+/// raw tracepoint is called with `netif_receive_skb(skb)` directly, with no record to build.
+#[raw_tracepoint(tracepoint = "netif_receive_skb")]
+pub fn syn_received_raw(ctx: RawTracePointContext) -> u32 {
+    syn_received_at(ctx.arg(0));
+    0
+}
+
 #[tracepoint]
 pub fn syn_received(ctx: TracePointContext) -> u32 {
-    let cfg = config();
-    if let Some((h, netns)) = arriving_syn(&ctx, cfg) {
+    syn_received_at(record_skb(&ctx, &config().rx_skbaddr));
+    0
+}
+
+#[inline(always)]
+fn syn_received_at(skb: *const u8) {
+    if let Some((h, netns)) = arriving_syn(skb, config()) {
         let key = FunnelKey { addr: h.saddr, netns, port: h.dport, family: h.family, stage: funnel_stage::SYN_IN };
         count(&SYN_FUNNEL, &key, unsafe { bpf_ktime_get_ns() });
     }
-    0
 }
 
 /// Every arriving SYN's TSval to userspace, whichever program counts SYNs, for the timestamp
 /// clocks.
-#[tracepoint]
-pub fn syn_sampled(ctx: TracePointContext) -> u32 {
-    let _ = try_syn_sampled(&ctx);
+#[raw_tracepoint(tracepoint = "netif_receive_skb")]
+pub fn syn_sampled_raw(ctx: RawTracePointContext) -> u32 {
+    let _ = syn_sampled_at(ctx.arg(0));
     0
 }
 
-fn try_syn_sampled(ctx: &TracePointContext) -> Option<()> {
+#[tracepoint]
+pub fn syn_sampled(ctx: TracePointContext) -> u32 {
+    let _ = syn_sampled_at(record_skb(&ctx, &config().rx_skbaddr));
+    0
+}
+
+#[inline(always)]
+fn syn_sampled_at(skb: *const u8) -> Option<()> {
     let cfg = config();
-    let (h, netns) = arriving_syn(ctx, cfg)?;
+    let (h, netns) = arriving_syn(skb, cfg)?;
     let now = unsafe { bpf_ktime_get_ns() };
     if !sample_allowed(cfg, now) {
         bump(stat::SYN_SAMPLES_SKIPPED);
@@ -263,15 +286,21 @@ fn sample_allowed(cfg: &HandshakeProbeConfig, now: u64) -> bool {
 }
 
 /// Egress: the stack has set the network and transport headers of what it sends.
-#[tracepoint]
-pub fn synack_sent(ctx: TracePointContext) -> u32 {
-    let _ = try_synack_sent(&ctx);
+#[raw_tracepoint(tracepoint = "net_dev_queue")]
+pub fn synack_sent_raw(ctx: RawTracePointContext) -> u32 {
+    let _ = synack_sent_at(ctx.arg(0));
     0
 }
 
-fn try_synack_sent(ctx: &TracePointContext) -> Option<()> {
+#[tracepoint]
+pub fn synack_sent(ctx: TracePointContext) -> u32 {
+    let _ = synack_sent_at(record_skb(&ctx, &config().tx_skbaddr));
+    0
+}
+
+#[inline(always)]
+fn synack_sent_at(skb: *const u8) -> Option<()> {
     let cfg = config();
-    let skb: *const u8 = unsafe { ctx.read_at(configured(&cfg.tx_skbaddr) as usize).ok()? };
     let head: *const u8 = unsafe { read(skb, configured(&cfg.skb_head))? };
     let network: u16 = unsafe { read(skb, configured(&cfg.skb_network_header))? };
     let transport: u16 = unsafe { read(skb, configured(&cfg.skb_transport_header))? };

@@ -208,7 +208,7 @@ async fn check_nat(btf: &Btf) -> Result<Outcome> {
     let outcome = |status, detail| Outcome { incident: NAT_INCIDENT, reason: "TCP_RFC7323_TW_PAWS", status, detail };
     let clocks = report.findings.iter().any(|f| f.kind == "nat_timestamp_clocks" && f.peer == nat);
     let unanswered = finding_count(&report, "unanswered_syns", &nat, "time_wait_paws");
-    let at_ingress = report.hooks.iter().any(|h| h.name == "conn_request" && h.backend == "tracepoint");
+    let at_ingress = report.hooks.iter().any(|h| h.name == "conn_request" && h.active && !h.at_function());
     let has_reason = btf.enum_value("skb_drop_reason", "SKB_DROP_REASON_TCP_RFC7323_TW_PAWS").is_some();
     let detail = format!(
         "{unanswered} of {} unanswered SYNs attributed to {nat}; timestamp clocks {}",

@@ -256,7 +256,7 @@ fn build(
             reasons,
             counters: &by_inode,
             netns_names: &names,
-            syns_at_listener: hooks.iter().any(|h| h.name == "conn_request" && h.active && h.backend != "tracepoint"),
+            syns_at_listener: hooks.iter().any(|h| h.name == "conn_request" && h.at_function()),
             wanted: &wanted,
         },
         &Clock::now(),

@@ -211,6 +211,7 @@ pub const CATALOGUE: &[LogicalHook] = &[
             Attach::Fentry { program: "conn_request_fentry", function: &TCP_CONN_REQUEST },
             Attach::Kprobe { program: "conn_request_kprobe", function: &TCP_CONN_REQUEST },
             // Every SYN as it arrives, counted in the SYN funnel (kept for ports with a listener).
+            Attach::RawTracepoint { program: "syn_received_raw", name: "netif_receive_skb" },
             Attach::Tracepoint { program: "syn_received", category: "net", name: "netif_receive_skb" },
         ],
     },
@@ -255,13 +256,19 @@ pub const CATALOGUE: &[LogicalHook] = &[
         name: "syn_timestamps",
         counts: "TSval of every arriving SYN, sampled for the timestamp clocks",
         setup: Setup::Handshake,
-        candidates: &[Attach::Tracepoint { program: "syn_sampled", category: "net", name: "netif_receive_skb" }],
+        candidates: &[
+            Attach::RawTracepoint { program: "syn_sampled_raw", name: "netif_receive_skb" },
+            Attach::Tracepoint { program: "syn_sampled", category: "net", name: "netif_receive_skb" },
+        ],
     },
     LogicalHook {
         name: "synack_sent",
         counts: "SYN-ACKs sent, per peer, netns and local port",
         setup: Setup::Handshake,
-        candidates: &[Attach::Tracepoint { program: "synack_sent", category: "net", name: "net_dev_queue" }],
+        candidates: &[
+            Attach::RawTracepoint { program: "synack_sent_raw", name: "net_dev_queue" },
+            Attach::Tracepoint { program: "synack_sent", category: "net", name: "net_dev_queue" },
+        ],
     },
     LogicalHook {
         name: "synack_retransmit",
@@ -325,6 +332,7 @@ pub const CATALOGUE: &[LogicalHook] = &[
 /// Programs whose configuration differs from their hook's: a tracepoint standing in for a
 /// function hook reads tracepoint records, not the function's arguments.
 const OWN_SETUP: &[(&str, Setup)] = &[
+    ("syn_received_raw", Setup::Handshake),
     ("syn_received", Setup::Handshake),
     ("flow_dupack_fentry", Setup::FunctionOffsets),
     ("flow_dupack_kprobe", Setup::FunctionOffsets),
@@ -373,7 +381,7 @@ mod tests {
     fn the_tracepoint_conn_request_reads_the_handshake_configuration() {
         let hook = CATALOGUE.iter().find(|h| h.name == "conn_request").unwrap();
         let setups: Vec<Setup> = hook.candidates.iter().map(|a| setup_of(hook, a)).collect();
-        assert_eq!(setups, [Setup::FunctionOffsets, Setup::FunctionOffsets, Setup::Handshake]);
+        assert_eq!(setups, [Setup::FunctionOffsets, Setup::FunctionOffsets, Setup::Handshake, Setup::Handshake]);
     }
 
     #[test]

@@ -47,6 +47,14 @@ pub struct HookStatus {
     pub refused: Vec<String>,
 }
 
+impl HookStatus {
+    /// Served by a program on a kernel function (fentry/fexit, kprobe/kretprobe), not a
+    /// tracepoint.
+    pub fn at_function(&self) -> bool {
+        self.active && !self.backend.ends_with("tracepoint")
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Drop reasons to watch, by kernel name (see [`PAWS_REASONS`]).
