@@ -438,10 +438,6 @@ pub struct FlowProbeConfig {
     pub skb_sk: u32,
     pub dev_nd_net: u32,
     pub net_ns_inum: u32,
-    /// Position of `rx_sk` among the raw `kfree_skb` tracepoint's arguments, [`FIELD_ABSENT`]
-    /// before 6.11 (`reason` is always the third).
-    pub raw_rx_sk_arg: u32,
-    pub _pad: u32,
     /// Out-of-window reasons: the timestamp check (PAWS), the sequence check, the ACK check.
     pub timestamp_reasons: [u64; REASON_SET_WORDS],
     pub sequence_reasons: [u64; REASON_SET_WORDS],
@@ -630,4 +626,4 @@ mod tests {
 }
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 44);
 const _: () = assert!(core::mem::size_of::<FlowStats>() == 88);
-const _: () = assert!(core::mem::size_of::<FlowProbeConfig>() == 40 + 3 * 8 * REASON_SET_WORDS);
+const _: () = assert!(core::mem::size_of::<FlowProbeConfig>() == 32 + 3 * 8 * REASON_SET_WORDS);

@@ -51,34 +51,46 @@ pub fn config() -> &'static DropProbeConfig {
 
 #[tracepoint]
 pub fn kfree_skb(ctx: TracePointContext) -> u32 {
+    if let Some((skb, reason, rx_sk)) = record_args(&ctx) {
+        let _ = dropped(skb, reason, rx_sk);
+    }
+    0
+}
+
+/// The same on the raw tracepoint, which the kernel calls with the tracepoint's arguments: no
+/// record is built for it.
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn kfree_skb_raw(ctx: RawTracePointContext) -> u32 {
+    let (skb, reason, rx_sk) = raw_args(&ctx);
+    let _ = dropped(skb, reason, rx_sk);
+    0
+}
+
+/// The packet, its drop reason and the socket it reached (`rx_sk`, since 6.11, else null)
+/// from an `skb:kfree_skb` record.
+#[inline(always)]
+pub fn record_args(ctx: &TracePointContext) -> Option<(*const u8, u32, *const u8)> {
     let cfg = config();
-    let record = |offset: &u32| configured(offset) as usize;
-    let (Ok(skb), Ok(reason)) =
-        (unsafe { ctx.read_at::<*const u8>(record(&cfg.tp_skbaddr)) }, unsafe { ctx.read_at::<u32>(record(&cfg.tp_reason)) })
-    else {
-        return 0;
-    };
+    let skb: *const u8 = unsafe { ctx.read_at(configured(&cfg.tp_skbaddr) as usize).ok()? };
+    let reason: u32 = unsafe { ctx.read_at(configured(&cfg.tp_reason) as usize).ok()? };
     let rx_sk_off = configured(&cfg.tp_rx_sk);
     let rx_sk: *const u8 = if rx_sk_off == FIELD_ABSENT {
         core::ptr::null()
     } else {
         unsafe { ctx.read_at(rx_sk_off as usize).unwrap_or(core::ptr::null()) }
     };
-    let _ = dropped(skb, reason, rx_sk);
-    0
+    Some((skb, reason, rx_sk))
 }
 
-/// The same on the raw tracepoint, which the kernel calls with the tracepoint's arguments
-/// (`skb`, `location`, `reason`[, `rx_sk`]): no record is built for it.
-#[raw_tracepoint(tracepoint = "kfree_skb")]
-pub fn kfree_skb_raw(ctx: RawTracePointContext) -> u32 {
-    // The load-time constant picks the branch, and the verifier never walks the other one, so
-    // a kernel without `rx_sk` (before 6.11) accepts the program.
+/// The same from the raw tracepoint's arguments, `(skb, location, reason[, rx_sk])`. The
+/// load-time constant picks the branch, and the verifier never walks the other one, so a
+/// kernel without `rx_sk` accepts the program (context offsets must be constants).
+#[inline(always)]
+pub fn raw_args(ctx: &RawTracePointContext) -> (*const u8, u32, *const u8) {
     let rx_sk: *const u8 =
         if configured(&config().tp_rx_sk) != FIELD_ABSENT { ctx.arg(3) } else { core::ptr::null() };
     let reason: u64 = ctx.arg(2);
-    let _ = dropped(ctx.arg(0), reason as u32, rx_sk);
-    0
+    (ctx.arg(0), reason as u32, rx_sk)
 }
 
 /// `sk_skb_reason_drop(sk, skb, reason)`, which fires `skb:kfree_skb` with `sk` as `rx_sk`.

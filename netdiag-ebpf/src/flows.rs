@@ -11,7 +11,7 @@ use aya_ebpf::{
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use netdiag_common::{
-    FIELD_ABSENT, FlowKey, FlowProbeConfig, FlowStats, MAX_REASON, REASON_SET_WORDS, oow_why, stat,
+    FlowKey, FlowProbeConfig, FlowStats, MAX_REASON, REASON_SET_WORDS, oow_why, stat,
     tcp_flag,
 };
 
@@ -33,8 +33,6 @@ static FLOW_PROBE_CONFIG: FlowProbeConfig = FlowProbeConfig {
     skb_sk: 0,
     dev_nd_net: 0,
     net_ns_inum: 0,
-    raw_rx_sk_arg: FIELD_ABSENT,
-    _pad: 0,
     timestamp_reasons: [0; REASON_SET_WORDS],
     sequence_reasons: [0; REASON_SET_WORDS],
     ack_reasons: [0; REASON_SET_WORDS],
@@ -68,34 +66,18 @@ fn config() -> &'static FlowProbeConfig {
 /// and counts them per flow, with no ring-buffer record (a loop drops 100 000s a second).
 #[tracepoint]
 pub fn oow_received(ctx: TracePointContext) -> u32 {
-    let drop_cfg = drops::config();
-    let Ok(reason) = (unsafe { ctx.read_at::<u32>(configured(&drop_cfg.tp_reason) as usize) }) else { return 0 };
-    let Ok(skb) = (unsafe { ctx.read_at::<*const u8>(configured(&drop_cfg.tp_skbaddr) as usize) }) else { return 0 };
-    let rx_sk_off = configured(&drop_cfg.tp_rx_sk);
-    let rx_sk: *const u8 = if rx_sk_off == FIELD_ABSENT {
-        core::ptr::null()
-    } else {
-        unsafe { ctx.read_at(rx_sk_off as usize).unwrap_or(core::ptr::null()) }
-    };
-    let _ = count_oow(skb, reason, rx_sk);
+    if let Some((skb, reason, rx_sk)) = drops::record_args(&ctx) {
+        let _ = count_oow(skb, reason, rx_sk);
+    }
     0
 }
 
 /// The same on the raw tracepoint, which the kernel calls directly with the tracepoint's
-/// arguments (`skb`, `location`, `reason`[, `rx_sk`]): no perf buffer in between, which can
-/// silently skip events under load.
+/// arguments: no perf buffer in between, which can silently skip events under load.
 #[raw_tracepoint(tracepoint = "kfree_skb")]
 pub fn oow_received_raw(ctx: RawTracePointContext) -> u32 {
-    let skb: *const u8 = ctx.arg(RAW_SKB_ARG);
-    let reason: u64 = ctx.arg(RAW_REASON_ARG);
-    // Context offsets must be constants: the load-time constant picks the branch, and the
-    // verifier never walks the other one, so a kernel without `rx_sk` accepts the program.
-    let rx_sk: *const u8 = if configured(&config().raw_rx_sk_arg) == RAW_RX_SK_ARG {
-        ctx.arg(RAW_RX_SK_ARG as usize)
-    } else {
-        core::ptr::null()
-    };
-    let _ = count_oow(skb, reason as u32, rx_sk);
+    let (skb, reason, rx_sk) = drops::raw_args(&ctx);
+    let _ = count_oow(skb, reason, rx_sk);
     0
 }
 
@@ -139,10 +121,6 @@ pub fn oow_received_legacy_kprobe(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// `kfree_skb(skb, location, reason[, rx_sk])`.
-const RAW_SKB_ARG: usize = 0;
-const RAW_REASON_ARG: usize = 2;
-const RAW_RX_SK_ARG: u32 = 3;
 
 #[inline(always)]
 fn count_oow(skb: *const u8, reason: u32, rx_sk: *const u8) -> Option<()> {

@@ -3,9 +3,7 @@
 //! program reads.
 use anyhow::{Result, anyhow};
 
-/// `kfree_skb(skb, location, reason, rx_sk)`: where `rx_sk` exists, it is the fourth argument.
-const RAW_RX_SK_ARG: u32 = 3;
-use netdiag_common::{FIELD_ABSENT, FlowProbeConfig, oow_why};
+use netdiag_common::{FlowProbeConfig, oow_why};
 
 use super::drop_reasons::ReasonTable;
 use crate::{btf::Btf, tracefs};
@@ -37,13 +35,6 @@ pub fn oow_reasons(config: &mut FlowProbeConfig, reasons: &ReasonTable) -> Resul
         return Err(anyhow!("none of the out-of-window drop reasons exist on this kernel"));
     }
     Ok(format!(", out-of-window reasons {} (numbers from {})", found.join(", "), reasons.source))
-}
-
-/// Where `rx_sk` sits among the raw `kfree_skb` tracepoint's arguments. Its prototype is
-/// `(skb, location, reason[, rx_sk])` on every kernel with drop reasons; `rx_sk` exists where
-/// the record has it (6.11 and later).
-pub fn raw_drop_args(config: &mut FlowProbeConfig, format: &tracefs::TracepointFormat) {
-    config.raw_rx_sk_arg = if format.field("rx_sk").is_some() { RAW_RX_SK_ARG } else { FIELD_ABSENT };
 }
 
 /// Offsets for the egress program: `net:net_dev_queue`'s `skbaddr`, and the `sk_buff` and

@@ -151,9 +151,6 @@ impl Probes {
         let reasons = ReasonTable::resolve(&btf, format.as_ref().ok());
         let watched = &opts.watched_reasons;
         let mut flow_config = FlowProbeConfig::default();
-        if let Ok(format) = &format {
-            flow_config::raw_drop_args(&mut flow_config, format);
-        }
         let flow_setup = attach::FlowSetup {
             egress: flow_config::egress_offsets(&mut flow_config, &btf).map(|()| String::new()).map_err(short_reason),
             reasons: flow_config::oow_reasons(&mut flow_config, &reasons).map_err(short_reason),
