@@ -81,6 +81,8 @@ pub fn render(plan: &InitPlan) -> String {
     script += "ip link set lo up\n\n";
     script += STEP_FUNCTIONS;
     script += "\nstep netdiag-help \"$NETDIAG_BIN\" --help\n";
+    // Which backend serves each hook on this kernel, for whoever reads the console log.
+    script += "step netdiag-hooks \"$NETDIAG_BIN\" hooks\n";
     script += "step smoke-netns smoke_netns\n";
     let test_args: String = plan.test_args.iter().map(|arg| format!(" {}", shell_quote(arg))).collect();
     for name in &plan.test_binaries {
