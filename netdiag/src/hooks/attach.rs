@@ -105,6 +105,7 @@ impl<'a> Attacher<'a> {
                                 .filter(|r| !r.unimplemented)
                                 .map(|r| r.text)
                                 .collect(),
+                            programs: programs_of(serving),
                         };
                     }
                     Err(reason) => {
@@ -128,6 +129,7 @@ impl<'a> Attacher<'a> {
             active: false,
             detail: refused.join("; "),
             refused,
+            programs: Vec::new(),
         }
     }
 
@@ -233,6 +235,18 @@ impl<'a> Attacher<'a> {
     }
 }
 
+/// The programs of the object that `attach` loads.
+fn programs_of(attach: &Attach) -> Vec<&'static str> {
+    match *attach {
+        Attach::Kretprobe { entry, ret, .. } => vec![entry, ret],
+        Attach::Fentry { program, .. }
+        | Attach::Fexit { program, .. }
+        | Attach::Kprobe { program, .. }
+        | Attach::Tracepoint { program, .. }
+        | Attach::RawTracepoint { program, .. } => vec![program],
+    }
+}
+
 /// Works for kprobes and kretprobes alike: the object says which one a program is.
 fn attach_kprobe(ebpf: &mut Ebpf, program: &str, function: &str) -> Result<(), String> {
     let prog: &mut KProbe = program_of(ebpf, program)?;
@@ -258,4 +272,18 @@ fn kernel_btf(cell: &OnceCell<Result<aya::Btf, String>>) -> Result<&aya::Btf, St
     cell.get_or_init(|| aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF unreadable: {e}")))
         .as_ref()
         .map_err(Clone::clone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::catalogue::KernelFunction;
+
+    const F: KernelFunction = KernelFunction { name: "f", signature: "void f(void)" };
+
+    #[test]
+    fn a_kretprobe_pair_is_served_by_both_its_programs() {
+        assert_eq!(programs_of(&Attach::Kretprobe { entry: "f_entry", ret: "f_ret", function: &F }), ["f_entry", "f_ret"]);
+        assert_eq!(programs_of(&Attach::Fexit { program: "f_fexit", function: &F }), ["f_fexit"]);
+    }
 }

@@ -45,6 +45,10 @@ pub struct HookStatus {
     /// Candidates tried before the one serving it (all of them when inactive), each as
     /// `backend: reason`.
     pub refused: Vec<String>,
+    /// The programs of the eBPF object serving it (a kprobe and a kretprobe for one pair; none
+    /// when inactive), as [`Probes::program_infos`] names them.
+    #[serde(skip)]
+    pub programs: Vec<&'static str>,
 }
 
 impl HookStatus {

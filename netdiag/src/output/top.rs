@@ -526,7 +526,15 @@ mod tests {
     }
 
     fn hook(name: &str, active: bool) -> HookStatus {
-        HookStatus { name: name.into(), backend: "test".into(), target: String::new(), active, detail: String::new(), refused: Vec::new() }
+        HookStatus {
+            name: name.into(),
+            backend: "test".into(),
+            target: String::new(),
+            active,
+            detail: String::new(),
+            refused: Vec::new(),
+            programs: Vec::new(),
+        }
     }
 
     #[test]
