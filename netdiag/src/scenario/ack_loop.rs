@@ -17,6 +17,7 @@ use std::{
     io::{Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     process::Command,
+    sync::atomic::{AtomicBool, Ordering},
     thread::JoinHandle,
     time::{Duration, Instant, SystemTime},
 };
@@ -56,6 +57,8 @@ pub struct LoopTopology {
     client_if: String,
     /// The router's ends of both links, where the impairment queues sit.
     router_ifs: [String; 2],
+    /// The links are shaped for loops already: HTB refuses to be replaced by the same again.
+    shaped: AtomicBool,
 }
 
 impl LoopTopology {
@@ -86,6 +89,7 @@ impl LoopTopology {
             server_ns,
             client_if: client_link.a_if,
             router_ifs: [client_link.b_if, server_link.b_if],
+            shaped: AtomicBool::new(false),
         })
     }
 
@@ -182,11 +186,12 @@ pub fn start_ack_loop_at(topo: &LoopTopology, duration: Duration, speed: Speed) 
         topo.lab.sysctl(ns, RATELIMIT_SYSCTL, "0")?;
     }
     let mut connection = topo.connect()?;
-    if speed == Speed::Shaped {
+    if speed == Speed::Shaped && !topo.shaped.load(Ordering::Relaxed) {
         for dev in &topo.router_ifs {
             tc(&topo.router_ns, &["qdisc", "replace", "dev", dev, "root", "handle", "1:", "htb", "default", "10"])?;
             tc(&topo.router_ns, &["class", "replace", "dev", dev, "parent", "1:", "classid", "1:10", "htb", "rate", LOOP_LINK_RATE])?;
         }
+        topo.shaped.store(true, Ordering::Relaxed);
     }
     topo.lab.nft(&topo.router_ns, &seq_flip_rules())?;
     let started = Instant::now();
