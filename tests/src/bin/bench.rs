@@ -2,6 +2,8 @@
 //! script counting the same events on the same hooks) runs the same reproduction in turn,
 //! alternating and repeated, and only ratios measured side by side in this one run are reported.
 //! Targets are printed beside the figures, never asserted: these machines are shared and noisy.
+//! `--guest-rows FILE` adds the rows `cargo xtask bench` measured in a qemu guest (the cost per
+//! run of each backend, fentry, kprobe and tracepoint, which this host may refuse).
 use std::{
     io::{BufRead, BufReader, Read as _},
     path::PathBuf,
@@ -72,6 +74,10 @@ fn main() -> Result<()> {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/bench/results.json"));
+    let guest_rows = match std::env::args().skip_while(|a| a != "--guest-rows").nth(1) {
+        Some(path) => read_guest_rows(&PathBuf::from(path))?,
+        None => Vec::new(),
+    };
     let plan = Plan {
         repeats: if quick { 3 } else { 5 },
         segments: if quick { 100_000 } else { 300_000 },
@@ -86,6 +92,7 @@ fn main() -> Result<()> {
     let mut rows = result?;
     rows.extend(ack_loop_rate(&plan)?);
     rows.extend(flood_memory(&plan)?);
+    rows.extend(guest_rows);
     let machine = machine();
     print_table(&machine, &rows);
     if let Some(dir) = plan.out.parent() {
@@ -454,6 +461,13 @@ fn ns_per_run(pid: u32) -> Result<Option<f64>> {
     Ok((count > 0).then(|| time as f64 / count as f64))
 }
 
+/// Rows `cargo xtask bench` measured in a guest (the per-backend costs), to print with these.
+fn read_guest_rows(path: &std::path::Path) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let rows: Value = serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
+    rows.as_array().cloned().with_context(|| format!("{} holds no list of rows", path.display()))
+}
+
 fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -480,8 +494,15 @@ fn print_table(machine: &Value, rows: &[Value]) {
         let number = |v: &Value| match v.as_f64() {
             Some(x) if x >= 1000.0 => format!("{x:.0}"),
             Some(x) => format!("{x:.3}"),
-            None => "-".into(),
+            None => "—".into(),
         };
+        let spread = if row["min"].is_null() && row["max"].is_null() {
+            String::new()
+        } else {
+            format!("{} … {}", number(&row["min"]), number(&row["max"]))
+        };
+        // Rows 1–5 compare with no tracer, the guest's per-backend rows with the tracepoint.
+        let ratio = row["ratio_to_untraced"].as_f64().or(row["ratio_to_tracepoint"].as_f64());
         let mut extra = String::new();
         if let Some(exact) = row["exact_in_every_run"].as_bool() {
             extra = format!("exact: {}", if exact { "yes" } else { "NO" });
@@ -492,13 +513,16 @@ fn print_table(machine: &Value, rows: &[Value]) {
         if let (Some(entries), Some(evicted)) = (row["peer_map_entries"].as_u64(), row["peer_map_evictions"].as_u64()) {
             extra += &format!("peer map {entries} entries, {evicted} evictions counted");
         }
+        if let Some(note) = row["note"].as_str() {
+            extra += note;
+        }
         println!(
             "{:<56} {:<10} {:>12} {:>25} {:>9}  {} {}",
             row["measure"].as_str().unwrap_or(""),
             row["contender"].as_str().unwrap_or(""),
             number(&row["median"]),
-            format!("{} … {}", number(&row["min"]), number(&row["max"])),
-            row["ratio_to_untraced"].as_f64().map(|r| format!("{r:.3}")).unwrap_or_default(),
+            spread,
+            ratio.map(|r| format!("{r:.3}")).unwrap_or_default(),
             row["target"].as_str().unwrap_or(""),
             extra,
         );
