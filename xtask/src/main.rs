@@ -38,11 +38,15 @@ enum Task {
         #[arg(long, default_value_t = 10.0)]
         minutes: f64,
     },
-    /// Overhead and capacity, side by side with no tracer and with bpftrace (release builds).
+    /// Overhead and capacity, side by side with no tracer and with bpftrace (release builds), and
+    /// the cost per run of each backend in a qemu guest.
     Bench {
         /// Fewer repeats and shorter runs (a few minutes).
         #[arg(long)]
         quick: bool,
+        /// Debian kernel series ("6.1", "6.12") booted for the per-backend costs.
+        #[arg(long, default_value = "6.12")]
+        guest_kernel: String,
     },
 }
 
@@ -73,18 +77,28 @@ fn main() -> Result<()> {
             setup::setup()?;
             soak(minutes)
         }
-        Task::Bench { quick } => {
+        Task::Bench { quick, guest_kernel } => {
             setup::setup()?;
-            run(Command::new("cargo").args(["build", "--release", "-p", "netdiag", "-p", "netdiag-tests"]).args(["--bin", "netdiag", "--bin", "bench"]))?;
-            let netdiag = std::env::current_dir()?.join("target/release/netdiag");
-            let mut bench = Command::new("target/release/bench");
-            bench.args(["--out", "target/bench/results.json"]).env("NETDIAG_BIN", netdiag);
-            if quick {
-                bench.arg("--quick");
-            }
-            run(&mut bench)
+            bench(quick, &guest_kernel)
         }
     }
+}
+
+/// The guest's per-backend costs first (a failure becomes a row saying so), then the host bench,
+/// which prints them in its table and results.
+fn bench(quick: bool, guest_kernel: &str) -> Result<()> {
+    let guest_rows = vmtest::backend_cost::rows(guest_kernel, if quick { 3 } else { 5 });
+    let guest_rows_path = "target/bench/guest-rows.json";
+    std::fs::create_dir_all("target/bench")?;
+    std::fs::write(guest_rows_path, serde_json::to_string_pretty(&guest_rows)?)?;
+    run(Command::new("cargo").args(["build", "--release", "-p", "netdiag", "-p", "netdiag-tests"]).args(["--bin", "netdiag", "--bin", "bench"]))?;
+    let netdiag = std::env::current_dir()?.join("target/release/netdiag");
+    let mut bench = Command::new("target/release/bench");
+    bench.args(["--out", "target/bench/results.json", "--guest-rows", guest_rows_path]).env("NETDIAG_BIN", netdiag);
+    if quick {
+        bench.arg("--quick");
+    }
+    run(&mut bench)
 }
 
 /// Builds the release agent and the soak driver, then soaks.

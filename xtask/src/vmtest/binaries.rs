@@ -46,6 +46,22 @@ pub fn build() -> Result<GuestBinaries> {
     Ok(GuestBinaries { netdiag: netdiag.path, tests })
 }
 
+/// netdiag, and in the place of the tests the tests package's binary `bench`: the guest's
+/// /init runs it as it runs each test binary.
+pub fn build_with_bench(bench: &str) -> Result<GuestBinaries> {
+    let built = cargo_executables(&["build", "-p", "netdiag", "-p", "netdiag-tests", "--bin", "netdiag", "--bin", bench])?;
+    let path_of = |name: &str| {
+        built.iter().find(|artifact| artifact.name == name).map(|artifact| artifact.path.clone())
+    };
+    Ok(GuestBinaries {
+        netdiag: path_of("netdiag").context("cargo built no netdiag executable")?,
+        tests: vec![TestBinary {
+            name: bench.to_string(),
+            path: path_of(bench).with_context(|| format!("cargo built no {bench} executable"))?,
+        }],
+    })
+}
+
 struct Executable {
     name: String,
     path: PathBuf,

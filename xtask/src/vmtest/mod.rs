@@ -2,6 +2,7 @@
 //! tests inside them, so the fentry and kprobe paths are exercised on the kernels users run
 //! even where the host forbids them.
 
+pub mod backend_cost;
 mod binaries;
 mod cpio;
 mod init_script;
@@ -89,19 +90,42 @@ fn run_one_kernel(
     opts: &VmTestOptions,
     work_dir: &Path,
 ) -> Result<KernelReport> {
-    let guest_dir = work_dir.join(series);
-    let kernel = kernel::prepare(series, &work_dir.join("kernels"), &guest_dir.join("modules"))?;
-    let initrd = initramfs::build(&kernel, binaries, &opts.guest_args, &guest_dir)?;
-    let log = work_dir.join(format!("{series}.log"));
-    println!("vmtest: booting {} ({}), console log in {}", series, kernel.release, log.display());
-    let run = qemu::boot(&kernel.vmlinuz, &initrd, &log, opts.timeout)?;
+    let guest = boot(series, series, binaries, &opts.guest_args, opts.timeout, work_dir)?;
     Ok(KernelReport {
         series: series.to_string(),
-        release: kernel.release,
-        elapsed: run.elapsed,
-        timed_out: run.timed_out,
-        guest: results::parse_console(&run.console),
+        release: guest.release,
+        elapsed: guest.run.elapsed,
+        timed_out: guest.run.timed_out,
+        guest: results::parse_console(&guest.run.console),
     })
+}
+
+/// A guest that has run to its end, powered off or killed.
+struct BootedGuest {
+    /// `uname -r` of its kernel.
+    release: String,
+    run: qemu::GuestRun,
+    log: PathBuf,
+}
+
+/// Stages kernel `series`, packs `binaries` into an initramfs whose /init runs each of them
+/// with `guest_args`, and boots it; `name` names its files in `work_dir` (the initramfs's
+/// directory and the console log).
+fn boot(
+    series: &str,
+    name: &str,
+    binaries: &binaries::GuestBinaries,
+    guest_args: &[String],
+    timeout: Duration,
+    work_dir: &Path,
+) -> Result<BootedGuest> {
+    let guest_dir = work_dir.join(name);
+    let kernel = kernel::prepare(series, &work_dir.join("kernels"), &guest_dir.join("modules"))?;
+    let initrd = initramfs::build(&kernel, binaries, guest_args, &guest_dir)?;
+    let log = work_dir.join(format!("{name}.log"));
+    println!("vmtest: booting {} ({}), console log in {}", series, kernel.release, log.display());
+    let run = qemu::boot(&kernel.vmlinuz, &initrd, &log, timeout)?;
+    Ok(BootedGuest { release: kernel.release, run, log })
 }
 
 /// Cargo's target directory (honours CARGO_TARGET_DIR and config), where vmtest keeps its cache.
