@@ -130,8 +130,23 @@ enum Cell {
     Missing { why: String },
 }
 
-fn cell(measurements: &[&Measurement]) -> Cell {
-    let ran: Vec<&&Measurement> = measurements.iter().filter(|m| m.ns_per_run().is_some()).collect();
+/// The backend family of a mechanism, as the guest's forced backends name them.
+fn family_of(mechanism: &str) -> Option<&'static str> {
+    match mechanism {
+        "fentry" | "fexit" => Some("fentry"),
+        "kprobe" | "kretprobe" => Some("kprobe"),
+        "tracepoint" | "raw_tracepoint" => Some("tracepoint"),
+        _ => None,
+    }
+}
+
+/// What `backend`, forced, did for one hook. A hook that exists only as tracepoints stays on
+/// them whatever the backend: its cost counts under the tracepoint only.
+fn cell(backend: &str, measurements: &[&Measurement]) -> Cell {
+    let ran: Vec<&&Measurement> = measurements
+        .iter()
+        .filter(|m| family_of(&m.mechanism) == Some(backend) && m.ns_per_run().is_some())
+        .collect();
     if let Some(first) = ran.first() {
         return Cell::Measured {
             costs: ran.iter().filter_map(|m| m.ns_per_run()).collect(),
@@ -142,10 +157,11 @@ fn cell(measurements: &[&Measurement]) -> Cell {
     }
     let why = match measurements.first() {
         None => "not measured".to_string(),
-        Some(m) => match &m.why {
-            Some(why) => why.clone(),
-            None => format!("{}: attached, but the bench traffic never ran it", m.mechanism),
-        },
+        Some(Measurement { why: Some(why), .. }) => why.clone(),
+        Some(m) if family_of(&m.mechanism) != Some(backend) => {
+            format!("{backend}: no {backend} program; {} serves it whatever the backend", m.mechanism)
+        }
+        Some(m) => format!("{}: attached, but the bench traffic never ran it", m.mechanism),
     };
     Cell::Missing { why }
 }
@@ -163,7 +179,7 @@ fn table_rows(series: &str, release: &str, measurements: &[Measurement]) -> Vec<
         let cells = BACKENDS.map(|backend| {
             let of_backend: Vec<&Measurement> =
                 measurements.iter().filter(|m| m.hook == hook && m.backend == backend).collect();
-            cell(&of_backend)
+            cell(backend, &of_backend)
         });
         let tracepoint = match &cells[2] {
             Cell::Measured { costs, .. } => Some(median(costs)),
@@ -265,7 +281,7 @@ mod tests {
     }
 
     #[test]
-    fn medians_over_rounds_with_ratios_to_the_tracepoint_and_reasons_for_the_rest() {
+    fn medians_over_rounds_by_serving_backend_with_ratios_to_the_tracepoint_and_reasons_for_the_rest() {
         let mut console = String::new();
         for (round, fentry_ns, tracepoint_ns) in [(1, 100, 400), (2, 300, 600), (3, 200, 500)] {
             console += &line(round, "fentry", "conn_request", "fentry", &[(1, fentry_ns)]);
@@ -273,6 +289,8 @@ mod tests {
             console += &line(round, "tracepoint", "conn_request", "tracepoint", &[(2, 2 * tracepoint_ns)]);
         }
         console += &line(1, "fentry", "dupack_sent", "fentry", &[(0, 0)]);
+        console += &line(1, "fentry", "synack_sent", "tracepoint", &[(10, 9000)]);
+        console += &line(1, "tracepoint", "synack_sent", "tracepoint", &[(10, 7000)]);
         let rows = table_rows("6.12", "6.12.117+deb12-cloud-amd64", &parse_console(&console).unwrap());
         let cells: Vec<(&str, &str, Option<f64>, Option<f64>, &str)> = rows
             .iter()
@@ -288,6 +306,7 @@ mod tests {
             .collect();
         let conn_request = "guest 6.12, ns per run (bpf_stats): conn_request";
         let dupack_sent = "guest 6.12, ns per run (bpf_stats): dupack_sent";
+        let synack_sent = "guest 6.12, ns per run (bpf_stats): synack_sent";
         assert_eq!(
             cells,
             [
@@ -297,6 +316,9 @@ mod tests {
                 (dupack_sent, "fentry", None, None, "— fentry: attached, but the bench traffic never ran it"),
                 (dupack_sent, "kprobe", None, None, "— not measured"),
                 (dupack_sent, "tracepoint", None, None, "— not measured"),
+                (synack_sent, "fentry", None, None, "— fentry: no fentry program; tracepoint serves it whatever the backend"),
+                (synack_sent, "kprobe", None, None, "— not measured"),
+                (synack_sent, "tracepoint", Some(700.0), None, "tracepoint, 10 runs/round, 7 µs/round"),
             ]
         );
         assert_eq!((rows[0]["min"].as_f64(), rows[0]["max"].as_f64()), (Some(100.0), Some(300.0)));
