@@ -422,8 +422,7 @@ impl Bpftrace {
 
     /// Stops bpftrace and returns the total of its `@drops` map in namespace `netns`.
     fn finish(mut self, netns: u32) -> Result<u64> {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        self.child.wait()?;
+        self.interrupt()?;
         let text = self.output.join().unwrap_or_default();
         // `@drops[40121286, 36, 4026532514]: 100000`
         let in_netns = format!(", {netns}]:");
@@ -432,6 +431,26 @@ impl Bpftrace {
             .filter(|l| l.starts_with("@drops[") && l.contains(&in_netns))
             .filter_map(|l| l.rsplit(' ').next()?.trim().parse::<u64>().ok())
             .sum())
+    }
+
+    /// SIGINT, again every few seconds while it runs: bpftrace was seen to catch the first and go
+    /// on waiting (the bench hung there for minutes). Killed if it ignores them all.
+    fn interrupt(&mut self) -> Result<()> {
+        const ATTEMPTS: u32 = 3;
+        const GRACE: Duration = Duration::from_secs(5);
+        for _ in 0..ATTEMPTS {
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+            let deadline = Instant::now() + GRACE;
+            while Instant::now() < deadline {
+                if self.child.try_wait()?.is_some() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        self.child.kill()?;
+        self.child.wait()?;
+        bail!("bpftrace ignored {ATTEMPTS} SIGINTs and was killed")
     }
 }
 
