@@ -84,20 +84,37 @@ pub fn run(opts: VmTestOptions) -> Result<(u64, u64)> {
     Ok((count(Outcome::Passed), count(Outcome::Ignored)))
 }
 
+/// A guest that dies before /init runs its first step is booted once more: under TCG a Debian
+/// kernel has been seen to oops at boot (an int3 trap while it patches its own text), before
+/// anything of netdiag ran.
+const BOOT_ATTEMPTS: u32 = 2;
+
 fn run_one_kernel(
     series: &str,
     binaries: &binaries::GuestBinaries,
     opts: &VmTestOptions,
     work_dir: &Path,
 ) -> Result<KernelReport> {
-    let guest = boot(series, series, binaries, &opts.guest_args, opts.timeout, work_dir)?;
-    Ok(KernelReport {
-        series: series.to_string(),
-        release: guest.release,
-        elapsed: guest.run.elapsed,
-        timed_out: guest.run.timed_out,
-        guest: results::parse_console(&guest.run.console),
-    })
+    let mut attempt = 1;
+    loop {
+        let guest = boot(series, series, binaries, &opts.guest_args, opts.timeout, work_dir)?;
+        let outcome = results::parse_console(&guest.run.console);
+        let died_booting = outcome.steps.is_empty() && !outcome.finished && !guest.run.timed_out;
+        if died_booting && attempt < BOOT_ATTEMPTS {
+            let kept = guest.log.with_extension(format!("boot{attempt}.log"));
+            std::fs::rename(&guest.log, &kept)?;
+            println!("vmtest: {series} died before /init ran a step (console log in {}); booting it once more", kept.display());
+            attempt += 1;
+            continue;
+        }
+        return Ok(KernelReport {
+            series: series.to_string(),
+            release: guest.release,
+            elapsed: guest.run.elapsed,
+            timed_out: guest.run.timed_out,
+            guest: outcome,
+        });
+    }
 }
 
 /// A guest that has run to its end, powered off or killed.
