@@ -88,12 +88,13 @@ impl<'a> Attacher<'a> {
                 refused.push(Refusal { text, unimplemented: true });
             }
             for attach in candidates {
-                match self.try_attach(setup_of(hook, attach), attach) {
+                let setup = setup_of(hook, attach);
+                match self.try_attach(setup, attach) {
                     Ok(note) => {
-                        if setup_of(hook, attach) == Setup::DropReasons {
+                        if setup == Setup::DropReasons {
                             self.drop_attach = Some(attach);
                         }
-                        let serving = self.shared_drop_program(setup_of(hook, attach), attach).unwrap_or(attach);
+                        let serving = self.shared_drop_program(setup, attach).unwrap_or(attach);
                         return HookStatus {
                             name: hook.name.into(),
                             backend: serving.backend().into(),
@@ -150,7 +151,9 @@ impl<'a> Attacher<'a> {
         if self.shared_drop_program(setup, attach).is_some() {
             return Ok(note);
         }
-        if attach.target().ends_with("kfree_skb") {
+        // Every tracepoint program of the drop setups sits on kfree_skb.
+        let on_drop_tracepoint = matches!(setup, Setup::DropReasons | Setup::FlowDrops | Setup::TimeWait);
+        if on_drop_tracepoint && attach.family() == Family::Tracepoint {
             self.drop_tracepoint.clone()?;
         }
         // A function program serving paws_time_wait takes its drops over from the drop programs.
