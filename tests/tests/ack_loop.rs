@@ -8,7 +8,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use netdiag::scenario::{self, LoopTopology, Speed};
+use netdiag::scenario::{self, FlowRun, LoopTopology, RunningLoop, Speed};
 use netdiag_tests::{Diagnose, nstat, require_root};
 use serde_json::Value;
 
@@ -76,23 +76,34 @@ fn the_finding<'a>(report: &'a Value, kind: &str, netns: &str, local: &str, peer
     f
 }
 
-#[test]
-fn an_ack_loop_is_named_on_both_ends_within_seconds_and_ends_when_the_rule_goes() {
-    require_root();
-    let topo = LoopTopology::new("loop").unwrap();
+/// A loop run under `netdiag diagnose`, with each namespace's counter deltas over the session.
+struct TracedLoop {
+    topo: LoopTopology,
+    report: Value,
+    run: FlowRun,
+    kicked: SystemTime,
+    removed: SystemTime,
+    client_delta: BTreeMap<&'static str, Option<u64>>,
+    server_delta: BTreeMap<&'static str, Option<u64>>,
+}
+
+impl TracedLoop {
+    /// Each end: its namespace, its own address, its peer's, and its counter deltas.
+    fn ends(&self) -> [(&String, std::net::SocketAddr, std::net::SocketAddr, &BTreeMap<&'static str, Option<u64>>); 2] {
+        [
+            (&self.topo.client_ns, self.run.client, self.run.server, &self.client_delta),
+            (&self.topo.server_ns, self.run.server, self.run.client, &self.server_delta),
+        ]
+    }
+}
+
+/// Traces a loop of `LOOP_FOR` at `speed`; `during` runs while it loops.
+fn traced_loop(name: &str, speed: Speed, during: impl FnOnce(&Diagnose, &LoopTopology, &RunningLoop)) -> TracedLoop {
+    let topo = LoopTopology::new(name).unwrap();
     let (client_before, server_before) = (counters(&topo.client_ns), counters(&topo.server_ns));
     let tracer = Diagnose::start(&[]).unwrap();
-    let running = scenario::start_ack_loop(&topo, LOOP_FOR).unwrap();
-    let deadline = running.started + NAMED_WITHIN;
-    // Either end may be named first.
-    let mut unnamed = vec![format!("(netns {})", topo.client_ns), format!("(netns {})", topo.server_ns)];
-    while !unnamed.is_empty() {
-        let line = tracer
-            .wait_for_line(deadline, |l| l.contains("ack_loop started") && unnamed.iter().any(|ns| l.contains(ns)))
-            .unwrap_or_else(|e| panic!("no ack_loop named {unnamed:?} within {NAMED_WITHIN:?}: {e}"));
-        eprintln!("named after {:.1} s: {line}", running.started.elapsed().as_secs_f64());
-        unnamed.retain(|ns| !line.contains(ns.as_str()));
-    }
+    let running = scenario::start_ack_loop_at(&topo, LOOP_FOR, speed).unwrap();
+    during(&tracer, &topo, &running);
     let kicked = running.started_wall;
     let (run, removed) = running.finish().unwrap();
     std::thread::sleep(SETTLE);
@@ -100,12 +111,28 @@ fn an_ack_loop_is_named_on_both_ends_within_seconds_and_ends_when_the_rule_goes(
     let client_delta = deltas(&topo.client_ns, &client_before);
     let server_delta = deltas(&topo.server_ns, &server_before);
     eprintln!("client counters {client_delta:?}\nserver counters {server_delta:?}");
-    eprintln!("probe stats {}", report["probe_stats"]);
+    TracedLoop { topo, report, run, kicked, removed, client_delta, server_delta }
+}
 
-    let client_side = (&topo.client_ns, run.client, run.server, &client_delta);
-    let server_side = (&topo.server_ns, run.server, run.client, &server_delta);
-    for (ns, local, peer, delta) in [client_side, server_side] {
-        let f = the_finding(&report, "ack_loop", ns, &local.to_string(), peer);
+#[test]
+fn an_ack_loop_is_named_on_both_ends_within_seconds_and_ends_when_the_rule_goes() {
+    require_root();
+    let traced = traced_loop("loop", Speed::Shaped, |tracer, topo, running| {
+        let deadline = running.started + NAMED_WITHIN;
+        // Either end may be named first.
+        let mut unnamed = vec![format!("(netns {})", topo.client_ns), format!("(netns {})", topo.server_ns)];
+        while !unnamed.is_empty() {
+            let line = tracer
+                .wait_for_line(deadline, |l| l.contains("ack_loop started") && unnamed.iter().any(|ns| l.contains(ns)))
+                .unwrap_or_else(|e| panic!("no ack_loop named {unnamed:?} within {NAMED_WITHIN:?}: {e}"));
+            eprintln!("named after {:.1} s: {line}", running.started.elapsed().as_secs_f64());
+            unnamed.retain(|ns| !line.contains(ns.as_str()));
+        }
+    });
+    let (report, topo, kicked, removed) = (&traced.report, &traced.topo, traced.kicked, traced.removed);
+    eprintln!("probe stats {}", report["probe_stats"]);
+    for (ns, local, peer, delta) in traced.ends() {
+        let f = the_finding(report, "ack_loop", ns, &local.to_string(), peer);
         assert_eq!(f["why"], "sequence", "{f:#}");
         let (started, ended) = (time_of(f, "started"), time_of(f, "ended"));
         assert!(seconds_between(kicked, started) > -1.0, "started before the loop: {f:#}");
@@ -137,7 +164,7 @@ fn an_ack_loop_is_named_on_both_ends_within_seconds_and_ends_when_the_rule_goes(
         assert_eq!(status["active"], true, "{status:#}");
         let serving = format!("at {} ({})", status["target"].as_str().unwrap(), status["backend"].as_str().unwrap());
         for ns in [&topo.client_ns, &topo.server_ns] {
-            for f in findings_in(&report, "ack_loop", ns) {
+            for f in findings_in(report, "ack_loop", ns) {
                 assert!(f["sources"][source].as_str().unwrap().contains(&serving), "{serving}: {f:#}");
             }
         }
@@ -154,20 +181,10 @@ fn an_ack_loop_is_named_on_both_ends_within_seconds_and_ends_when_the_rule_goes(
 #[test]
 fn an_unshaped_loop_at_full_speed_is_counted_in_the_kernel() {
     require_root();
-    let topo = LoopTopology::new("fast").unwrap();
-    let (client_before, server_before) = (counters(&topo.client_ns), counters(&topo.server_ns));
-    let tracer = Diagnose::start(&[]).unwrap();
-    let running = scenario::start_ack_loop_at(&topo, LOOP_FOR, Speed::Unbounded).unwrap();
-    let (run, _removed) = running.finish().unwrap();
-    std::thread::sleep(SETTLE);
-    let report = tracer.finish().unwrap();
-    let client_delta = deltas(&topo.client_ns, &client_before);
-    let server_delta = deltas(&topo.server_ns, &server_before);
-    eprintln!("client counters {client_delta:?}\nserver counters {server_delta:?}");
-    let client_side = (&topo.client_ns, run.client, run.server, &client_delta);
-    let server_side = (&topo.server_ns, run.server, run.client, &server_delta);
-    for (ns, local, peer, delta) in [client_side, server_side] {
-        let f = the_finding(&report, "ack_loop", ns, &local.to_string(), peer);
+    let traced = traced_loop("fast", Speed::Unbounded, |_, _, _| ());
+    let report = &traced.report;
+    for (ns, local, peer, delta) in traced.ends() {
+        let f = the_finding(report, "ack_loop", ns, &local.to_string(), peer);
         assert!(f["ended"].is_string(), "the loop stopped: {f:#}");
         eprintln!("{ns}: {} out-of-window segments/s in while traced", f["oow_in_per_s"]);
         for (field, counter) in [("count", "TcpInSegs"), ("dupacks_out", "TcpOutSegs")] {
