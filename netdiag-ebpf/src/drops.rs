@@ -16,7 +16,7 @@ use crate::{
     access::{self, configured, read, untyped_arg},
     capture,
     maps::{EVENTS, PEER_DROPS, bump, count_sampled, wakeup_flags},
-    packet::{self, SkbLayout},
+    packet::{self, Segment, SkbLayout},
     time_wait,
 };
 
@@ -205,6 +205,14 @@ fn dropped(skb: *const u8, reason: u32, rx_sk: *const u8) -> Option<()> {
     };
     seg.timestamp = timestamp;
 
+    send_sample(&seg, netns, reason, sk_state, now);
+    Some(())
+}
+
+/// The ring-buffer sample of one counted drop (`seg.timestamp` read by then), for
+/// `paws_checks` and `paws_time_wait` alike.
+#[inline(always)]
+pub fn send_sample(seg: &Segment, netns: u32, reason: u32, sk_state: u8, now: u64) {
     match EVENTS.reserve::<DropEvent>(0) {
         Some(mut entry) => {
             entry.write(DropEvent {
@@ -232,7 +240,6 @@ fn dropped(skb: *const u8, reason: u32, rx_sk: *const u8) -> Option<()> {
         }
         None => bump(stat::RING_LOST),
     }
-    Some(())
 }
 
 /// Low bit of `_skb_refdst` marks a reference not taken; the rest is the `dst_entry` pointer.

@@ -31,15 +31,13 @@ use aya_ebpf::{
     maps::Array,
     programs::{FEntryContext, ProbeContext},
 };
-use netdiag_common::{
-    DropEvent, EVENT_DROP, FunctionProbeConfig, PeerKey, paws, stat, synthetic_reason, tcp_flag,
-};
+use netdiag_common::{FunctionProbeConfig, PeerKey, paws, stat, synthetic_reason, tcp_flag};
 
 use crate::{
     access::{configured, netns_inode, read},
-    capture,
+    capture, drops,
     functions::{config, skb_layout},
-    maps::{EVENTS, PEER_DROPS, bump, count, wakeup_flags},
+    maps::{PEER_DROPS, bump, count},
     packet,
 };
 
@@ -118,33 +116,7 @@ fn segment_at_time_wait(tw: *const u8, skb: *const u8) {
     };
     count(&PEER_DROPS, &key, now);
     capture::headers(&seg, netns, reason as u32, now);
-    match EVENTS.reserve::<DropEvent>(0) {
-        Some(mut entry) => {
-            entry.write(DropEvent {
-                ts_ns: now,
-                saddr: seg.saddr,
-                daddr: seg.daddr,
-                netns,
-                reason: reason as u32,
-                seq: seg.seq,
-                ack_seq: seg.ack_seq,
-                tsval,
-                tsecr: seg.timestamp.map_or(0, |t| t.1),
-                sport: seg.sport,
-                dport: seg.dport,
-                kind: EVENT_DROP,
-                family: seg.family,
-                tcp_flags: seg.flags,
-                sk_state: TCP_TIME_WAIT,
-                has_timestamp: 1,
-                _pad0: 0,
-                payload_len: seg.payload_len,
-                _pad1: [0; 4],
-            });
-            entry.submit(wakeup_flags(&EVENTS));
-        }
-        None => bump(stat::RING_LOST),
-    }
+    drops::send_sample(&seg, netns, reason as u32, TCP_TIME_WAIT, now);
 }
 
 struct TimeWaitState {
