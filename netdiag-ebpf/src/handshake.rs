@@ -3,12 +3,12 @@
 //! SYN-ACK retransmissions (`tcp:tcp_retransmit_synack`) and completed passive handshakes
 //! (`sock:inet_sock_set_state` SYN_RECV → ESTABLISHED), counted per peer, namespace and local
 //! port in one map. Drops with their reasons come from the `kfree_skb` program. Each SYN's
-//! TSval also goes to userspace (rate-limited, `syn_sampled`, attached on every kernel), where
+//! TSval also goes to userspace (rate-limited, `syn_arrivals`, attached on every kernel), where
 //! timestamp clocks are told apart.
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_buf},
     macros::{map, raw_tracepoint, tracepoint},
-    maps::{LruPerCpuHashMap, PerCpuArray},
+    maps::{Array, LruPerCpuHashMap, PerCpuArray},
     programs::{RawTracePointContext, TracePointContext},
 };
 use netdiag_common::{
@@ -194,54 +194,52 @@ fn record_skb(ctx: &TracePointContext, offset: &u32) -> *const u8 {
     unsafe { ctx.read_at(configured(offset) as usize).unwrap_or(core::ptr::null()) }
 }
 
-/// `conn_request` where no function hook can serve it: every SYN that arrives, counted. The
-/// raw tracepoint is called with `netif_receive_skb(skb)` directly, with no record to build.
+/// Every SYN as it arrives, parsed once for two hooks: its TSval to userspace (rate-limited,
+/// `syn_timestamps`, on every kernel), and a count in the SYN funnel while this program also
+/// serves `conn_request` (no function hook there). The raw tracepoint is called with
+/// `netif_receive_skb(skb)` directly, with no record to build.
 #[raw_tracepoint(tracepoint = "netif_receive_skb")]
-pub fn syn_received_raw(ctx: RawTracePointContext) -> u32 {
-    syn_received_at(ctx.arg(0));
+pub fn syn_arrivals_raw(ctx: RawTracePointContext) -> u32 {
+    let _ = syn_arrived(ctx.arg(0));
     0
 }
 
 #[tracepoint]
-pub fn syn_received(ctx: TracePointContext) -> u32 {
-    syn_received_at(record_skb(&ctx, &config().rx_skbaddr));
+pub fn syn_arrivals(ctx: TracePointContext) -> u32 {
+    let _ = syn_arrived(record_skb(&ctx, &config().rx_skbaddr));
     0
 }
+
+/// Entry 0: 1 while `syn_arrivals` serves `conn_request`, set by userspace once every hook is
+/// served; 0 where a function hook counts SYNs at the listener.
+#[map]
+static SYN_ARRIVALS_COUNTED: Array<u32> = Array::with_max_entries(1, 0);
 
 #[inline(always)]
-fn syn_received_at(skb: *const u8) {
-    if let Some((h, netns)) = arriving_syn(skb, config()) {
-        let key = FunnelKey { addr: h.saddr, netns, port: h.dport, family: h.family, stage: funnel_stage::SYN_IN };
-        count(&SYN_FUNNEL, &key, unsafe { bpf_ktime_get_ns() });
-    }
-}
-
-/// Every arriving SYN's TSval to userspace, whichever program counts SYNs, for the timestamp
-/// clocks.
-#[raw_tracepoint(tracepoint = "netif_receive_skb")]
-pub fn syn_sampled_raw(ctx: RawTracePointContext) -> u32 {
-    let _ = syn_sampled_at(ctx.arg(0));
-    0
-}
-
-#[tracepoint]
-pub fn syn_sampled(ctx: TracePointContext) -> u32 {
-    let _ = syn_sampled_at(record_skb(&ctx, &config().rx_skbaddr));
-    0
-}
-
-#[inline(always)]
-fn syn_sampled_at(skb: *const u8) -> Option<()> {
+fn syn_arrived(skb: *const u8) -> Option<()> {
     let cfg = config();
     let (h, netns) = arriving_syn(skb, cfg)?;
     let now = unsafe { bpf_ktime_get_ns() };
+    send_sample(cfg, &h, netns, now);
+    // After the sample: a branch taken before its option loop would double the states the
+    // verifier walks through it.
+    if SYN_ARRIVALS_COUNTED.get(0).is_some_and(|on| *on != 0) {
+        let key = FunnelKey { addr: h.saddr, netns, port: h.dport, family: h.family, stage: funnel_stage::SYN_IN };
+        count(&SYN_FUNNEL, &key, now);
+    }
+    Some(())
+}
+
+/// The SYN's TSval to userspace, within the per-CPU budget.
+#[inline(always)]
+fn send_sample(cfg: &HandshakeProbeConfig, h: &Headers, netns: u32, now: u64) {
     if !sample_allowed(cfg, now) {
         bump(stat::SYN_SAMPLES_SKIPPED);
-        return Some(());
+        return;
     }
     let Some(timestamp) = (unsafe { packet::read_timestamp(h.tcp, h.tcp_len) }) else {
         bump(stat::HANDSHAKE_UNPARSED);
-        return Some(());
+        return;
     };
     match EVENTS.reserve::<SynEvent>(0) {
         Some(mut entry) => {
@@ -262,7 +260,6 @@ fn syn_sampled_at(skb: *const u8) -> Option<()> {
         }
         None => bump(stat::RING_LOST),
     }
-    Some(())
 }
 
 /// A per-CPU budget of samples per second, so a SYN flood cannot fill the ring buffer the

@@ -214,12 +214,16 @@ impl<'a> Attacher<'a> {
                 }
             }
             Attach::RawTracepoint { program, name } => {
+                if self.tracepoints.contains(program) {
+                    return Ok(());
+                }
                 let prog: &mut RawTracePoint = program_of(self.ebpf, program)?;
                 prog.load().map_err(|e| refusal("load", &e))?;
                 if let Err(e) = prog.attach(name) {
                     let _ = prog.unload();
                     return Err(refusal("attach", &e));
                 }
+                self.tracepoints.insert(program);
             }
             Attach::Tracepoint { program, category, name } => {
                 if self.tracepoints.contains(program) {

@@ -210,9 +210,10 @@ pub const CATALOGUE: &[LogicalHook] = &[
         candidates: &[
             Attach::Fentry { program: "conn_request_fentry", function: &TCP_CONN_REQUEST },
             Attach::Kprobe { program: "conn_request_kprobe", function: &TCP_CONN_REQUEST },
-            // Every SYN as it arrives, counted in the SYN funnel (kept for ports with a listener).
-            Attach::RawTracepoint { program: "syn_received_raw", name: "netif_receive_skb" },
-            Attach::Tracepoint { program: "syn_received", category: "net", name: "netif_receive_skb" },
+            // Every SYN as it arrives, counted in the SYN funnel (kept for ports with a listener)
+            // by the program that samples them for syn_timestamps.
+            Attach::RawTracepoint { program: "syn_arrivals_raw", name: "netif_receive_skb" },
+            Attach::Tracepoint { program: "syn_arrivals", category: "net", name: "netif_receive_skb" },
         ],
     },
     LogicalHook {
@@ -257,8 +258,8 @@ pub const CATALOGUE: &[LogicalHook] = &[
         counts: "TSval of every arriving SYN, sampled for the timestamp clocks",
         setup: Setup::Handshake,
         candidates: &[
-            Attach::RawTracepoint { program: "syn_sampled_raw", name: "netif_receive_skb" },
-            Attach::Tracepoint { program: "syn_sampled", category: "net", name: "netif_receive_skb" },
+            Attach::RawTracepoint { program: "syn_arrivals_raw", name: "netif_receive_skb" },
+            Attach::Tracepoint { program: "syn_arrivals", category: "net", name: "netif_receive_skb" },
         ],
     },
     LogicalHook {
@@ -332,8 +333,8 @@ pub const CATALOGUE: &[LogicalHook] = &[
 /// Programs whose configuration differs from their hook's: a tracepoint standing in for a
 /// function hook reads tracepoint records, not the function's arguments.
 const OWN_SETUP: &[(&str, Setup)] = &[
-    ("syn_received_raw", Setup::Handshake),
-    ("syn_received", Setup::Handshake),
+    ("syn_arrivals_raw", Setup::Handshake),
+    ("syn_arrivals", Setup::Handshake),
     ("flow_dupack_fentry", Setup::FunctionOffsets),
     ("flow_dupack_kprobe", Setup::FunctionOffsets),
 ];

@@ -1,9 +1,14 @@
 //! Configuration of the SYN funnel's tracepoint programs (`netdiag-ebpf/src/handshake.rs`):
 //! record offsets of four tracepoints from their `format` files, struct offsets from BTF.
 use anyhow::{Context as _, Result};
+use aya::{Ebpf, maps::Array};
 use netdiag_common::HandshakeProbeConfig;
 
+use super::HookStatus;
 use crate::{btf::Btf, tracefs};
+
+/// `syn_arrivals` counts SYNs into the funnel while entry 0 is 1.
+const ARRIVALS_COUNTED_MAP: &str = "SYN_ARRIVALS_COUNTED";
 
 /// SYN timestamp samples each CPU may send per second; more SYNs are still counted.
 const SYN_SAMPLES_PER_S: u32 = 2000;
@@ -50,4 +55,15 @@ pub fn handshake_probe_config(btf: &Btf, only_netns: Option<u32>) -> Result<Hand
         syn_samples_per_s: SYN_SAMPLES_PER_S,
         only_netns: only_netns.unwrap_or(0),
     })
+}
+
+/// The program on `netif_receive_skb` samples every SYN for `syn_timestamps`; it counts them
+/// too where it also serves `conn_request`, that is where no function hook counts SYNs at the
+/// listener instead.
+pub fn count_arrivals(ebpf: &mut Ebpf, hooks: &[HookStatus]) -> Result<()> {
+    let counted_here = hooks.iter().any(|h| h.name == "conn_request" && h.active && !h.at_function());
+    let map = ebpf.map_mut(ARRIVALS_COUNTED_MAP).with_context(|| format!("{ARRIVALS_COUNTED_MAP} map missing"))?;
+    let mut array: Array<_, u32> = Array::try_from(map)?;
+    array.set(0, counted_here as u32, 0)?;
+    Ok(())
 }

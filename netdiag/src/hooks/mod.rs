@@ -217,8 +217,9 @@ impl Probes {
             flow_setup,
             drop_tracepoint,
         );
-        let hooks =
+        let hooks: Vec<HookStatus> =
             catalogue::CATALOGUE.iter().map(|hook| attacher.serve(hook, opts.backend)).collect();
+        handshake::count_arrivals(&mut ebpf, &hooks)?;
         Ok(Probes { ebpf, hooks, reasons })
     }
 
