@@ -11,7 +11,7 @@ use aya_ebpf::{
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use netdiag_common::{
-    FlowKey, FlowProbeConfig, FlowStats, MAX_REASON, REASON_SET_WORDS, oow_why, stat,
+    FIELD_ABSENT, FlowKey, FlowProbeConfig, FlowStats, MAX_REASON, REASON_SET_WORDS, oow_why, stat,
     tcp_flag,
 };
 
@@ -187,8 +187,9 @@ fn count_egress(skb: *const u8) -> Option<()> {
         network_header: configured(&cfg.skb_network_header),
         transport_header: configured(&cfg.skb_transport_header),
     };
-    // Not TCP (or not readable): nothing to count; this hook sees every packet sent.
-    let seg = unsafe { packet::parse(skb, &layout)? };
+    // Not TCP (or not readable): nothing to count; this hook sees every packet sent. The
+    // options are not needed here: a duplicate ACK is told by sequence, ACK and window.
+    let seg = unsafe { packet::parse_headers(skb, &layout, FIELD_ABSENT)? };
     if seg.flags & tcp_flag::ACK == 0 {
         return None;
     }
