@@ -13,6 +13,8 @@ const WIDTH: u32 = 160;
 const HEIGHT: u32 = 40;
 /// Printed by the pane's shell once netdiag exits, with its status.
 const EXITED: &str = "netdiag exited with status";
+/// Printed after the terminal modes, so the pane is read once they are all on it.
+const MODES_SHOWN: &str = "terminal modes shown";
 
 /// A tmux server of its own (own socket, no user config) holding one pane; killed when dropped,
 /// whatever the test's outcome.
@@ -89,7 +91,7 @@ fn shows_the_paws_peer_sorts_and_quits_cleanly() {
     require_root();
     // After netdiag exits the shell reports its status and whether the terminal left raw mode,
     // then stays so the pane can still be read.
-    let command = format!("{} top; echo \"{EXITED} $?\"; stty -a; sleep 600", netdiag_bin());
+    let command = format!("{} top; echo \"{EXITED} $?\"; stty -a; echo {MODES_SHOWN}; sleep 600", netdiag_bin());
     let tmux = Tmux::start(&command);
     let screen = tmux.wait_for("the header", Duration::from_secs(60), |s| s.contains("netdiag top - kernel"));
     assert!(screen.contains("paws_checks"), "the header lists the hooks:\n{screen}");
@@ -118,7 +120,7 @@ fn shows_the_paws_peer_sorts_and_quits_cleanly() {
     tmux.wait_for("the drill-down to close", Duration::from_secs(5), |s| !s.contains(&format!("peer {client} in")));
 
     tmux.press("q");
-    let end = tmux.wait_for("netdiag to exit", Duration::from_secs(20), |s| s.contains(EXITED));
+    let end = tmux.wait_for("netdiag to exit", Duration::from_secs(20), |s| s.contains(MODES_SHOWN));
     assert!(end.contains(&format!("{EXITED} 0")), "exit status 0:\n{end}");
     assert_eq!(tmux.pane("#{alternate_on}"), "0", "the alternate screen was left:\n{end}");
     let tty_modes = end.split(EXITED).nth(1).unwrap();
