@@ -385,6 +385,17 @@ mod tests {
         assert_eq!(setups, [Setup::FunctionOffsets, Setup::FunctionOffsets, Setup::Handshake, Setup::Handshake]);
     }
 
+    /// One program parses each arriving packet for both hooks (the attacher attaches it once).
+    #[test]
+    fn conn_request_and_syn_timestamps_share_their_tracepoint_programs() {
+        let tracepoint_programs = |name: &str| -> Vec<&str> {
+            let hook = CATALOGUE.iter().find(|h| h.name == name).unwrap();
+            hook.candidates.iter().filter(|a| a.family() == Family::Tracepoint).map(Attach::program).collect()
+        };
+        assert_eq!(tracepoint_programs("conn_request"), ["syn_arrivals_raw", "syn_arrivals"]);
+        assert_eq!(tracepoint_programs("syn_timestamps"), tracepoint_programs("conn_request"));
+    }
+
     #[test]
     fn a_forced_backend_allows_only_its_family() {
         assert!(Family::ALL.iter().all(|f| BackendChoice::Auto.allows(*f)));
