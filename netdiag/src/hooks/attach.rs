@@ -37,7 +37,7 @@ pub struct Attacher<'a> {
     drop_setup: Result<String, String>,
     handshake_setup: Result<String, String>,
     time_wait: TimeWaitSetup,
-    /// Tracepoint programs attached so far: a second hook served by one shares it.
+    /// Tracepoint programs (perf and raw) attached so far: a second hook served by one shares it.
     tracepoints: HashSet<&'static str>,
     /// What serves `paws_checks`, which counts every watched drop reason.
     drop_attach: Option<&'static Attach>,
@@ -177,6 +177,11 @@ impl<'a> Attacher<'a> {
     }
 
     fn attach(&mut self, attach: &Attach) -> Result<(), String> {
+        // One program on a tracepoint may serve several hooks: attached once, then shared.
+        let on_tracepoint = attach.family() == Family::Tracepoint;
+        if on_tracepoint && self.tracepoints.contains(attach.program()) {
+            return Ok(());
+        }
         match *attach {
             Attach::Fentry { program, function } => {
                 self.support.check_trampoline(self.btf, function)?;
@@ -214,29 +219,24 @@ impl<'a> Attacher<'a> {
                 }
             }
             Attach::RawTracepoint { program, name } => {
-                if self.tracepoints.contains(program) {
-                    return Ok(());
-                }
                 let prog: &mut RawTracePoint = program_of(self.ebpf, program)?;
                 prog.load().map_err(|e| refusal("load", &e))?;
                 if let Err(e) = prog.attach(name) {
                     let _ = prog.unload();
                     return Err(refusal("attach", &e));
                 }
-                self.tracepoints.insert(program);
             }
             Attach::Tracepoint { program, category, name } => {
-                if self.tracepoints.contains(program) {
-                    return Ok(());
-                }
                 let prog: &mut TracePoint = program_of(self.ebpf, program)?;
                 prog.load().map_err(|e| refusal("load", &e))?;
                 if let Err(e) = prog.attach(category, name) {
                     let _ = prog.unload();
                     return Err(refusal("attach", &e));
                 }
-                self.tracepoints.insert(program);
             }
+        }
+        if on_tracepoint {
+            self.tracepoints.insert(attach.program());
         }
         Ok(())
     }
