@@ -44,86 +44,163 @@ pub mod stat {
     pub const COUNT: u32 = 9;
 }
 
-/// Load-time configuration of the `skb:kfree_skb` program. Every offset comes from the running
-/// kernel (BTF for struct members, the tracepoint's `format` file for record fields), never from
-/// a build-time header.
+/// The one layout configuration of every kernel program: where the members they read sit in
+/// the running kernel's structs (from its BTF) and in the perf tracepoints' records (from
+/// their `format` files). Nothing here is compiled in: the loader fills it before loading.
+/// A member the kernel lacks is [`FIELD_ABSENT`]; the hooks whose programs need it are refused.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DropProbeConfig {
-    /// Offsets inside the tracepoint record.
-    pub tp_skbaddr: u32,
-    pub tp_reason: u32,
-    pub tp_protocol: u32,
-    /// `rx_sk` exists since 6.11; [`FIELD_ABSENT`] before.
-    pub tp_rx_sk: u32,
-    /// `struct sk_buff` members.
+pub struct Layout {
+    /// `struct sk_buff`.
     pub skb_head: u32,
+    pub skb_data: u32,
     pub skb_network_header: u32,
     pub skb_transport_header: u32,
-    pub skb_dev: u32,
-    /// `struct net_device::nd_net.net`.
-    pub dev_nd_net: u32,
-    /// `struct net::ns.inum`.
-    pub net_ns_inum: u32,
-    /// `struct sock_common::skc_state` and `skc_net`.
-    pub sk_state: u32,
-    pub sk_net: u32,
-    /// `struct sk_buff::_skb_refdst` and `struct dst_entry::dev`: the route's device names the
-    /// namespace where the kernel clears `skb->dev` and the tracepoint has no `rx_sk` (6.1).
-    pub skb_refdst: u32,
-    pub dst_dev: u32,
-    /// Set of watched drop reasons, resolved by name from the running kernel.
-    pub reasons: [u64; REASON_SET_WORDS],
-    /// `struct sk_buff::tail` (an offset from `head` on 64-bit kernels): headers beyond it are
-    /// not in the linear area. [`FIELD_ABSENT`] where it is a pointer (32-bit kernels).
+    /// An offset from `head` on 64-bit kernels; [`FIELD_ABSENT`] where it is a pointer.
     pub skb_tail: u32,
-    /// Only drops in this namespace (inode) are kept; 0 keeps all. A storm elsewhere then
-    /// neither fills the ring buffer nor evicts this namespace's per-peer counts.
-    pub only_netns: u32,
-    /// `struct sk_buff::users`: a function program counts a call only where it frees the
-    /// packet (the last reference), as the tracepoint does.
+    pub skb_dev: u32,
+    pub skb_sk: u32,
+    /// `users.refs.counter`: a drop-function program counts only the call that frees.
     pub skb_users: u32,
-    pub _pad: u32,
+    pub skb_refdst: u32,
+    /// `struct net_device::nd_net.net`, `struct dst_entry::dev`.
+    pub dev_nd_net: u32,
+    pub dst_dev: u32,
+    /// `struct net::ns.inum` and `ipv4.sysctl_tcp_timestamps`.
+    pub net_ns_inum: u32,
+    pub net_tcp_timestamps: u32,
+    /// `struct sock_common` (also the head of request and TIME_WAIT sockets).
+    pub sk_family: u32,
+    pub sk_state: u32,
+    pub sk_daddr: u32,
+    pub sk_v6_daddr: u32,
+    pub sk_net: u32,
+    /// `skc_num`: the local port, host order.
+    pub sk_num: u32,
+    /// `struct inet_timewait_sock::tw_substate`, `struct tcp_timewait_sock::tw_ts_recent{,_stamp}`.
+    pub tw_substate: u32,
+    pub tw_ts_recent: u32,
+    pub tw_ts_recent_stamp: u32,
+    /// `skb:kfree_skb` record; `rx_sk` exists since 6.11 (also as the raw tracepoint's fourth
+    /// argument), [`FIELD_ABSENT`] before.
+    pub rec_drop_skb: u32,
+    pub rec_drop_reason: u32,
+    pub rec_drop_rx_sk: u32,
+    /// `skbaddr` of `net:netif_receive_skb` and `net:net_dev_queue`.
+    pub rec_rx_skb: u32,
+    pub rec_tx_skb: u32,
+    /// `tcp:tcp_retransmit_synack`.
+    pub rec_rs_sk: u32,
+    pub rec_rs_sport: u32,
+    pub rec_rs_family: u32,
+    pub rec_rs_daddr: u32,
+    pub rec_rs_daddr_v6: u32,
+    /// `sock:inet_sock_set_state`.
+    pub rec_ss_sk: u32,
+    pub rec_ss_oldstate: u32,
+    pub rec_ss_newstate: u32,
+    pub rec_ss_sport: u32,
+    pub rec_ss_family: u32,
+    pub rec_ss_protocol: u32,
+    pub rec_ss_daddr: u32,
+    pub rec_ss_daddr_v6: u32,
 }
 
-impl DropProbeConfig {
-    pub fn watches(&self, reason: u32) -> bool {
-        reason < MAX_REASON && (self.reasons[(reason / 64) as usize] >> (reason % 64)) & 1 == 1
+/// What the handlers do, decided at load: drop reasons by name, filters and budgets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Drop reasons counted per peer (`paws_checks`).
+    pub watched: ReasonSet,
+    /// Out-of-window drop reasons, by which check (`oow_received`).
+    pub oow_timestamp: ReasonSet,
+    pub oow_sequence: ReasonSet,
+    pub oow_ack: ReasonSet,
+    /// Only this namespace (inode) is watched; 0 watches all.
+    pub only_netns: u32,
+    /// Header captures per CPU and second (`--pcap`); 0: none.
+    pub captures_per_s: u32,
+    /// SYN timestamp samples per CPU and second.
+    pub syn_samples_per_s: u32,
+    /// Seconds after which the kernel stops trusting `ts_recent` (`TCP_PAWS_WRAP`, 2147 s
+    /// since 6.7; `TCP_PAWS_24DAYS` before).
+    pub paws_wrap_s: u32,
+}
+
+/// A set of drop-reason numbers (the kernel has ~130 today).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReasonSet(pub [u64; REASON_SET_WORDS]);
+
+impl ReasonSet {
+    #[inline(always)]
+    pub fn has(&self, reason: u32) -> bool {
+        reason < MAX_REASON && (self.0[(reason / 64) as usize % REASON_SET_WORDS] >> (reason % 64)) & 1 == 1
     }
 
-    pub fn watch(&mut self, reason: u32) {
+    pub fn insert(&mut self, reason: u32) {
         if reason < MAX_REASON {
-            self.reasons[(reason / 64) as usize] |= 1 << (reason % 64);
+            self.0[(reason / 64) as usize] |= 1 << (reason % 64);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
+    }
+}
+
+impl Settings {
+    /// Why `reason` means out of window, or [`oow_why::NONE`].
+    #[inline(always)]
+    pub fn oow_why(&self, reason: u32) -> u8 {
+        if self.oow_timestamp.has(reason) {
+            oow_why::TIMESTAMP
+        } else if self.oow_sequence.has(reason) {
+            oow_why::SEQUENCE
+        } else if self.oow_ack.has(reason) {
+            oow_why::ACK
+        } else {
+            oow_why::NONE
+        }
+    }
+
+    pub fn set_oow(&mut self, why: u8, reason: u32) {
+        match why {
+            oow_why::TIMESTAMP => self.oow_timestamp.insert(reason),
+            oow_why::SEQUENCE => self.oow_sequence.insert(reason),
+            oow_why::ACK => self.oow_ack.insert(reason),
+            _ => {}
         }
     }
 }
 
-/// Load-time configuration of the function hooks (fentry/fexit and kprobe/kretprobe on TCP
-/// functions): `struct` member offsets from the running kernel's BTF.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FunctionProbeConfig {
-    /// `struct sk_buff` members, for the packet parser.
-    pub skb_head: u32,
-    pub skb_network_header: u32,
-    pub skb_transport_header: u32,
-    /// `struct sock_common` members: address family, remote address (IPv4 and IPv6), namespace.
-    pub sk_family: u32,
-    pub sk_daddr: u32,
-    pub sk_v6_daddr: u32,
-    pub sk_net: u32,
-    /// `struct net::ns.inum`.
-    pub net_ns_inum: u32,
-    /// `paws_time_wait` (`tcp_timewait_state_process`): `struct inet_timewait_sock::tw_substate`,
-    /// `struct tcp_timewait_sock::tw_ts_recent` and `tw_ts_recent_stamp`, and
-    /// `struct net::ipv4.sysctl_tcp_timestamps`.
-    pub tw_substate: u32,
-    pub tw_ts_recent: u32,
-    pub tw_ts_recent_stamp: u32,
-    pub net_tcp_timestamps: u32,
-    /// Seconds after which the kernel stops trusting `ts_recent` (`TCP_PAWS_WRAP`, 2147 s
-    /// since 6.7; `TCP_PAWS_24DAYS` before).
-    pub paws_wrap_s: u32,
+/// Indexes of the `SWITCHES` array: what userspace turns on or off while programs run, as
+/// hooks are served, armed and disarmed.
+pub mod switch {
+    /// The receive program counts SYNs into the funnel (it serves `conn_request`).
+    pub const RX_COUNTS_SYNS: u32 = 0;
+    /// The receive program samples SYN timestamps (it serves `syn_timestamps`).
+    pub const RX_SAMPLES_SYNS: u32 = 1;
+    /// The transmit program counts SYN-ACKs (it serves `synack_sent`).
+    pub const TX_COUNTS_SYNACKS: u32 = 2;
+    /// The transmit program counts duplicate ACKs per flow (it serves `flow_dupacks`).
+    pub const TX_COUNTS_DUPACKS: u32 = 3;
+    /// The drop number of `TCP_RFC7323_TW_PAWS` plus one while the TIME_WAIT program counts
+    /// those rejections: the drop program leaves them alone. 0 otherwise.
+    pub const TW_PAWS_REASON_PLUS_ONE: u32 = 4;
+    /// The conn_request and TIME_WAIT programs sample SYN timestamps (they serve `syn_timestamps`).
+    pub const FUNCTIONS_SAMPLE_SYNS: u32 = 5;
+    pub const COUNT: u32 = 6;
+}
+
+/// Why the drop program asks userspace to arm a deep hook (the `ARM_REQUESTS` per-CPU array,
+/// counts of drops that call for it).
+pub mod arm_request {
+    /// A dropped SYN: the SYN funnel's receive and transmit hooks would explain it.
+    pub const SYN_DROPS: u32 = 0;
+    /// An out-of-window drop: the per-flow duplicate-ACK count on transmit tells a loop.
+    pub const OOW_DROPS: u32 = 1;
+    pub const COUNT: u32 = 2;
 }
 
 /// Key of `SYN_SEEN`: SYNs that reached a listener, per peer, namespace and listening port.
@@ -256,6 +333,23 @@ pub mod tcp_options {
     const TIMESTAMP: u8 = 8;
     const TIMESTAMP_LEN: usize = 10;
 
+    /// Bytes at the start of the options that [`aligned_timestamp`] looks at.
+    pub const ALIGNED_LEN: usize = 12;
+
+    /// The timestamp option where Linux puts it on every segment but a SYN: NOP, NOP, TS at
+    /// the start of the options. The kernel's own fast path (`tcp_parse_aligned_timestamp`)
+    /// checks the same word before it walks the options.
+    #[inline(always)]
+    pub fn aligned_timestamp(first: &[u8; ALIGNED_LEN]) -> Option<(u32, u32)> {
+        if first[..4] != [NOP, NOP, TIMESTAMP, TIMESTAMP_LEN as u8] {
+            return None;
+        }
+        Some((
+            u32::from_be_bytes([first[4], first[5], first[6], first[7]]),
+            u32::from_be_bytes([first[8], first[9], first[10], first[11]]),
+        ))
+    }
+
     /// The (TSval, TSecr) the kernel's `tcp_parse_options` would take from `options[..len]`:
     /// like it, the walk stops at EOL, at a length below 2 and at an option running past the
     /// end. Unlike it, the walk ends at the first timestamp option, where the kernel would let a
@@ -324,46 +418,6 @@ pub struct FunnelKey {
     pub stage: u8,
 }
 
-/// Load-time configuration of the handshake programs (SYN funnel on tracepoints): tracepoint
-/// record offsets from tracefs, struct member offsets from BTF.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HandshakeProbeConfig {
-    /// `skbaddr` of `net:netif_receive_skb` and `net:net_dev_queue`.
-    pub rx_skbaddr: u32,
-    pub tx_skbaddr: u32,
-    /// `struct sk_buff` members.
-    pub skb_head: u32,
-    pub skb_data: u32,
-    pub skb_network_header: u32,
-    pub skb_transport_header: u32,
-    pub skb_dev: u32,
-    /// `struct net_device::nd_net.net`, `struct net::ns.inum`, `struct sock_common::skc_net`.
-    pub dev_nd_net: u32,
-    pub net_ns_inum: u32,
-    pub sk_net: u32,
-    /// `tcp:tcp_retransmit_synack` fields.
-    pub rs_skaddr: u32,
-    pub rs_sport: u32,
-    pub rs_family: u32,
-    pub rs_daddr: u32,
-    pub rs_daddr_v6: u32,
-    /// `sock:inet_sock_set_state` fields.
-    pub ss_skaddr: u32,
-    pub ss_oldstate: u32,
-    pub ss_newstate: u32,
-    pub ss_sport: u32,
-    pub ss_family: u32,
-    pub ss_protocol: u32,
-    pub ss_daddr: u32,
-    pub ss_daddr_v6: u32,
-    /// SYN timestamp samples each CPU may send per second over the ring buffer.
-    pub syn_samples_per_s: u32,
-    /// Only this namespace (inode) is watched; 0 watches all. Traffic elsewhere (a SYN flood
-    /// in another namespace) then neither evicts its counts nor spends its sample budget.
-    pub only_netns: u32,
-}
-
 /// One SYN as it arrived (before any TCP processing): who, to which port, and its TSval.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -422,65 +476,12 @@ pub mod paws {
     }
 }
 
-/// Load-time configuration of the per-flow ACK-loop accounting (`netdiag-ebpf/src/flows.rs`):
-/// the `net:net_dev_queue` record offset, `sk_buff`/`net_device` members, and which drop
-/// reasons of `skb:kfree_skb` mean "out of window", by why, resolved by name at load.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowProbeConfig {
-    /// `skbaddr` in the `net:net_dev_queue` record.
-    pub tp_skbaddr: u32,
-    pub skb_head: u32,
-    pub skb_network_header: u32,
-    pub skb_transport_header: u32,
-    pub skb_dev: u32,
-    /// `struct sk_buff::sk`: set on segments this host's sockets send, NULL on forwarded ones.
-    pub skb_sk: u32,
-    pub dev_nd_net: u32,
-    pub net_ns_inum: u32,
-    /// Out-of-window reasons: the timestamp check (PAWS), the sequence check, the ACK check.
-    pub timestamp_reasons: [u64; REASON_SET_WORDS],
-    pub sequence_reasons: [u64; REASON_SET_WORDS],
-    pub ack_reasons: [u64; REASON_SET_WORDS],
-}
-
 /// Why a segment was out of window, as counted in [`FlowStats`].
 pub mod oow_why {
     pub const NONE: u8 = 0;
     pub const TIMESTAMP: u8 = 1;
     pub const SEQUENCE: u8 = 2;
     pub const ACK: u8 = 3;
-}
-
-impl FlowProbeConfig {
-    /// Why `reason` means out of window, or [`oow_why::NONE`].
-    pub fn why(&self, reason: u32) -> u8 {
-        if reason >= MAX_REASON {
-            return oow_why::NONE;
-        }
-        let (word, bit) = ((reason / 64) as usize, reason % 64);
-        if (self.timestamp_reasons[word] >> bit) & 1 == 1 {
-            oow_why::TIMESTAMP
-        } else if (self.sequence_reasons[word] >> bit) & 1 == 1 {
-            oow_why::SEQUENCE
-        } else if (self.ack_reasons[word] >> bit) & 1 == 1 {
-            oow_why::ACK
-        } else {
-            oow_why::NONE
-        }
-    }
-
-    pub fn set(&mut self, why: u8, reason: u32) {
-        let set = match why {
-            oow_why::TIMESTAMP => &mut self.timestamp_reasons,
-            oow_why::SEQUENCE => &mut self.sequence_reasons,
-            oow_why::ACK => &mut self.ack_reasons,
-            _ => return,
-        };
-        if reason < MAX_REASON {
-            set[(reason / 64) as usize] |= 1 << (reason % 64);
-        }
-    }
 }
 
 /// Key of the per-flow map `FLOW_STATS`: one TCP connection as seen from one namespace, local
@@ -518,18 +519,16 @@ pub struct FlowStats {
     pub limiter_suppressed: u64,
     pub first_ns: u64,
     pub last_ns: u64,
-    /// When the last out-of-window segment arrived, and its timestamp option.
+    /// When the last out-of-window segment arrived.
     pub last_oow_ns: u64,
-    pub last_tsval: u32,
-    pub last_tsecr: u32,
 }
 
 #[cfg(feature = "user")]
 mod user {
     use super::*;
     // SAFETY: plain-old-data, repr(C), explicitly padded, no invalid bit patterns.
-    unsafe impl aya::Pod for DropProbeConfig {}
-    unsafe impl aya::Pod for FunctionProbeConfig {}
+    unsafe impl aya::Pod for Layout {}
+    unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for SynKey {}
     unsafe impl aya::Pod for PeerAddrKey {}
     unsafe impl aya::Pod for PeerKey {}
@@ -537,9 +536,7 @@ mod user {
     unsafe impl aya::Pod for DropEvent {}
     unsafe impl aya::Pod for PacketCapture {}
     unsafe impl aya::Pod for FunnelKey {}
-    unsafe impl aya::Pod for HandshakeProbeConfig {}
     unsafe impl aya::Pod for SynEvent {}
-    unsafe impl aya::Pod for FlowProbeConfig {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowStats {}
 }
@@ -612,6 +609,18 @@ mod tests {
     }
 
     #[test]
+    fn the_aligned_fast_path_agrees_with_the_walk_or_declines() {
+        use super::tcp_options::{ALIGNED_LEN, aligned_timestamp};
+        let aligned = [[1u8, 1].as_slice(), &TS_1_2].concat();
+        let first: [u8; ALIGNED_LEN] = aligned[..ALIGNED_LEN].try_into().unwrap();
+        assert_eq!(aligned_timestamp(&first), walk(&aligned));
+        // A SYN's options (MSS first): the fast path declines, the walk finds it.
+        let mut syn = [0u8; ALIGNED_LEN];
+        syn[..4].copy_from_slice(&[2, 4, 5, 0xb4]);
+        assert_eq!(aligned_timestamp(&syn), None);
+    }
+
+    #[test]
     fn the_first_of_two_timestamp_options_is_taken() {
         let twice = [TS_1_2.as_slice(), &[8, 10, 0, 0, 0, 3, 0, 0, 0, 4]].concat();
         assert_eq!(walk(&twice), Some((1, 2)));
@@ -625,5 +634,4 @@ mod tests {
     }
 }
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 44);
-const _: () = assert!(core::mem::size_of::<FlowStats>() == 88);
-const _: () = assert!(core::mem::size_of::<FlowProbeConfig>() == 32 + 3 * 8 * REASON_SET_WORDS);
+const _: () = assert!(core::mem::size_of::<FlowStats>() == 80);

@@ -1,17 +1,18 @@
-//! netdiag's kernel programs. Userspace (`netdiag/src/hooks`) picks which ones to load and
-//! attach on the running kernel and fills in their configuration from its BTF.
+//! netdiag's kernel programs, laid out by attach point (`entry`): each builds one packet
+//! context (`context`, parsed once by the one parser in `packet`) and calls the feature
+//! handlers it serves (`handlers`). Userspace (`netdiag/src/hooks`) picks which programs to
+//! load and attach on the running kernel and fills in the one layout configuration
+//! (`layout`) from its BTF.
 #![no_std]
 #![no_main]
 
-mod access;
-mod capture;
-mod drops;
-mod flows;
-mod functions;
-mod handshake;
+mod context;
+mod entry;
+mod handlers;
+mod kmem;
+mod layout;
 mod maps;
 mod packet;
-mod time_wait;
 
 #[cfg(not(test))]
 #[panic_handler]

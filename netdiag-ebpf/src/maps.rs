@@ -4,11 +4,16 @@ use aya_ebpf::{
     macros::map,
     maps::{LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
-use netdiag_common::{PeerAddrKey, PeerKey, PeerStats, SynKey, stat};
+use netdiag_common::{FunnelKey, PeerAddrKey, PeerKey, PeerStats, SynKey, arm_request, stat};
 
 /// Per-peer drop counters, aggregated in the kernel so a storm costs no trip to userspace.
 #[map]
 pub static PEER_DROPS: LruPerCpuHashMap<PeerKey, PeerStats> =
+    LruPerCpuHashMap::with_max_entries(16384, 0);
+
+/// SYN funnel counters, one entry per peer, namespace, local port and stage.
+#[map]
+pub static SYN_FUNNEL: LruPerCpuHashMap<FunnelKey, PeerStats> =
     LruPerCpuHashMap::with_max_entries(16384, 0);
 
 /// SYNs that reached a listener (`conn_request` hook).
@@ -33,7 +38,7 @@ pub struct OowCall {
     pub skb: u64,
 }
 
-/// Keyed by task (see `functions::task_key`); LRU so entries a missed return left behind age out.
+/// Keyed by task (see `entry::oow_limited::task_key`); LRU so entries a missed return left behind age out.
 #[map]
 pub static OOW_PENDING: LruHashMap<u64, OowCall> = LruHashMap::with_max_entries(4096, 0);
 
@@ -53,6 +58,18 @@ pub fn wakeup_flags(ring: &RingBuf) -> u64 {
     let filled = ring.query(BPF_RB_AVAIL_DATA as u64);
     let size = ring.query(BPF_RB_RING_SIZE as u64);
     if filled >= size / 4 { BPF_RB_FORCE_WAKEUP as u64 } else { BPF_RB_NO_WAKEUP as u64 }
+}
+
+/// Drops that call for a deep hook, per CPU (see [`netdiag_common::arm_request`]): the agent
+/// reads them to arm the receive and transmit programs only while an incident needs them.
+#[map]
+pub static ARM_REQUESTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(arm_request::COUNT, 0);
+
+#[inline(always)]
+pub fn request_arm(kind: u32) {
+    if let Some(slot) = ARM_REQUESTS.get_ptr_mut(kind) {
+        unsafe { *slot += 1 };
+    }
 }
 
 #[inline(always)]

@@ -1,15 +1,13 @@
-//! Reads a received TCP segment's headers straight from `skb->head`, at the network and
-//! transport header offsets the stack recorded. This works for request-socket and TIME_WAIT
-//! drops, where `skb->sk` is NULL.
+//! The one packet parser: the IP and TCP headers of a segment in kernel memory, from the IP
+//! header on. Every program parses with it, through the packet context (`context.rs`), once.
 use aya_ebpf::helpers::bpf_probe_read_kernel_buf;
-use netdiag_common::{FAMILY_IPV4, FAMILY_IPV6, FIELD_ABSENT, tcp_options};
+use netdiag_common::{FAMILY_IPV4, FAMILY_IPV6, tcp_options};
 
-use crate::access::read;
+use crate::kmem::read;
 
 const TCP_FIXED_HEADER: usize = 20;
-/// `skb->{network,transport}_header` when the stack has not set it.
-const HEADER_UNSET: u16 = 0xffff;
 const PROTO_TCP: u8 = 6;
+const IPV4_MIN_HEADER: u32 = 20;
 const IPV6_HEADER: u32 = 40;
 /// IPv6 extension headers followed before giving up (counted as unparsed, never guessed).
 const MAX_EXTENSION_HEADERS: usize = 8;
@@ -18,6 +16,7 @@ const NEXTHDR_ROUTING: u8 = 43;
 const NEXTHDR_FRAGMENT: u8 = 44;
 const NEXTHDR_DEST: u8 = 60;
 
+#[derive(Clone, Copy)]
 pub struct Segment {
     pub family: u8,
     pub saddr: [u8; 16],
@@ -29,7 +28,6 @@ pub struct Segment {
     pub flags: u8,
     pub window: u16,
     pub payload_len: u16,
-    pub timestamp: Option<(u32, u32)>,
     /// Bytes from the IP header to the end of the TCP header (options included).
     pub headers_len: u16,
     /// The whole packet's length on the wire, from the IP header.
@@ -38,47 +36,13 @@ pub struct Segment {
     pub transport_offset: u16,
     /// Where the IP header starts in kernel memory.
     pub ip: *const u8,
-    /// Where the TCP header starts, and its length with options (for [`read_timestamp`]).
+    /// Where the TCP header starts, and its length with options.
     pub tcp: *const u8,
     pub tcp_len: usize,
 }
 
-/// Offsets of the `sk_buff` members the parser needs, from the running kernel's BTF.
-pub struct SkbLayout {
-    pub head: u32,
-    pub network_header: u32,
-    pub transport_header: u32,
-}
-
-/// Parses the segment held by `skb`. `None` means "not a readable TCP/IP packet": the caller
-/// counts it as unparsed rather than guessing a peer.
-#[inline(always)]
-pub unsafe fn parse(skb: *const u8, layout: &SkbLayout) -> Option<Segment> {
-    unsafe { parse_linear(skb, layout, FIELD_ABSENT) }
-}
-
-/// As [`parse`], and also `None` when the headers do not all lie in the skb's linear area
-/// (`head` up to `skb->tail`, whose offset is `tail_offset`; [`FIELD_ABSENT`]: unchecked).
-/// Reading past `tail` would read stale bytes, not the packet's headers, which are in page
-/// fragments then.
-#[inline(always)]
-pub unsafe fn parse_linear(skb: *const u8, layout: &SkbLayout, tail_offset: u32) -> Option<Segment> {
-    let mut seg = unsafe { parse_headers(skb, layout, tail_offset)? };
-    seg.timestamp = unsafe { read_timestamp(seg.tcp, seg.tcp_len)? };
-    Some(seg)
-}
-
-/// As [`parse_linear`], without reading the TCP options: `timestamp` stays `None` until
-/// [`read_timestamp`]. For callers that need the timestamp only now and then.
-#[inline(always)]
-pub unsafe fn parse_headers(skb: *const u8, layout: &SkbLayout, tail_offset: u32) -> Option<Segment> {
-    let head: *const u8 = unsafe { read(skb, layout.head)? };
-    let network: u16 = unsafe { read(skb, layout.network_header)? };
-    let transport: u16 = unsafe { read(skb, layout.transport_header)? };
-    if head.is_null() || network == HEADER_UNSET || transport == HEADER_UNSET || transport <= network {
-        return None;
-    }
-    let mut seg = Segment {
+impl Segment {
+    pub const EMPTY: Segment = Segment {
         family: 0,
         saddr: [0; 16],
         daddr: [0; 16],
@@ -89,26 +53,39 @@ pub unsafe fn parse_headers(skb: *const u8, layout: &SkbLayout, tail_offset: u32
         flags: 0,
         window: 0,
         payload_len: 0,
-        timestamp: None,
         headers_len: 0,
         wire_len: 0,
-        transport_offset: transport - network,
-        ip: unsafe { head.add(network as usize) },
+        transport_offset: 0,
+        ip: core::ptr::null(),
         tcp: core::ptr::null(),
         tcp_len: 0,
     };
-    let ip = seg.ip;
+}
+
+/// Parses the TCP/IP segment whose IP header is at `ip`. `transport_offset`: where the stack
+/// recorded the TCP header (from `ip`), which must agree with the IP headers; `None` where it
+/// has not (on receive, before the stack looked): right after the IP header, IPv6 only without
+/// extension headers. `linear`: bytes from `ip` that are the packet's own (up to `skb->tail`),
+/// `u32::MAX` if unknown: reading past them would read stale bytes, not the headers.
+/// `None` means "not a readable first-fragment TCP/IP packet": the caller counts it as
+/// unparsed rather than guessing a peer. Fills `seg` in place: an `Option<Segment>` would be
+/// written with undefined bytes, which the verifier refuses to read from a register.
+#[inline(always)]
+pub unsafe fn parse(seg: &mut Segment, ip: *const u8, transport_offset: Option<u32>, linear: u32) -> Option<()> {
     let version_byte: u8 = unsafe { read(ip, 0)? };
-    // Bytes of IP payload (TCP header + data), from the IP header's own length field.
-    let ip_payload: u32 = match version_byte >> 4 {
+    seg.ip = ip;
+    // Bytes of IP payload (TCP header + data), from the IP header's own length field, and
+    // where the TCP header starts.
+    let (ip_payload, offset): (u32, u32) = match version_byte >> 4 {
         4 => {
             let mut hdr = [0u8; 20];
             unsafe { bpf_probe_read_kernel_buf(ip, &mut hdr).ok()? };
-            if hdr[9] != PROTO_TCP || ((hdr[0] & 0x0f) as u32) * 4 != (transport - network) as u32 {
+            let ihl = ((hdr[0] & 0x0f) as u32) * 4;
+            // A non-first fragment has no TCP header after the IP header.
+            if hdr[9] != PROTO_TCP || ihl < IPV4_MIN_HEADER || u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1fff != 0 {
                 return None;
             }
-            // A non-first fragment has no TCP header at the transport offset.
-            if u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1fff != 0 {
+            if transport_offset.is_some_and(|t| t != ihl) {
                 return None;
             }
             seg.family = FAMILY_IPV4;
@@ -116,62 +93,68 @@ pub unsafe fn parse_headers(skb: *const u8, layout: &SkbLayout, tail_offset: u32
             seg.daddr[..4].copy_from_slice(&hdr[16..20]);
             let total = u16::from_be_bytes([hdr[2], hdr[3]]) as u32;
             seg.wire_len = total as u16;
-            total.saturating_sub((transport - network) as u32)
+            (total.saturating_sub(ihl), ihl)
         }
         6 => {
             let mut hdr = [0u8; 40];
             unsafe { bpf_probe_read_kernel_buf(ip, &mut hdr).ok()? };
-            if !unsafe { ipv6_carries_tcp(ip, hdr[6], (transport - network) as u32) } {
-                return None;
-            }
+            let offset = match transport_offset {
+                Some(t) if unsafe { ipv6_carries_tcp(ip, hdr[6], t) } => t,
+                None if hdr[6] == PROTO_TCP => IPV6_HEADER,
+                _ => return None,
+            };
             seg.family = FAMILY_IPV6;
             seg.saddr.copy_from_slice(&hdr[8..24]);
             seg.daddr.copy_from_slice(&hdr[24..40]);
             let payload = u16::from_be_bytes([hdr[4], hdr[5]]) as u32;
-            seg.wire_len = (payload + 40).min(u16::MAX as u32) as u16;
+            seg.wire_len = (payload + IPV6_HEADER).min(u16::MAX as u32) as u16;
             // Extension headers sit between the fixed header and the transport header.
-            payload.saturating_sub((transport - network) as u32 - IPV6_HEADER)
+            (payload.saturating_sub(offset - IPV6_HEADER), offset)
         }
         _ => return None,
     };
 
-    let tcp_start = unsafe { head.add(transport as usize) };
+    let tcp_start = unsafe { ip.add(offset as usize) };
     let mut tcp = [0u8; TCP_FIXED_HEADER];
     unsafe { bpf_probe_read_kernel_buf(tcp_start, &mut tcp).ok()? };
+    let header_len = ((tcp[12] >> 4) as u32) * 4;
+    if header_len < TCP_FIXED_HEADER as u32 || offset + header_len > linear {
+        return None;
+    }
     seg.sport = u16::from_be_bytes([tcp[0], tcp[1]]);
     seg.dport = u16::from_be_bytes([tcp[2], tcp[3]]);
     seg.seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
     seg.ack_seq = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
     seg.flags = tcp[13];
     seg.window = u16::from_be_bytes([tcp[14], tcp[15]]);
-    let header_len = ((tcp[12] >> 4) as u32) * 4;
-    if header_len < TCP_FIXED_HEADER as u32 {
-        return None;
-    }
-    if tail_offset != FIELD_ABSENT {
-        let tail: u32 = unsafe { read(skb, tail_offset)? };
-        if transport as u32 + header_len > tail {
-            return None;
-        }
-    }
     seg.payload_len = ip_payload.saturating_sub(header_len) as u16;
-    seg.headers_len = seg.transport_offset.saturating_add(header_len as u16);
+    seg.transport_offset = offset as u16;
+    seg.headers_len = (offset + header_len) as u16;
     seg.tcp = tcp_start;
     seg.tcp_len = header_len as usize;
-    Some(seg)
+    Some(())
 }
 
-/// The timestamp option (TSval, TSecr) of the TCP header at `tcp_start`, `header_len` bytes
-/// long (data offset × 4, at least 20). Outer `None`: the options could not be read.
+/// The timestamp option (TSval, TSecr) of `seg`. Outer `None`: the options could not be read.
+/// The aligned form Linux sends on all but SYNs is taken without walking the options.
 #[inline(always)]
-pub unsafe fn read_timestamp(tcp_start: *const u8, header_len: usize) -> Option<Option<(u32, u32)>> {
-    let options_len = header_len.saturating_sub(TCP_FIXED_HEADER);
+pub unsafe fn read_timestamp(seg: &Segment) -> Option<Option<(u32, u32)>> {
+    let options_len = seg.tcp_len.saturating_sub(TCP_FIXED_HEADER);
     if options_len == 0 {
         return Some(None);
     }
     // Fixed-size read; bytes past the options are never looked at.
     let mut options = [0u8; tcp_options::BUFFER];
-    unsafe { bpf_probe_read_kernel_buf(tcp_start.add(TCP_FIXED_HEADER), &mut options[..tcp_options::MAX_LEN]).ok()? };
+    unsafe {
+        bpf_probe_read_kernel_buf(seg.tcp.add(TCP_FIXED_HEADER), &mut options[..tcp_options::MAX_LEN]).ok()?
+    };
+    if options_len >= tcp_options::ALIGNED_LEN {
+        let mut first = [0u8; tcp_options::ALIGNED_LEN];
+        first.copy_from_slice(&options[..tcp_options::ALIGNED_LEN]);
+        if let Some(timestamp) = tcp_options::aligned_timestamp(&first) {
+            return Some(Some(timestamp));
+        }
+    }
     Some(tcp_options::find_timestamp(&options, options_len))
 }
 

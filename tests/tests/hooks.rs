@@ -26,12 +26,13 @@ use serde_json::Value;
 /// fexit.
 const FUNCTION_HOOKS: &[(&str, &str, Trampoline)] = &[
     ("conn_request", "tcp_conn_request", Trampoline::Fentry),
+    ("syn_timestamps", "tcp_conn_request", Trampoline::Fentry),
     ("dupack_sent", "tcp_send_dupack", Trampoline::Fentry),
     ("oow_limiter", "tcp_oow_rate_limited", Trampoline::Fexit),
 ];
 
 /// Function hooks that also have a tracepoint program, tried last.
-const WITH_TRACEPOINT: &[&str] = &["conn_request"];
+const WITH_TRACEPOINT: &[&str] = &["conn_request", "syn_timestamps"];
 /// `paws_time_wait`: fentry, then kprobe on this function, then `kfree_skb` where the kernel has
 /// the drop reason `TCP_RFC7323_TW_PAWS` (6.16).
 const TIME_WAIT_FUNCTION: &str = "tcp_timewait_state_process";
@@ -39,7 +40,7 @@ const TIME_WAIT_FUNCTION: &str = "tcp_timewait_state_process";
 /// `oow_received` try both, in this order, with fentry, then kprobe.
 const DROP_FUNCTIONS: [&str; 2] = ["sk_skb_reason_drop", "kfree_skb_reason"];
 /// The SYN funnel's hooks, which exist only as tracepoints: served by them under any backend.
-const TRACEPOINT_ONLY: [&str; 4] = ["syn_timestamps", "synack_sent", "synack_retransmit", "handshake_done"];
+const TRACEPOINT_ONLY: [&str; 3] = ["synack_sent", "synack_retransmit", "handshake_done"];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Trampoline {
@@ -226,8 +227,8 @@ fn auto_picks_the_best_backend_the_kernel_allows_for_each_hook() {
         }
         assert_refusal(refusals[1], kprobe_name(*kind), &support.kprobe[function]);
         if WITH_TRACEPOINT.contains(name) {
-            // The raw tracepoint, which every kernel here takes.
-            assert_active(hook, "raw_tracepoint");
+            // The BTF-typed tracepoint, which every kernel here takes.
+            assert_active(hook, "tp_btf");
             assert_eq!(refusals.len(), 2, "{hook:#}");
             continue;
         }
@@ -268,17 +269,21 @@ fn auto_picks_the_best_backend_the_kernel_allows_for_each_hook() {
 /// the SYN funnel's tracepoint-only hooks are served whatever the backend.
 fn assert_drop_and_flow_hooks(report: &Value, support: &KernelSupport, forced: &str) {
     let tracepoint = std::path::Path::new("/sys/kernel/tracing/events/skb/kfree_skb").exists();
-    let paws_tracepoints = [("raw_tracepoint", support.paws_tracepoint), ("tracepoint", support.paws_tracepoint)];
+    let paws_tracepoints = [
+        ("tp_btf", support.paws_tracepoint),
+        ("raw_tracepoint", support.paws_tracepoint),
+        ("tracepoint", support.paws_tracepoint),
+    ];
     let paws = support.candidates(&DROP_FUNCTIONS, &paws_tracepoints);
     assert_served(hook(report, "paws_checks"), &paws, forced);
-    // The raw tracepoint is tried first; the kernels here all take it.
-    let raw = [("raw_tracepoint", tracepoint), ("tracepoint", tracepoint)];
+    // The BTF-typed tracepoint is tried first; the kernels here all take it.
+    let raw = [("tp_btf", tracepoint), ("raw_tracepoint", tracepoint), ("tracepoint", tracepoint)];
     assert_served(hook(report, "oow_received"), &support.candidates(&DROP_FUNCTIONS, &raw), forced);
     assert_served(hook(report, "flow_dupacks"), &support.candidates(&["tcp_send_dupack"], &raw), forced);
     for name in TRACEPOINT_ONLY {
         let funnel = hook(report, name);
         assert_eq!(funnel["active"], true, "{funnel:#}");
-        assert!(["raw_tracepoint", "tracepoint"].contains(&funnel["backend"].as_str().unwrap()), "{funnel:#}");
+        assert!(["tp_btf", "raw_tracepoint", "tracepoint"].contains(&funnel["backend"].as_str().unwrap()), "{funnel:#}");
         assert!(refused(funnel).is_empty(), "{funnel:#}");
     }
 }
@@ -301,7 +306,7 @@ fn a_forced_backend_serves_what_it_can_and_says_why_not_for_the_rest() {
                 "kprobe" => {
                     (support.kprobe_works(function), kprobe_name(*kind), &support.kprobe[function])
                 }
-                _ => (WITH_TRACEPOINT.contains(name), "raw_tracepoint", &Ok(())),
+                _ => (WITH_TRACEPOINT.contains(name), "tp_btf", &Ok(())),
             };
             if works {
                 assert_active(hook, label);

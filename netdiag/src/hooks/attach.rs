@@ -1,25 +1,23 @@
 //! Serves each logical hook with the first candidate the running kernel accepts, keeping the
-//! reason each earlier candidate was refused.
-use std::{cell::OnceCell, collections::HashSet};
+//! reason each earlier candidate was refused. A program attaches once: every further hook its
+//! candidate names shares it (one program per attach point).
+use std::{cell::OnceCell, collections::HashMap};
 
 use aya::{
     Ebpf,
-    programs::{FEntry, FExit, KProbe, Program, ProgramError, RawTracePoint, TracePoint},
+    programs::{
+        BtfTracePoint, FEntry, FExit, KProbe, Program, ProgramError, RawTracePoint, TracePoint,
+        raw_trace_point::RawTracePointLinkId, tp_btf::BtfTracePointLinkId, trace_point::TracePointLinkId,
+    },
 };
 
 use super::{
     HookStatus,
-    catalogue::{Attach, BackendChoice, Family, LogicalHook, Setup, setup_of},
+    catalogue::{Attach, BackendChoice, Family, LogicalHook},
+    setup::Setup,
     support::{KernelSupport, refusal},
-    time_wait::TimeWaitSetup,
 };
 use crate::btf::Btf;
-
-/// Notes for the hooks of the per-flow accounting, or why each part of its setup failed.
-pub struct FlowSetup {
-    pub egress: Result<String, String>,
-    pub reasons: Result<String, String>,
-}
 
 /// Why one candidate does not serve a hook, as `backend: reason`.
 struct Refusal {
@@ -28,51 +26,39 @@ struct Refusal {
     unimplemented: bool,
 }
 
+/// How a tracepoint program is attached (`None` while detached), so the agent can detach a
+/// per-packet one and attach it again without loading it anew.
+pub enum Link {
+    Btf(Option<BtfTracePointLinkId>),
+    Raw(Option<RawTracePointLinkId>, &'static str),
+    Perf(Option<TracePointLinkId>, &'static str, &'static str),
+    /// Function programs stay attached for the session.
+    Kept,
+}
+
 pub struct Attacher<'a> {
     ebpf: &'a mut Ebpf,
     btf: &'a Btf,
     support: KernelSupport,
-    /// For each setup: a note for the status of the hooks using it, or why it is unusable.
-    function_setup: Result<String, String>,
-    drop_setup: Result<String, String>,
-    handshake_setup: Result<String, String>,
-    time_wait: TimeWaitSetup,
-    /// Tracepoint programs (perf and raw) attached so far: a second hook served by one shares it.
-    tracepoints: HashSet<&'static str>,
-    /// What serves `paws_checks`, which counts every watched drop reason.
-    drop_attach: Option<&'static Attach>,
-    flow_setup: FlowSetup,
-    /// Whether the programs on the `kfree_skb` tracepoint can serve, or why not; the function
-    /// programs on the drop function do not need it.
-    drop_tracepoint: Result<(), String>,
-    /// aya's copy of the kernel BTF, which fentry/fexit loads need; parsed on first use.
+    setup: &'a Setup,
+    /// Programs attached so far.
+    pub links: HashMap<&'static str, Link>,
+    /// What serves each hook so far, for the candidates that go alongside another hook's.
+    served: HashMap<&'static str, &'static Attach>,
+    /// aya's copy of the kernel BTF, which fentry/fexit and tp_btf loads need; parsed on
+    /// first use.
     kernel_btf: OnceCell<Result<aya::Btf, String>>,
 }
 
 impl<'a> Attacher<'a> {
-    pub fn new(
-        ebpf: &'a mut Ebpf,
-        btf: &'a Btf,
-        support: KernelSupport,
-        function_setup: Result<String, String>,
-        drop_setup: Result<String, String>,
-        handshake_setup: Result<String, String>,
-        time_wait: TimeWaitSetup,
-        flow_setup: FlowSetup,
-        drop_tracepoint: Result<(), String>,
-    ) -> Self {
+    pub fn new(ebpf: &'a mut Ebpf, btf: &'a Btf, support: KernelSupport, setup: &'a Setup) -> Self {
         Attacher {
             ebpf,
             btf,
             support,
-            function_setup,
-            drop_setup,
-            handshake_setup,
-            time_wait,
-            flow_setup,
-            drop_tracepoint,
-            tracepoints: HashSet::new(),
-            drop_attach: None,
+            setup,
+            links: HashMap::new(),
+            served: HashMap::new(),
             kernel_btf: OnceCell::new(),
         }
     }
@@ -81,32 +67,30 @@ impl<'a> Attacher<'a> {
         let mut refused: Vec<Refusal> = Vec::new();
         let allowed = |family: &Family| hook.tracepoints_only() || choice.allows(*family);
         for family in Family::ALL.into_iter().filter(allowed) {
-            let mut candidates =
-                hook.candidates.iter().filter(|attach| attach.family() == family).peekable();
+            let mut candidates = hook.candidates.iter().filter(|c| c.attach.family() == family).peekable();
             if candidates.peek().is_none() {
                 let text = format!("{0}: no {0} equivalent implemented", family.name());
                 refused.push(Refusal { text, unimplemented: true });
             }
-            for attach in candidates {
-                let setup = setup_of(hook, attach);
-                match self.try_attach(setup, attach) {
-                    Ok(note) => {
-                        if setup == Setup::DropReasons {
-                            self.drop_attach = Some(attach);
-                        }
-                        let serving = self.shared_drop_program(setup, attach).unwrap_or(attach);
+            for candidate in candidates {
+                let attach = &candidate.attach;
+                let attached = self.setup.check(candidate.needs).and_then(|note| {
+                    let serving = self.attach(attach)?;
+                    Ok((note, serving))
+                });
+                match attached {
+                    Ok((note, serving)) => {
+                        self.served.insert(hook.name, serving);
                         return HookStatus {
                             name: hook.name.into(),
                             backend: serving.backend().into(),
                             target: serving.target(),
                             active: true,
                             detail: format!("{}: {}{note}", serving.target(), hook.counts),
-                            refused: refused
-                                .into_iter()
-                                .filter(|r| !r.unimplemented)
-                                .map(|r| r.text)
-                                .collect(),
-                            programs: programs_of(serving),
+                            refused: refused.into_iter().filter(|r| !r.unimplemented).map(|r| r.text).collect(),
+                            per_packet: serving.per_packet(),
+                            armed: true,
+                            programs: serving.programs(),
                         };
                     }
                     Err(reason) => {
@@ -130,57 +114,20 @@ impl<'a> Attacher<'a> {
             active: false,
             detail: refused.join("; "),
             refused,
+            per_packet: false,
+            armed: false,
             programs: Vec::new(),
         }
     }
 
-    /// Loads and attaches one candidate; on success, the note of its setup. A program that
-    /// loaded but did not attach is unloaded again: it would serve nothing.
-    fn try_attach(&mut self, setup: Setup, attach: &Attach) -> Result<String, String> {
-        let note = match setup {
-            Setup::FunctionOffsets => self.function_setup.clone()?,
-            Setup::DropReasons => self.drop_setup.clone()?,
-            Setup::Handshake => self.handshake_setup.clone()?,
-            Setup::TimeWait => self.time_wait.note(attach.family())?,
-            Setup::FlowEgress => self.flow_setup.egress.clone()?,
-            Setup::FlowDrops => {
-                self.drop_setup.clone()?;
-                self.flow_setup.reasons.clone()?
-            }
-        };
-        if self.shared_drop_program(setup, attach).is_some() {
-            return Ok(note);
+    /// Attaches one candidate's programs, unless attached already; returns what serves the
+    /// hook. A program that loaded but did not attach is unloaded again: it would serve nothing.
+    fn attach(&mut self, attach: &'static Attach) -> Result<&'static Attach, String> {
+        if let Attach::Alongside { hook } = attach {
+            return self.served.get(hook).copied().ok_or_else(|| format!("{hook} is not served"));
         }
-        // Every tracepoint program of the drop setups sits on kfree_skb.
-        let on_drop_tracepoint = matches!(setup, Setup::DropReasons | Setup::FlowDrops | Setup::TimeWait);
-        if on_drop_tracepoint && attach.family() == Family::Tracepoint {
-            self.drop_tracepoint.clone()?;
-        }
-        // A function program serving paws_time_wait takes its drops over from the drop programs.
-        let hand_over = setup == Setup::TimeWait && attach.family() != Family::Tracepoint;
-        if hand_over {
-            self.time_wait.hand_over(self.ebpf, true)?;
-        }
-        let attached = self.attach(attach);
-        if hand_over && attached.is_err() {
-            self.time_wait.hand_over(self.ebpf, false)?;
-        }
-        attached.map(|()| note)
-    }
-
-    /// paws_time_wait's tracepoint candidate is paws_checks' program: where another program
-    /// (the raw tracepoint, a function program) serves paws_checks, that one already counts the
-    /// TIME_WAIT reason, and serves paws_time_wait too.
-    fn shared_drop_program(&self, setup: Setup, attach: &Attach) -> Option<&'static Attach> {
-        let shared = setup == Setup::TimeWait && attach.family() == Family::Tracepoint;
-        self.drop_attach.filter(|served| shared && served.program() != attach.program())
-    }
-
-    fn attach(&mut self, attach: &Attach) -> Result<(), String> {
-        // One program on a tracepoint may serve several hooks: attached once, then shared.
-        let on_tracepoint = attach.family() == Family::Tracepoint;
-        if on_tracepoint && self.tracepoints.contains(attach.program()) {
-            return Ok(());
+        if attach.programs().iter().all(|p| self.links.contains_key(p)) {
+            return Ok(attach);
         }
         match *attach {
             Attach::Fentry { program, function } => {
@@ -192,6 +139,7 @@ impl<'a> Attacher<'a> {
                     let _ = prog.unload();
                     return Err(refusal("attach", &e));
                 }
+                self.links.insert(program, Link::Kept);
             }
             Attach::Fexit { program, function } => {
                 self.support.check_trampoline(self.btf, function)?;
@@ -202,10 +150,12 @@ impl<'a> Attacher<'a> {
                     let _ = prog.unload();
                     return Err(refusal("attach", &e));
                 }
+                self.links.insert(program, Link::Kept);
             }
             Attach::Kprobe { program, function } => {
                 self.support.check_kprobe(self.btf, function)?;
                 attach_kprobe(self.ebpf, program, function.name)?;
+                self.links.insert(program, Link::Kept);
             }
             Attach::Kretprobe { entry, ret, function } => {
                 self.support.check_kprobe(self.btf, function)?;
@@ -217,41 +167,80 @@ impl<'a> Attacher<'a> {
                     }
                     return Err(reason);
                 }
+                self.links.insert(entry, Link::Kept);
+                self.links.insert(ret, Link::Kept);
+            }
+            Attach::BtfTracepoint { program, name } => {
+                let btf = kernel_btf(&self.kernel_btf)?;
+                let prog: &mut BtfTracePoint = program_of(self.ebpf, program)?;
+                prog.load(name, btf).map_err(|e| refusal("load", &e))?;
+                match prog.attach() {
+                    Ok(link) => self.links.insert(program, Link::Btf(Some(link))),
+                    Err(e) => {
+                        let _ = prog.unload();
+                        return Err(refusal("attach", &e));
+                    }
+                };
             }
             Attach::RawTracepoint { program, name } => {
                 let prog: &mut RawTracePoint = program_of(self.ebpf, program)?;
                 prog.load().map_err(|e| refusal("load", &e))?;
-                if let Err(e) = prog.attach(name) {
-                    let _ = prog.unload();
-                    return Err(refusal("attach", &e));
-                }
+                match prog.attach(name) {
+                    Ok(link) => self.links.insert(program, Link::Raw(Some(link), name)),
+                    Err(e) => {
+                        let _ = prog.unload();
+                        return Err(refusal("attach", &e));
+                    }
+                };
             }
             Attach::Tracepoint { program, category, name } => {
                 let prog: &mut TracePoint = program_of(self.ebpf, program)?;
                 prog.load().map_err(|e| refusal("load", &e))?;
-                if let Err(e) = prog.attach(category, name) {
-                    let _ = prog.unload();
-                    return Err(refusal("attach", &e));
-                }
+                match prog.attach(category, name) {
+                    Ok(link) => self.links.insert(program, Link::Perf(Some(link), category, name)),
+                    Err(e) => {
+                        let _ = prog.unload();
+                        return Err(refusal("attach", &e));
+                    }
+                };
             }
+            Attach::Alongside { .. } => unreachable!("answered above"),
         }
-        if on_tracepoint {
-            self.tracepoints.insert(attach.program());
-        }
-        Ok(())
+        Ok(attach)
     }
 }
 
-/// The programs of the object that `attach` loads.
-fn programs_of(attach: &Attach) -> Vec<&'static str> {
-    match *attach {
-        Attach::Kretprobe { entry, ret, .. } => vec![entry, ret],
-        Attach::Fentry { program, .. }
-        | Attach::Fexit { program, .. }
-        | Attach::Kprobe { program, .. }
-        | Attach::Tracepoint { program, .. }
-        | Attach::RawTracepoint { program, .. } => vec![program],
+/// Attaches (`on`) or detaches a per-packet program; a no-op where it already is so, and for
+/// function programs, which stay attached.
+pub fn set_attached(ebpf: &mut Ebpf, program: &str, link: &mut Link, on: bool) -> Result<(), String> {
+    match link {
+        Link::Btf(id) => {
+            let prog: &mut BtfTracePoint = program_of(ebpf, program)?;
+            match (id.take(), on) {
+                (None, true) => *id = Some(prog.attach().map_err(|e| refusal("attach", &e))?),
+                (Some(current), false) => prog.detach(current).map_err(|e| refusal("detach", &e))?,
+                (current, _) => *id = current,
+            }
+        }
+        Link::Raw(id, name) => {
+            let prog: &mut RawTracePoint = program_of(ebpf, program)?;
+            match (id.take(), on) {
+                (None, true) => *id = Some(prog.attach(name).map_err(|e| refusal("attach", &e))?),
+                (Some(current), false) => prog.detach(current).map_err(|e| refusal("detach", &e))?,
+                (current, _) => *id = current,
+            }
+        }
+        Link::Perf(id, category, name) => {
+            let prog: &mut TracePoint = program_of(ebpf, program)?;
+            match (id.take(), on) {
+                (None, true) => *id = Some(prog.attach(category, name).map_err(|e| refusal("attach", &e))?),
+                (Some(current), false) => prog.detach(current).map_err(|e| refusal("detach", &e))?,
+                (current, _) => *id = current,
+            }
+        }
+        Link::Kept => {}
     }
+    Ok(())
 }
 
 /// Works for kprobes and kretprobes alike: the object says which one a program is.
@@ -265,7 +254,7 @@ fn attach_kprobe(ebpf: &mut Ebpf, program: &str, function: &str) -> Result<(), S
     Ok(())
 }
 
-fn program_of<'e, T>(ebpf: &'e mut Ebpf, name: &str) -> Result<&'e mut T, String>
+pub fn program_of<'e, T>(ebpf: &'e mut Ebpf, name: &str) -> Result<&'e mut T, String>
 where
     &'e mut T: TryFrom<&'e mut Program, Error = ProgramError>,
 {
@@ -290,7 +279,7 @@ mod tests {
 
     #[test]
     fn a_kretprobe_pair_is_served_by_both_its_programs() {
-        assert_eq!(programs_of(&Attach::Kretprobe { entry: "f_entry", ret: "f_ret", function: &F }), ["f_entry", "f_ret"]);
-        assert_eq!(programs_of(&Attach::Fexit { program: "f_fexit", function: &F }), ["f_fexit"]);
+        assert_eq!(Attach::Kretprobe { entry: "f_entry", ret: "f_ret", function: &F }.programs(), ["f_entry", "f_ret"]);
+        assert_eq!(Attach::Fexit { program: "f_fexit", function: &F }.programs(), ["f_fexit"]);
     }
 }

@@ -83,15 +83,25 @@ pub enum Attach {
         ret: &'static str,
         function: &'static KernelFunction,
     },
-    Tracepoint {
+    /// A BTF-typed tracepoint (`tp_btf`): called with the tracepoint's arguments, which the
+    /// verifier types, so struct members are read with plain loads.
+    BtfTracepoint {
         program: &'static str,
-        category: &'static str,
         name: &'static str,
     },
     /// Called by the tracepoint directly with its arguments; no perf buffer in between.
     RawTracepoint {
         program: &'static str,
         name: &'static str,
+    },
+    Tracepoint {
+        program: &'static str,
+        category: &'static str,
+        name: &'static str,
+    },
+    /// Served by whatever program serves `hook`, where this kernel lets it (see `Need`).
+    Alongside {
+        hook: &'static str,
     },
 }
 
@@ -100,7 +110,10 @@ impl Attach {
         match self {
             Attach::Fentry { .. } | Attach::Fexit { .. } => Family::Fentry,
             Attach::Kprobe { .. } | Attach::Kretprobe { .. } => Family::Kprobe,
-            Attach::Tracepoint { .. } | Attach::RawTracepoint { .. } => Family::Tracepoint,
+            Attach::BtfTracepoint { .. }
+            | Attach::RawTracepoint { .. }
+            | Attach::Tracepoint { .. }
+            | Attach::Alongside { .. } => Family::Tracepoint,
         }
     }
 
@@ -111,17 +124,24 @@ impl Attach {
             Attach::Fexit { .. } => "fexit",
             Attach::Kprobe { .. } => "kprobe",
             Attach::Kretprobe { .. } => "kretprobe",
-            Attach::Tracepoint { .. } => "tracepoint",
+            Attach::BtfTracepoint { .. } => "tp_btf",
             Attach::RawTracepoint { .. } => "raw_tracepoint",
+            Attach::Tracepoint { .. } => "tracepoint",
+            Attach::Alongside { .. } => "alongside",
         }
     }
 
-    /// The program that runs first (a kretprobe's entry half).
-    pub fn program(&self) -> &'static str {
-        match self {
-            Attach::Fentry { program, .. } | Attach::Fexit { program, .. } | Attach::Kprobe { program, .. } => program,
-            Attach::Kretprobe { entry, .. } => entry,
-            Attach::Tracepoint { program, .. } | Attach::RawTracepoint { program, .. } => program,
+    /// The programs of the eBPF object it loads (a kprobe and a kretprobe for one pair).
+    pub fn programs(&self) -> Vec<&'static str> {
+        match *self {
+            Attach::Kretprobe { entry, ret, .. } => vec![entry, ret],
+            Attach::Fentry { program, .. }
+            | Attach::Fexit { program, .. }
+            | Attach::Kprobe { program, .. }
+            | Attach::BtfTracepoint { program, .. }
+            | Attach::RawTracepoint { program, .. }
+            | Attach::Tracepoint { program, .. } => vec![program],
+            Attach::Alongside { .. } => Vec::new(),
         }
     }
 
@@ -131,37 +151,51 @@ impl Attach {
             | Attach::Fexit { function, .. }
             | Attach::Kprobe { function, .. }
             | Attach::Kretprobe { function, .. } => function.name.to_string(),
-            Attach::Tracepoint { category, name, .. } => format!("{category}:{name}"),
+            Attach::BtfTracepoint { name, .. } => format!("tp_btf {name}"),
             Attach::RawTracepoint { name, .. } => format!("raw {name}"),
+            Attach::Tracepoint { category, name, .. } => format!("{category}:{name}"),
+            Attach::Alongside { hook } => format!("the {hook} program"),
         }
+    }
+
+    /// Programs that run for every packet a device receives or sends (not only for drops or
+    /// in a slow path): the agent attaches them only while an incident calls for them.
+    pub fn per_packet(&self) -> bool {
+        self.programs().iter().any(|p| p.starts_with("on_rx") || p.starts_with("on_tx"))
     }
 }
 
-/// The load-time configuration a hook's programs read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Setup {
-    /// `FunctionProbeConfig`: socket and sk_buff offsets.
-    FunctionOffsets,
-    /// `DropProbeConfig`: tracepoint record offsets and the watched drop reasons.
-    DropReasons,
-    /// `HandshakeProbeConfig`: record offsets of the SYN funnel's tracepoints.
-    Handshake,
-    /// `paws_time_wait`: `FunctionProbeConfig` with the TIME_WAIT socket offsets for its
-    /// function programs; for its tracepoint, `kfree_skb` watching `TCP_RFC7323_TW_PAWS`.
+/// What a candidate needs of the running kernel besides being attachable, checked before it is
+/// tried (see `setup.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Need {
+    /// The `sk_buff`, `net_device`, `net` and `sock_common` members every handler reads.
+    Packet,
+    /// The TIME_WAIT socket members (`paws_time_wait`'s function programs).
     TimeWait,
-    /// `FlowProbeConfig` offsets for `net:net_dev_queue`.
-    FlowEgress,
-    /// `DropProbeConfig` record offsets and `FlowProbeConfig`'s out-of-window reasons.
-    FlowDrops,
+    /// At least one watched drop reason on this kernel.
+    WatchedReasons,
+    /// At least one out-of-window drop reason on this kernel.
+    OowReasons,
+    /// The kernel has `TCP_RFC7323_TW_PAWS` and it is watched.
+    TimeWaitReason,
+    /// `skb:kfree_skb` carries the drop reason (tracepoints on it).
+    DropTracepoint,
+    /// The perf tracepoint's record layout (its `format` file), for perf tracepoint programs.
+    Record(&'static str, &'static str),
+}
+
+pub struct Candidate {
+    pub attach: Attach,
+    pub needs: &'static [Need],
 }
 
 pub struct LogicalHook {
     pub name: &'static str,
     /// What the hook counts, for its status.
     pub counts: &'static str,
-    pub setup: Setup,
     /// Best first; families with no entry have no program yet.
-    pub candidates: &'static [Attach],
+    pub candidates: &'static [Candidate],
 }
 
 const TCP_CONN_REQUEST: KernelFunction = KernelFunction {
@@ -201,166 +235,185 @@ const TCP_TIMEWAIT_STATE_PROCESS: KernelFunction = KernelFunction {
                 struct sk_buff *, struct tcphdr *, ...)",
 };
 
+const PACKET: &[Need] = &[Need::Packet];
+
+/// The drop programs, best first: the drop function's entry, where the kernel's own verdict and
+/// reason arrive whichever check (PAWS established, SYN-RECV, SYN-SENT, TSecr, sequence) made
+/// it, then `skb:kfree_skb`, which it fires.
+macro_rules! drop_candidates {
+    ($reasons:expr) => {
+        &[
+            Candidate { attach: Attach::Fentry { program: "on_drop_fentry", function: &SK_SKB_REASON_DROP }, needs: &[Need::Packet, $reasons] },
+            Candidate { attach: Attach::Fentry { program: "on_drop_legacy_fentry", function: &KFREE_SKB_REASON }, needs: &[Need::Packet, $reasons] },
+            Candidate { attach: Attach::Kprobe { program: "on_drop_kprobe", function: &SK_SKB_REASON_DROP }, needs: &[Need::Packet, $reasons] },
+            Candidate { attach: Attach::Kprobe { program: "on_drop_legacy_kprobe", function: &KFREE_SKB_REASON }, needs: &[Need::Packet, $reasons] },
+            Candidate { attach: Attach::BtfTracepoint { program: "on_drop_btf", name: "kfree_skb" }, needs: &[Need::Packet, $reasons, Need::DropTracepoint] },
+            Candidate { attach: Attach::RawTracepoint { program: "on_drop_raw", name: "kfree_skb" }, needs: &[Need::Packet, $reasons, Need::DropTracepoint] },
+            Candidate {
+                attach: Attach::Tracepoint { program: "on_drop_perf", category: "skb", name: "kfree_skb" },
+                needs: &[Need::Packet, $reasons, Need::DropTracepoint, Need::Record("skb", "kfree_skb")],
+            },
+        ]
+    };
+}
+
+/// The receive and transmit programs (per packet), best first.
+macro_rules! device_candidates {
+    ($btf:literal, $raw:literal, $perf:literal, $tracepoint:literal) => {
+        &[
+            Candidate { attach: Attach::BtfTracepoint { program: $btf, name: $tracepoint }, needs: PACKET },
+            Candidate { attach: Attach::RawTracepoint { program: $raw, name: $tracepoint }, needs: PACKET },
+            Candidate {
+                attach: Attach::Tracepoint { program: $perf, category: "net", name: $tracepoint },
+                needs: &[Need::Packet, Need::Record("net", $tracepoint)],
+            },
+        ]
+    };
+}
+
 pub const CATALOGUE: &[LogicalHook] = &[
     LogicalHook {
         name: "conn_request",
         counts: "SYNs per peer, netns and listener port (reaching the listener with fentry/kprobe; as they \
-                 arrive with the tracepoint)",
-        setup: Setup::FunctionOffsets,
+                 arrive on the receive path otherwise)",
         candidates: &[
-            Attach::Fentry { program: "conn_request_fentry", function: &TCP_CONN_REQUEST },
-            Attach::Kprobe { program: "conn_request_kprobe", function: &TCP_CONN_REQUEST },
-            // Every SYN as it arrives, counted in the SYN funnel (kept for ports with a listener)
-            // by the program that samples them for syn_timestamps.
-            Attach::RawTracepoint { program: "syn_arrivals_raw", name: "netif_receive_skb" },
-            Attach::Tracepoint { program: "syn_arrivals", category: "net", name: "netif_receive_skb" },
+            Candidate { attach: Attach::Fentry { program: "on_conn_request_fentry", function: &TCP_CONN_REQUEST }, needs: PACKET },
+            Candidate { attach: Attach::Kprobe { program: "on_conn_request_kprobe", function: &TCP_CONN_REQUEST }, needs: PACKET },
+            // Every SYN as it arrives, counted in the SYN funnel (kept for ports with a listener).
+            Candidate { attach: Attach::BtfTracepoint { program: "on_rx_btf", name: "netif_receive_skb" }, needs: PACKET },
+            Candidate { attach: Attach::RawTracepoint { program: "on_rx_raw", name: "netif_receive_skb" }, needs: PACKET },
+            Candidate {
+                attach: Attach::Tracepoint { program: "on_rx_perf", category: "net", name: "netif_receive_skb" },
+                needs: &[Need::Packet, Need::Record("net", "netif_receive_skb")],
+            },
         ],
     },
     LogicalHook {
         name: "dupack_sent",
         counts: "duplicate ACKs sent, per peer and netns",
-        setup: Setup::FunctionOffsets,
         candidates: &[
-            Attach::Fentry { program: "dupack_sent_fentry", function: &TCP_SEND_DUPACK },
-            Attach::Kprobe { program: "dupack_sent_kprobe", function: &TCP_SEND_DUPACK },
+            Candidate { attach: Attach::Fentry { program: "on_dupack_fentry", function: &TCP_SEND_DUPACK }, needs: PACKET },
+            Candidate { attach: Attach::Kprobe { program: "on_dupack_kprobe", function: &TCP_SEND_DUPACK }, needs: PACKET },
         ],
     },
     LogicalHook {
         name: "oow_limiter",
         counts: "out-of-window answers the rate limiter suppressed, per peer and netns",
-        setup: Setup::FunctionOffsets,
         candidates: &[
-            Attach::Fexit { program: "oow_limiter_fexit", function: &TCP_OOW_RATE_LIMITED },
-            Attach::Kretprobe {
-                entry: "oow_limiter_kprobe",
-                ret: "oow_limiter_kretprobe",
-                function: &TCP_OOW_RATE_LIMITED,
+            Candidate { attach: Attach::Fexit { program: "on_oow_limited_fexit", function: &TCP_OOW_RATE_LIMITED }, needs: PACKET },
+            Candidate {
+                attach: Attach::Kretprobe {
+                    entry: "on_oow_limited_kprobe",
+                    ret: "on_oow_limited_kretprobe",
+                    function: &TCP_OOW_RATE_LIMITED,
+                },
+                needs: PACKET,
             },
         ],
     },
     LogicalHook {
         name: "paws_checks",
         counts: "watched drops per peer",
-        setup: Setup::DropReasons,
-        // The drop function, where the tracepoint fires: the kernel's own verdict and reason,
-        // whichever check (PAWS established, SYN-RECV, SYN-SENT, TSecr) made it.
-        candidates: &[
-            Attach::Fentry { program: "drop_reason_fentry", function: &SK_SKB_REASON_DROP },
-            Attach::Fentry { program: "drop_reason_legacy_fentry", function: &KFREE_SKB_REASON },
-            Attach::Kprobe { program: "drop_reason_kprobe", function: &SK_SKB_REASON_DROP },
-            Attach::Kprobe { program: "drop_reason_legacy_kprobe", function: &KFREE_SKB_REASON },
-            Attach::RawTracepoint { program: "kfree_skb_raw", name: "kfree_skb" },
-            Attach::Tracepoint { program: "kfree_skb", category: "skb", name: "kfree_skb" },
-        ],
+        candidates: drop_candidates!(Need::WatchedReasons),
     },
     LogicalHook {
         name: "syn_timestamps",
-        counts: "TSval of every arriving SYN, sampled for the timestamp clocks",
-        setup: Setup::Handshake,
+        counts: "TSval of every SYN, sampled for the timestamp clocks (at the listener and at TIME_WAIT sockets \
+                 with fentry/kprobe; as they arrive otherwise)",
         candidates: &[
-            Attach::RawTracepoint { program: "syn_arrivals_raw", name: "netif_receive_skb" },
-            Attach::Tracepoint { program: "syn_arrivals", category: "net", name: "netif_receive_skb" },
+            Candidate { attach: Attach::Fentry { program: "on_conn_request_fentry", function: &TCP_CONN_REQUEST }, needs: PACKET },
+            Candidate { attach: Attach::Kprobe { program: "on_conn_request_kprobe", function: &TCP_CONN_REQUEST }, needs: PACKET },
+            Candidate { attach: Attach::BtfTracepoint { program: "on_rx_btf", name: "netif_receive_skb" }, needs: PACKET },
+            Candidate { attach: Attach::RawTracepoint { program: "on_rx_raw", name: "netif_receive_skb" }, needs: PACKET },
+            Candidate {
+                attach: Attach::Tracepoint { program: "on_rx_perf", category: "net", name: "netif_receive_skb" },
+                needs: &[Need::Packet, Need::Record("net", "netif_receive_skb")],
+            },
         ],
     },
     LogicalHook {
         name: "synack_sent",
         counts: "SYN-ACKs sent, per peer, netns and local port",
-        setup: Setup::Handshake,
-        candidates: &[
-            Attach::RawTracepoint { program: "synack_sent_raw", name: "net_dev_queue" },
-            Attach::Tracepoint { program: "synack_sent", category: "net", name: "net_dev_queue" },
-        ],
+        candidates: device_candidates!("on_tx_btf", "on_tx_raw", "on_tx_perf", "net_dev_queue"),
     },
     LogicalHook {
         name: "synack_retransmit",
         counts: "SYN-ACK retransmissions, per peer, netns and local port",
-        setup: Setup::Handshake,
-        candidates: &[Attach::Tracepoint {
-            program: "synack_retransmitted",
-            category: "tcp",
-            name: "tcp_retransmit_synack",
+        candidates: &[Candidate {
+            attach: Attach::Tracepoint { program: "on_synack_retransmit", category: "tcp", name: "tcp_retransmit_synack" },
+            needs: &[Need::Packet, Need::Record("tcp", "tcp_retransmit_synack")],
         }],
     },
     LogicalHook {
         name: "handshake_done",
         counts: "passive handshakes completed (SYN_RECV → ESTABLISHED), per peer, netns and local port",
-        setup: Setup::Handshake,
-        candidates: &[Attach::Tracepoint {
-            program: "handshake_done",
-            category: "sock",
-            name: "inet_sock_set_state",
+        candidates: &[Candidate {
+            attach: Attach::Tracepoint { program: "on_state_change", category: "sock", name: "inet_sock_set_state" },
+            needs: &[Need::Packet, Need::Record("sock", "inet_sock_set_state")],
         }],
     },
     LogicalHook {
         name: "paws_time_wait",
         counts: "PAWS rejections in TIME_WAIT per peer",
-        setup: Setup::TimeWait,
         candidates: &[
-            Attach::Fentry { program: "paws_time_wait_fentry", function: &TCP_TIMEWAIT_STATE_PROCESS },
-            Attach::Kprobe { program: "paws_time_wait_kprobe", function: &TCP_TIMEWAIT_STATE_PROCESS },
-            // The paws_checks program (or the function program serving paws_checks); it sees
-            // them only where the kernel has the reason (6.16).
-            Attach::Tracepoint { program: "kfree_skb", category: "skb", name: "kfree_skb" },
+            Candidate {
+                attach: Attach::Fentry { program: "on_timewait_fentry", function: &TCP_TIMEWAIT_STATE_PROCESS },
+                needs: &[Need::Packet, Need::TimeWait],
+            },
+            Candidate {
+                attach: Attach::Kprobe { program: "on_timewait_kprobe", function: &TCP_TIMEWAIT_STATE_PROCESS },
+                needs: &[Need::Packet, Need::TimeWait],
+            },
+            // The drop program sees them only where the kernel has the reason (6.16).
+            Candidate { attach: Attach::Alongside { hook: "paws_checks" }, needs: &[Need::TimeWaitReason] },
         ],
     },
     LogicalHook {
         name: "oow_received",
         counts: "out-of-window segments received, per flow, by why (timestamp, sequence, ACK)",
-        setup: Setup::FlowDrops,
-        candidates: &[
-            Attach::Fentry { program: "oow_received_fentry", function: &SK_SKB_REASON_DROP },
-            Attach::Fentry { program: "oow_received_legacy_fentry", function: &KFREE_SKB_REASON },
-            Attach::Kprobe { program: "oow_received_kprobe", function: &SK_SKB_REASON_DROP },
-            Attach::Kprobe { program: "oow_received_legacy_kprobe", function: &KFREE_SKB_REASON },
-            Attach::RawTracepoint { program: "oow_received_raw", name: "kfree_skb" },
-            Attach::Tracepoint { program: "oow_received", category: "skb", name: "kfree_skb" },
-        ],
+        candidates: drop_candidates!(Need::OowReasons),
     },
     LogicalHook {
         name: "flow_dupacks",
         counts: "duplicate ACKs sent, per flow (the stack's answers to out-of-window segments with \
-                 fentry/kprobe; pure ACKs repeating the flow's last segment as they leave with the tracepoint)",
-        setup: Setup::FlowEgress,
+                 fentry/kprobe; pure ACKs repeating the flow's last segment as they leave otherwise)",
         candidates: &[
-            Attach::Fentry { program: "flow_dupack_fentry", function: &TCP_SEND_DUPACK },
-            Attach::Kprobe { program: "flow_dupack_kprobe", function: &TCP_SEND_DUPACK },
-            Attach::RawTracepoint { program: "flow_egress_raw", name: "net_dev_queue" },
-            Attach::Tracepoint { program: "flow_egress", category: "net", name: "net_dev_queue" },
+            Candidate { attach: Attach::Fentry { program: "on_dupack_fentry", function: &TCP_SEND_DUPACK }, needs: PACKET },
+            Candidate { attach: Attach::Kprobe { program: "on_dupack_kprobe", function: &TCP_SEND_DUPACK }, needs: PACKET },
+            Candidate { attach: Attach::BtfTracepoint { program: "on_tx_btf", name: "net_dev_queue" }, needs: PACKET },
+            Candidate { attach: Attach::RawTracepoint { program: "on_tx_raw", name: "net_dev_queue" }, needs: PACKET },
+            Candidate {
+                attach: Attach::Tracepoint { program: "on_tx_perf", category: "net", name: "net_dev_queue" },
+                needs: &[Need::Packet, Need::Record("net", "net_dev_queue")],
+            },
         ],
     },
 ];
-
-/// Programs whose configuration differs from their hook's: a tracepoint standing in for a
-/// function hook reads tracepoint records, not the function's arguments.
-const OWN_SETUP: &[(&str, Setup)] = &[
-    ("syn_arrivals_raw", Setup::Handshake),
-    ("syn_arrivals", Setup::Handshake),
-    ("flow_dupack_fentry", Setup::FunctionOffsets),
-    ("flow_dupack_kprobe", Setup::FunctionOffsets),
-];
-
-/// The configuration `attach` reads when it serves `hook`.
-pub fn setup_of(hook: &LogicalHook, attach: &Attach) -> Setup {
-    let program = attach.program();
-    OWN_SETUP.iter().find(|(name, _)| *name == program).map_or(hook.setup, |(_, setup)| *setup)
-}
 
 impl LogicalHook {
     /// Hooks that exist only as tracepoints (the SYN funnel's) have nothing to force: they are
     /// served by their tracepoint whatever the backend choice.
     pub fn tracepoints_only(&self) -> bool {
-        self.candidates.iter().all(|attach| attach.family() == Family::Tracepoint)
+        self.candidates.iter().all(|c| c.attach.family() == Family::Tracepoint)
     }
 }
 
 /// The kernel functions the catalogue attaches to.
 pub fn functions() -> impl Iterator<Item = &'static KernelFunction> {
-    CATALOGUE.iter().flat_map(|hook| hook.candidates).filter_map(|attach| match attach {
+    CATALOGUE.iter().flat_map(|hook| hook.candidates).filter_map(|c| match &c.attach {
         Attach::Fentry { function, .. }
         | Attach::Fexit { function, .. }
         | Attach::Kprobe { function, .. }
         | Attach::Kretprobe { function, .. } => Some(*function),
-        Attach::Tracepoint { .. } | Attach::RawTracepoint { .. } => None,
+        _ => None,
+    })
+}
+
+/// The perf tracepoints whose record layouts some candidate needs.
+pub fn records() -> impl Iterator<Item = (&'static str, &'static str)> {
+    CATALOGUE.iter().flat_map(|hook| hook.candidates).flat_map(|c| c.needs).filter_map(|need| match need {
+        Need::Record(category, name) => Some((*category, *name)),
+        _ => None,
     })
 }
 
@@ -371,29 +424,37 @@ mod tests {
     #[test]
     fn candidates_are_in_preference_order() {
         for hook in CATALOGUE {
-            let families: Vec<Family> = hook.candidates.iter().map(Attach::family).collect();
+            let families: Vec<Family> = hook.candidates.iter().map(|c| c.attach.family()).collect();
             let mut sorted = families.clone();
             sorted.sort_by_key(|f| Family::ALL.iter().position(|x| x == f));
             assert_eq!(families, sorted, "{}", hook.name);
         }
     }
 
+    /// One program per attach point: hooks that share an attach point name the same programs,
+    /// so the attacher attaches each once and every packet is parsed once there.
     #[test]
-    fn the_tracepoint_conn_request_reads_the_handshake_configuration() {
-        let hook = CATALOGUE.iter().find(|h| h.name == "conn_request").unwrap();
-        let setups: Vec<Setup> = hook.candidates.iter().map(|a| setup_of(hook, a)).collect();
-        assert_eq!(setups, [Setup::FunctionOffsets, Setup::FunctionOffsets, Setup::Handshake, Setup::Handshake]);
+    fn hooks_on_one_attach_point_share_its_programs() {
+        let programs = |name: &str| -> Vec<&str> {
+            let hook = CATALOGUE.iter().find(|h| h.name == name).unwrap();
+            hook.candidates.iter().flat_map(|c| c.attach.programs()).collect()
+        };
+        assert_eq!(programs("paws_checks"), programs("oow_received"));
+        assert_eq!(programs("conn_request"), programs("syn_timestamps"));
+        assert_eq!(programs("dupack_sent"), programs("flow_dupacks")[..2]);
+        assert_eq!(programs("synack_sent"), programs("flow_dupacks")[2..]);
     }
 
-    /// One program parses each arriving packet for both hooks (the attacher attaches it once).
     #[test]
-    fn conn_request_and_syn_timestamps_share_their_tracepoint_programs() {
-        let tracepoint_programs = |name: &str| -> Vec<&str> {
-            let hook = CATALOGUE.iter().find(|h| h.name == name).unwrap();
-            hook.candidates.iter().filter(|a| a.family() == Family::Tracepoint).map(Attach::program).collect()
-        };
-        assert_eq!(tracepoint_programs("conn_request"), ["syn_arrivals_raw", "syn_arrivals"]);
-        assert_eq!(tracepoint_programs("syn_timestamps"), tracepoint_programs("conn_request"));
+    fn only_the_receive_and_transmit_programs_run_per_packet() {
+        let per_packet: Vec<&str> = CATALOGUE
+            .iter()
+            .flat_map(|h| h.candidates)
+            .filter(|c| c.attach.per_packet())
+            .flat_map(|c| c.attach.programs())
+            .collect();
+        assert!(per_packet.iter().all(|p| p.starts_with("on_rx") || p.starts_with("on_tx")), "{per_packet:?}");
+        assert!(!per_packet.is_empty());
     }
 
     #[test]

@@ -6,36 +6,31 @@
 mod attach;
 mod catalogue;
 pub mod command;
-mod config;
 mod drop_reasons;
-mod handshake;
-mod flow_config;
 pub mod privileges;
+mod setup;
 mod support;
-mod time_wait;
+
+use std::collections::HashMap;
 
 use anyhow::{Result, anyhow};
 use aya::{
     EbpfLoader, Pod,
-    maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 pub use catalogue::BackendChoice;
 pub use drop_reasons::{HANDSHAKE_REASONS, PAWS_REASONS, ReasonTable, watched_with};
-use netdiag_common::{FlowKey, FlowProbeConfig, FlowStats, FunnelKey, PeerAddrKey, PeerKey, PeerStats, SynKey, stat};
+use netdiag_common::{FlowKey, FlowStats, FunnelKey, PeerAddrKey, PeerKey, PeerStats, SynKey, arm_request, stat, switch};
 use serde::Serialize;
 
-use crate::{
-    btf::Btf,
-    error::{Unavailable, unavailable},
-    tracefs,
-};
+use crate::{btf::Btf, error::unavailable, tracefs};
 
 /// One logical hook and how it is served on this kernel.
 #[derive(Clone, Debug, Serialize)]
 pub struct HookStatus {
     pub name: String,
-    /// The mechanism serving it (`fentry`, `fexit`, `kprobe`, `kretprobe`, `tracepoint`), or
-    /// `none`.
+    /// The mechanism serving it (`fentry`, `fexit`, `kprobe`, `kretprobe`, `tp_btf`,
+    /// `raw_tracepoint`, `tracepoint`), or `none`.
     pub backend: String,
     /// Where the serving program attaches (a kernel function or tracepoint), empty if none.
     pub target: String,
@@ -45,6 +40,11 @@ pub struct HookStatus {
     /// Candidates tried before the one serving it (all of them when inactive), each as
     /// `backend: reason`.
     pub refused: Vec<String>,
+    /// Served by a program that runs for every packet received or sent (not only for drops
+    /// or in a slow path): `netdiag agent` attaches it only while an incident calls for it.
+    pub per_packet: bool,
+    /// Attached now (false while the agent keeps a per-packet program detached).
+    pub armed: bool,
     /// The programs of the eBPF object serving it (a kprobe and a kretprobe for one pair; none
     /// when inactive), as [`Probes::program_infos`] names them.
     #[serde(skip)]
@@ -55,7 +55,7 @@ impl HookStatus {
     /// Served by a program on a kernel function (fentry/fexit, kprobe/kretprobe), not a
     /// tracepoint.
     pub fn at_function(&self) -> bool {
-        self.active && !self.backend.ends_with("tracepoint")
+        self.active && !matches!(self.backend.as_str(), "tp_btf" | "raw_tracepoint" | "tracepoint")
     }
 }
 
@@ -130,6 +130,44 @@ pub struct Probes {
     ebpf: aya::Ebpf,
     pub hooks: Vec<HookStatus>,
     pub reasons: ReasonTable,
+    /// How each attached program is attached, for arming and disarming per-packet ones.
+    links: HashMap<&'static str, attach::Link>,
+}
+
+/// The deep hooks' programs, armed together: SYNs arriving and SYN-ACKs leaving for the SYN
+/// funnel, duplicate ACKs leaving for an ACK loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeepHook {
+    /// The receive program (`conn_request`, `syn_timestamps` where no function hook serves them).
+    Receive,
+    /// The transmit program (`synack_sent`; `flow_dupacks` where no function hook serves it).
+    Transmit,
+}
+
+impl DeepHook {
+    pub const ALL: [DeepHook; 2] = [DeepHook::Receive, DeepHook::Transmit];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DeepHook::Receive => "receive",
+            DeepHook::Transmit => "transmit",
+        }
+    }
+
+    fn owns(self, program: &str) -> bool {
+        match self {
+            DeepHook::Receive => program.starts_with("on_rx"),
+            DeepHook::Transmit => program.starts_with("on_tx"),
+        }
+    }
+}
+
+/// What the drop program saw that calls for a deep hook, totals since load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArmRequests {
+    pub syn_drops: u64,
+    pub oow_drops: u64,
 }
 
 impl Probes {
@@ -153,42 +191,11 @@ impl Probes {
         let btf = Btf::from_sys_fs()?;
         let format = tracefs::read_format("skb", "kfree_skb");
         let reasons = ReasonTable::resolve(&btf, format.as_ref().ok());
-        let watched = &opts.watched_reasons;
-        let mut flow_config = FlowProbeConfig::default();
-        let flow_setup = attach::FlowSetup {
-            egress: flow_config::egress_offsets(&mut flow_config, &btf).map(|()| String::new()).map_err(short_reason),
-            reasons: flow_config::oow_reasons(&mut flow_config, &reasons).map_err(short_reason),
-        };
-        let drop_tracepoint = config::drop_tracepoint(&format);
-        let drop_setup = config::drop_probe_config(&btf, format.as_ref().ok(), &reasons, watched, opts.only_netns);
-        let function_setup = config::function_probe_config(&btf);
-        let handshake_setup = handshake::handshake_probe_config(&btf, opts.only_netns);
-
-        // A configuration that could not be made is never read: no program using it is loaded.
-        let drop_config = drop_setup.as_ref().map(|(config, _)| *config).unwrap_or_default();
-        let mut function_config = function_setup.as_ref().copied().unwrap_or_default();
-        let handshake_config = handshake_setup.as_ref().copied().unwrap_or_default();
-        let drop_note = drop_setup
-            .map(|(_, watched)| {
-                format!(", filtered on {} (reason numbers from {})", watched.join(", "), reasons.source)
-            })
-            .map_err(short_reason);
-        let function_note = function_setup.map(|_| String::new()).map_err(short_reason);
-        let time_wait = time_wait::TimeWaitSetup::new(
-            &btf,
-            &mut function_config,
-            &function_note,
-            &drop_note,
-            &drop_config,
-            &reasons,
-        );
+        let setup = setup::Setup::resolve(&btf, &reasons, opts);
         let mut loader = EbpfLoader::new();
         loader
-            .override_global("DROP_PROBE_CONFIG", &drop_config, true)
-            .override_global("FUNCTION_PROBE_CONFIG", &function_config, true)
-            .override_global("CAPTURES_PER_SECOND", &opts.captures_per_second, true)
-            .override_global("HANDSHAKE_PROBE_CONFIG", &handshake_config, true)
-            .override_global("FLOW_PROBE_CONFIG", &flow_config, true)
+            .override_global("LAYOUT", &setup.layout, true)
+            .override_global("SETTINGS", &setup.settings, true)
             .map_max_entries("EVENTS", opts.ring_bytes);
         if opts.captures_per_second == 0 {
             // Nothing is ever captured: the smallest ring the kernel allows.
@@ -204,23 +211,37 @@ impl Probes {
         // attacher may parse another, so they never add up in the process's peak memory.
         drop(loader);
 
-        let support =
-            support::KernelSupport::read(catalogue::functions().map(|function| function.name));
-        let mut attacher = attach::Attacher::new(
-            &mut ebpf,
-            &btf,
-            support,
-            function_note,
-            drop_note,
-            handshake_setup.map(|_| " (SYN funnel from tracepoints)".to_string()).map_err(short_reason),
-            time_wait,
-            flow_setup,
-            drop_tracepoint,
-        );
+        let support = support::KernelSupport::read(catalogue::functions().map(|function| function.name));
+        let mut attacher = attach::Attacher::new(&mut ebpf, &btf, support, &setup);
         let hooks: Vec<HookStatus> =
             catalogue::CATALOGUE.iter().map(|hook| attacher.serve(hook, opts.backend)).collect();
-        handshake::count_arrivals(&mut ebpf, &hooks)?;
-        Ok(Probes { ebpf, hooks, reasons })
+        let links = std::mem::take(&mut attacher.links);
+        set_switches(&mut ebpf, &hooks, setup.tw_paws_reason)?;
+        Ok(Probes { ebpf, hooks, reasons, links })
+    }
+
+    /// Attaches (`on`) or detaches the programs of a deep hook, and says so in `hooks`.
+    pub fn arm(&mut self, deep: DeepHook, on: bool) -> Result<()> {
+        for (program, link) in self.links.iter_mut().filter(|(program, _)| deep.owns(program)) {
+            attach::set_attached(&mut self.ebpf, program, link, on).map_err(|e| anyhow!("{program}: {e}"))?;
+        }
+        for hook in self.hooks.iter_mut().filter(|h| h.programs.iter().any(|p| deep.owns(p))) {
+            hook.armed = on;
+        }
+        Ok(())
+    }
+
+    /// The deep hooks this kernel serves with per-packet programs.
+    pub fn deep_hooks(&self) -> Vec<DeepHook> {
+        DeepHook::ALL.into_iter().filter(|deep| self.links.keys().any(|p| deep.owns(p))).collect()
+    }
+
+    /// Drops seen so far that call for a deep hook.
+    pub fn arm_requests(&self) -> Result<ArmRequests> {
+        let map = self.ebpf.map("ARM_REQUESTS").ok_or_else(|| anyhow!("ARM_REQUESTS map missing"))?;
+        let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
+        let read = |index: u32| -> Result<u64> { Ok(array.get(&index, 0)?.iter().sum()) };
+        Ok(ArmRequests { syn_drops: read(arm_request::SYN_DROPS)?, oow_drops: read(arm_request::OOW_DROPS)? })
     }
 
     /// The ring buffer of per-flow samples; can be taken once.
@@ -327,7 +348,7 @@ fn page_size() -> u32 {
 
 /// Combines one flow's per-CPU slots: counts add up (every slot, also one its CPU has not
 /// stamped yet), times span all CPUs, and the timestamp option is the one of the latest
-/// out-of-window segment.
+/// out-of-window segment's arrival.
 fn sum_flow_slots<'a>(slots: impl Iterator<Item = &'a FlowStats>) -> FlowStats {
     slots.fold(FlowStats::default(), |acc, s| {
         let latest = if s.last_oow_ns > acc.last_oow_ns { s } else { &acc };
@@ -342,8 +363,6 @@ fn sum_flow_slots<'a>(slots: impl Iterator<Item = &'a FlowStats>) -> FlowStats {
             first_ns: if acc.first_ns == 0 || s.first_ns == 0 { acc.first_ns.max(s.first_ns) } else { acc.first_ns.min(s.first_ns) },
             last_ns: acc.last_ns.max(s.last_ns),
             last_oow_ns: latest.last_oow_ns,
-            last_tsval: latest.last_tsval,
-            last_tsecr: latest.last_tsecr,
         }
     })
 }
@@ -360,12 +379,30 @@ fn load_error(action: &str, err: anyhow::Error) -> anyhow::Error {
     err.context(format!("failed to {action}"))
 }
 
-/// The part of a setup error worth a line in a hook's status.
-fn short_reason(err: anyhow::Error) -> String {
-    match err.downcast_ref::<Unavailable>() {
-        Some(missing) => missing.what.clone(),
-        None => format!("{err:#}"),
+/// Tells the shared programs which hooks they serve: a program on an attach point counts a
+/// feature only where no better program does (a SYN at the listener, not again as it arrives).
+fn set_switches(ebpf: &mut aya::Ebpf, hooks: &[HookStatus], tw_paws_reason: Option<u32>) -> Result<()> {
+    let served_by = |hook: &str, prefix: &str| {
+        hooks.iter().any(|h| h.name == hook && h.active && h.programs.iter().any(|p| p.starts_with(prefix)))
+    };
+    let tw_paws = match tw_paws_reason {
+        Some(number) if served_by("paws_time_wait", "on_timewait") => number + 1,
+        _ => 0,
+    };
+    let values = [
+        (switch::RX_COUNTS_SYNS, served_by("conn_request", "on_rx") as u32),
+        (switch::RX_SAMPLES_SYNS, served_by("syn_timestamps", "on_rx") as u32),
+        (switch::TX_COUNTS_SYNACKS, served_by("synack_sent", "on_tx") as u32),
+        (switch::TX_COUNTS_DUPACKS, served_by("flow_dupacks", "on_tx") as u32),
+        (switch::TW_PAWS_REASON_PLUS_ONE, tw_paws),
+        (switch::FUNCTIONS_SAMPLE_SYNS, served_by("syn_timestamps", "on_conn_request") as u32),
+    ];
+    let map = ebpf.map_mut("SWITCHES").ok_or_else(|| anyhow!("SWITCHES map missing"))?;
+    let mut array: Array<_, u32> = Array::try_from(map)?;
+    for (index, value) in values {
+        array.set(index, value, 0)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -377,10 +414,10 @@ mod tests {
         // CPU 1 created the entry; CPU 0 counted into the slot the kernel zeroed for it.
         let slots = [
             FlowStats { oow_sequence: 249, dupacks_out: 1, ..FlowStats::default() },
-            FlowStats { oow_sequence: 351, first_ns: 5, last_ns: 9, last_oow_ns: 9, last_tsval: 7, ..FlowStats::default() },
+            FlowStats { oow_sequence: 351, first_ns: 5, last_ns: 9, last_oow_ns: 9, ..FlowStats::default() },
         ];
         let sum = sum_flow_slots(slots.iter());
         assert_eq!((sum.oow_sequence, sum.dupacks_out), (600, 1));
-        assert_eq!((sum.first_ns, sum.last_ns, sum.last_tsval), (5, 9, 7));
+        assert_eq!((sum.first_ns, sum.last_ns, sum.last_oow_ns), (5, 9, 9));
     }
 }

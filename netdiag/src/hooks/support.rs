@@ -123,6 +123,9 @@ pub fn refusal(stage: &str, err: &ProgramError) -> String {
     match err {
         ProgramError::LoadError { io_error, verifier_log } => {
             let log = verifier_log.to_string();
+            if std::env::var_os("NETDIAG_VERIFIER_LOG").is_some() {
+                eprintln!("{log}");
+            }
             match last_verifier_line(&log) {
                 Some(line) if io_error.raw_os_error() != Some(libc::EPERM) => {
                     format!("verifier rejected the program ({}): {line}", errno_name(io_error))

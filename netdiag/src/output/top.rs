@@ -533,6 +533,8 @@ mod tests {
             active,
             detail: String::new(),
             refused: Vec::new(),
+            per_packet: false,
+            armed: active,
             programs: Vec::new(),
         }
     }

@@ -470,8 +470,8 @@ fn ns_per_run(pid: u32) -> Result<Option<f64>> {
     let (mut time, mut count) = (0u64, 0u64);
     for prog in progs.as_array().into_iter().flatten() {
         let held = prog["id"].as_u64().is_some_and(|id| ids.contains(&id));
-        // netdiag's program there is `kfree_skb`; bpftrace names its own after the probe.
-        let on_kfree_skb = prog["name"].as_str().is_some_and(|n| n.starts_with("kfree_skb") || n.starts_with("tracepoint_skb"));
+        // netdiag's programs there are `on_drop_*`; bpftrace names its own after the probe.
+        let on_kfree_skb = prog["name"].as_str().is_some_and(|n| n.starts_with("on_drop") || n.starts_with("tracepoint_skb") || n.starts_with("kfree_skb"));
         if held && on_kfree_skb {
             time += prog["run_time_ns"].as_u64().unwrap_or(0);
             count += prog["run_cnt"].as_u64().unwrap_or(0);

@@ -135,7 +135,7 @@ fn family_of(mechanism: &str) -> Option<&'static str> {
     match mechanism {
         "fentry" | "fexit" => Some("fentry"),
         "kprobe" | "kretprobe" => Some("kprobe"),
-        "tracepoint" | "raw_tracepoint" => Some("tracepoint"),
+        "tracepoint" | "raw_tracepoint" | "tp_btf" => Some("tracepoint"),
         _ => None,
     }
 }

@@ -4,14 +4,11 @@ use aya_ebpf::{helpers::bpf_probe_read_kernel_buf, macros::map, maps::{PerCpuArr
 use netdiag_common::{CAPTURE_BYTES, PacketCapture, stat};
 
 use crate::{
-    access::configured,
+    kmem::configured,
+    layout::settings,
     maps::{bump, wakeup_flags},
     packet::Segment,
 };
-
-/// Captures allowed per CPU and second; 0 turns capturing off. Set by the loader.
-#[unsafe(no_mangle)]
-static CAPTURES_PER_SECOND: u32 = 0;
 
 const NS_PER_SECOND: u64 = 1_000_000_000;
 
@@ -23,10 +20,10 @@ pub static CAPTURES: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
 #[map]
 static CAPTURE_WINDOW: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
 
-/// Copies the headers of the segment `skb` holds, if capturing is on and within its rate.
+/// Copies the headers of `seg`, if capturing is on and within its rate.
 #[inline(always)]
 pub fn headers(seg: &Segment, netns: u32, reason: u32, now: u64) {
-    let limit = configured(&CAPTURES_PER_SECOND);
+    let limit = configured(&settings().captures_per_s);
     if limit == 0 {
         return;
     }

@@ -1,0 +1,60 @@
+//! The SYN funnel, per peer, namespace and local port: SYNs in and SYN-ACKs out (on the
+//! receive and transmit paths, where no function hook counts them), SYN-ACK retransmissions
+//! and completed passive handshakes (socket tracepoints), and SYNs that reached a listener
+//! (`conn_request`, at `tcp_conn_request`). Drops with their reasons come from `on_drop`.
+use netdiag_common::{FunnelKey, SynKey, funnel_stage, tcp_flag};
+
+use crate::{
+    context::Packet,
+    kmem::Kmem,
+    layout::watched_netns,
+    maps::{SYN_FUNNEL, SYN_SEEN, count},
+};
+
+/// A SYN (no ACK, no RST) as it arrives.
+#[inline(always)]
+pub fn is_syn(flags: u8) -> bool {
+    flags & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST) == tcp_flag::SYN
+}
+
+/// Counts the arriving SYN `pkt` holds.
+#[inline(always)]
+pub fn syn_in<M: Kmem>(pkt: &Packet<M>) {
+    let Some(seg) = pkt.segment() else { return };
+    let netns = pkt.netns();
+    if watched_netns(netns) {
+        let key = FunnelKey { addr: seg.saddr, netns, port: seg.dport, family: seg.family, stage: funnel_stage::SYN_IN };
+        count(&SYN_FUNNEL, &key, pkt.now());
+    }
+}
+
+/// Counts the segment `pkt` holds if it is a SYN-ACK leaving.
+#[inline(always)]
+pub fn synack_out<M: Kmem>(pkt: &Packet<M>) {
+    let Some(seg) = pkt.segment() else { return };
+    if seg.flags & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST) != tcp_flag::SYN | tcp_flag::ACK {
+        return;
+    }
+    let netns = pkt.netns();
+    if watched_netns(netns) {
+        let key =
+            FunnelKey { addr: seg.daddr, netns, port: seg.sport, family: seg.family, stage: funnel_stage::SYNACK_OUT };
+        count(&SYN_FUNNEL, &key, pkt.now());
+    }
+}
+
+/// A stage seen at a socket tracepoint (retransmitted SYN-ACK, completed handshake).
+#[inline(always)]
+pub fn at_socket(addr: [u8; 16], family: u8, port: u16, netns: u32, stage: u8, now: u64) {
+    if watched_netns(netns) {
+        count(&SYN_FUNNEL, &FunnelKey { addr, netns, port, family, stage }, now);
+    }
+}
+
+/// The SYN `pkt` holds reached the listener `pkt.sk`.
+#[inline(always)]
+pub fn at_listener<M: Kmem>(pkt: &Packet<M>) {
+    let Some(seg) = pkt.segment() else { return };
+    let key = SynKey { addr: seg.saddr, netns: pkt.netns(), port: seg.dport, family: seg.family, _pad: 0 };
+    count(&SYN_SEEN, &key, pkt.now());
+}
