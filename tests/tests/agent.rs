@@ -230,11 +230,11 @@ fn prometheus_scrapes_the_kernel_counts_and_alerts_on_paws() {
     });
     assert!(!prometheus.alerts().iter().any(|a| a["labels"]["alertname"] == "NetdiagAckLoop"));
     // The agent's own cost: memory, and the kernel's accounting of the program that saw the drops
-    // (on the raw tracepoint, or the perf one where the raw one is refused).
+    // (on the BTF-typed tracepoint, else the raw or the perf one).
     for expr in [
         "netdiag_process_resident_memory_bytes{job=\"netdiag\"}",
-        "netdiag_bpf_program_runs_total{job=\"netdiag\",program=~\"kfree_skb(_raw)?\"}",
-        "netdiag_bpf_program_run_time_seconds_total{job=\"netdiag\",program=~\"kfree_skb(_raw)?\"}",
+        "netdiag_bpf_program_runs_total{job=\"netdiag\",program=~\"on_drop_(btf|raw|perf)\"}",
+        "netdiag_bpf_program_run_time_seconds_total{job=\"netdiag\",program=~\"on_drop_(btf|raw|perf)\"}",
     ] {
         let own = prometheus.query(expr);
         assert!(own.first().is_some_and(|(_, v)| *v > 0.0), "{expr}: {own:?}");

@@ -33,6 +33,20 @@ pub struct Config {
     pub peers: Vec<PeerFilter>,
     /// `root` or `ip netns` names.
     pub netns: Vec<String>,
+    /// Whether the per-packet programs wait for an incident (`on_demand`) or run throughout.
+    pub deep_hooks: DeepHooks,
+    /// A deep hook no incident has wanted for this long is detached again.
+    pub deep_quiet: Duration,
+}
+
+/// `deep_hooks`: the per-packet receive and transmit programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeepHooks {
+    /// Attached while the drop path or the counters show an incident of their kind.
+    OnDemand,
+    /// Attached for the agent's whole run, as diagnose attaches them.
+    Always,
 }
 
 impl Default for Config {
@@ -51,6 +65,8 @@ impl Default for Config {
             detectors: DETECTORS.iter().map(|d| d.to_string()).collect(),
             peers: Vec::new(),
             netns: Vec::new(),
+            deep_hooks: DeepHooks::OnDemand,
+            deep_quiet: Duration::from_secs(60),
         }
     }
 }
@@ -66,6 +82,8 @@ struct File {
     series_expiry_s: Option<Seconds>,
     finding_close_after_s: Option<Seconds>,
     bpf_stats: Option<bool>,
+    deep_hooks: Option<DeepHooks>,
+    deep_quiet_s: Option<Seconds>,
     #[serde(default)]
     maps: Maps,
     detectors: Option<Vec<Detector>>,
@@ -184,6 +202,8 @@ impl Config {
             detectors: file.detectors.map_or(default.detectors, |d| d.into_iter().map(|d| d.0).collect()),
             peers: file.filters.peers.into_iter().map(|p| p.0).collect(),
             netns: file.filters.netns,
+            deep_hooks: file.deep_hooks.unwrap_or(default.deep_hooks),
+            deep_quiet: file.deep_quiet_s.map_or(default.deep_quiet, |s| s.0),
         })
     }
 }

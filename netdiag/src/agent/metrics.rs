@@ -128,6 +128,14 @@ pub struct ProgramStat {
     pub run_time: Duration,
 }
 
+/// A deep hook's state, as exported.
+#[derive(Debug, Clone)]
+pub struct DeepStat {
+    pub hook: &'static str,
+    pub armed: bool,
+    pub arms: u64,
+}
+
 /// Everything /metrics shows, updated each cycle.
 #[derive(Debug)]
 pub struct Exported {
@@ -140,6 +148,8 @@ pub struct Exported {
     pub programs: Vec<ProgramStat>,
     pub bpf_stats_enabled: bool,
     pub hooks: Vec<HookStatus>,
+    /// The deep layer's hooks, armed on demand.
+    pub deep: Vec<DeepStat>,
     pub cycles: u64,
     /// Entries of the agent's own tables that grow with peers, to show they stay bounded.
     pub tables: Vec<(&'static str, u64)>,
@@ -159,6 +169,7 @@ impl Exported {
             programs: Vec::new(),
             bpf_stats_enabled: false,
             hooks: Vec::new(),
+            deep: Vec::new(),
             cycles: 0,
             tables: Vec::new(),
             top_peers,
@@ -242,6 +253,10 @@ impl Exported {
             .map(|h| (vec![("hook", h.name.clone()), ("backend", h.backend.clone())], h.active as u64))
             .collect();
         gauges(encoder, "netdiag_hook_active", "1 if the logical hook is attached, by the backend serving it.", None, &hooks)?;
+        let armed: Vec<_> = self.deep.iter().map(|d| (vec![("hook", d.hook.to_string())], d.armed as u64)).collect();
+        gauges(encoder, "netdiag_deep_hook_armed", "1 while a per-packet deep hook (receive, transmit) is attached on demand.", None, &armed)?;
+        let arms: Vec<_> = self.deep.iter().map(|d| (vec![("hook", d.hook.to_string())], d.arms)).collect();
+        counters(encoder, "netdiag_deep_hook_arms", "Times a deep hook was armed by an incident.", None, &arms)?;
         let tables: Vec<_> = self.tables.iter().map(|(t, n)| (vec![("table", t.to_string())], *n)).collect();
         gauges(encoder, "netdiag_agent_table_entries", "Entries of the agent's own per-peer tables (bounded by the kernel map size or top_peers).", None, &tables)?;
         counters(encoder, "netdiag_agent_cycles", "Cycles run: kernel maps read and findings rebuilt.", None, &[(none(), self.cycles)])?;

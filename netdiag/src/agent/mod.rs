@@ -6,6 +6,7 @@
 //! ([`findings`]), adds the rises to bounded per-peer counters ([`metrics`]) and writes the events
 //! ([`jsonlines`]). Memory stays bounded: the kernel maps are fixed-size LRU maps, and every
 //! userspace table is pruned to what those maps still hold or to the top peers.
+pub mod arming;
 pub mod config;
 pub mod findings;
 pub mod jsonlines;
@@ -99,6 +100,10 @@ pub async fn run(args: AgentArgs) -> Result<i32> {
     let hook_options =
         hooks::Options { peer_entries: config.peer_entries, ring_bytes: config.ring_bytes, ..hooks::Options::default() };
     let mut probes = Probes::attach(&hook_options)?;
+    let arming = match config.deep_hooks {
+        config::DeepHooks::OnDemand => Some(arming::Arming::start(&mut probes, config.deep_quiet)?),
+        config::DeepHooks::Always => None,
+    };
     // Attached and listening: what is left to do needs far less than root.
     hooks::privileges::keep_only(hooks::privileges::AFTER_ATTACH)?;
     let ring = probes.take_events()?;
@@ -109,19 +114,25 @@ pub async fn run(args: AgentArgs) -> Result<i32> {
     let exported = Arc::new(Mutex::new(Exported::new(config.top_peers, config.series_expiry, &config.detectors)));
     exported.lock().unwrap_or_else(|e| e.into_inner()).hooks = probes.hooks.clone();
     let registry = Arc::new(metrics::registry(exported.clone()));
-    let active: Vec<String> = probes.hooks.iter().filter(|h| h.active).map(|h| format!("{} via {}", h.name, h.backend)).collect();
+    let active: Vec<String> = probes
+        .hooks
+        .iter()
+        .filter(|h| h.active)
+        .map(|h| format!("{} via {}{}", h.name, h.backend, if h.armed { "" } else { " on demand" }))
+        .collect();
     eprintln!("{READY_LINE} http://{}/metrics ({}); SIGTERM or Ctrl-C to stop", listener.local_addr()?, active.join(", "));
 
     let mut agent = Agent {
         config: &config,
-        probes: &probes,
+        flows: FlowMonitor::new(&probes.hooks),
+        probes: &mut probes,
+        arming,
         aggregator: &aggregator,
         watch_counters: &mut watch_counters,
         tracker: Tracker::new(config.close_after, config.peer_entries as usize),
         peer_map: KeyWatch::default(),
         dupacks: HashMap::new(),
         exported: &exported,
-        flows: FlowMonitor::new(&probes.hooks),
         started,
     };
     let mut tick = tokio::time::interval(config.interval);
@@ -156,7 +167,9 @@ pub async fn run(args: AgentArgs) -> Result<i32> {
 /// What one cycle reads and updates.
 struct Agent<'a> {
     config: &'a Config,
-    probes: &'a Probes,
+    probes: &'a mut Probes,
+    /// The deep layer's state; `None` when `deep_hooks = "always"`.
+    arming: Option<arming::Arming>,
     aggregator: &'a Mutex<Aggregator>,
     watch_counters: &'a mut CounterWatch,
     tracker: Tracker,
@@ -177,6 +190,18 @@ impl Agent<'_> {
             let aggregator = self.aggregator.lock().unwrap_or_else(|e| e.into_inner());
             session::build_report(self.probes, &aggregator, &self.flows, self.watch_counters, &filter, self.started)?
         };
+        if let Some(arming) = &mut self.arming {
+            for change in arming.step(self.probes, &report.counters, Instant::now())? {
+                match change {
+                    arming::Change::Armed(hook, why) => {
+                        eprintln!("netdiag agent: {} hooks armed: {why} seen", hook.name())
+                    }
+                    arming::Change::Disarmed(hook, quiet) => {
+                        eprintln!("netdiag agent: {} hooks disarmed after {:.0} s quiet", hook.name(), quiet.as_secs_f64())
+                    }
+                }
+            }
+        }
         // A kind missing from config::DETECTORS (a detector newer than that list) is exported
         // rather than silently dropped.
         let findings = report
@@ -217,6 +242,13 @@ impl Agent<'_> {
             evictions: self.peer_map.evictions,
         }];
         exported.programs = programs;
+        exported.hooks = self.probes.hooks.clone();
+        exported.deep = self
+            .arming
+            .iter()
+            .flat_map(|a| &a.states)
+            .map(|d| metrics::DeepStat { hook: d.hook.name(), armed: d.armed, arms: d.arms })
+            .collect();
         exported.bpf_stats_enabled = self.config.bpf_stats || read_bpf_stats_sysctl();
         exported.tables = vec![
             ("findings", self.tracker.remembered() as u64),

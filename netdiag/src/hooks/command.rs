@@ -57,12 +57,19 @@ impl HooksReport {
             } else {
                 out += &format!("  {:<17} unavailable\n", hook.name);
             }
+            if hook.active && hook.per_packet {
+                out += "      runs per packet: `netdiag agent` attaches it only while an incident calls for it\n";
+            }
             for reason in &hook.refused {
                 out += &format!("      refused {reason}\n");
             }
         }
         let active = self.hooks.iter().filter(|hook| hook.active).count();
-        out += &format!("\n{active} of {} hooks active.\n", self.hooks.len());
+        let per_packet = self.hooks.iter().filter(|hook| hook.active && hook.per_packet).count();
+        out += &format!(
+            "\n{active} of {} hooks active; {per_packet} of them run per packet (armed on demand by the agent).\n",
+            self.hooks.len()
+        );
         out
     }
 }
