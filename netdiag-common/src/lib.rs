@@ -325,9 +325,13 @@ pub mod tcp_flag {
 pub mod tcp_options {
     /// Option bytes a TCP header can carry.
     pub const MAX_LEN: usize = 40;
-    /// Room for [`MAX_LEN`] option bytes plus a whole timestamp option starting at the last one,
-    /// so every index the walk computes is in bounds without a check the verifier must follow.
-    pub const BUFFER: usize = 64;
+    /// Room for an option starting at any index a step can mask to ([`INDEX_MASK`]) plus a
+    /// whole timestamp option after it, so every index a step computes is in bounds without a
+    /// check the verifier must follow.
+    pub const BUFFER: usize = 80;
+    /// Each step masks its index with it, so the verifier knows every read's bound whatever
+    /// the steps before it did.
+    const INDEX_MASK: usize = 63;
     const EOL: u8 = 0;
     const NOP: u8 = 1;
     const TIMESTAMP: u8 = 8;
@@ -350,45 +354,77 @@ pub mod tcp_options {
         ))
     }
 
-    /// The (TSval, TSecr) the kernel's `tcp_parse_options` would take from `options[..len]`:
-    /// like it, the walk stops at EOL, at a length below 2 and at an option running past the
-    /// end. Unlike it, the walk ends at the first timestamp option, where the kernel would let a
-    /// later one override it: carrying on makes the verifier's path count explode (E2BIG), and
-    /// only a forged segment carries two. Bounded: the loop visits each byte position once, so
-    /// each index is the loop counter itself, which the verifier knows exactly; `next` marks
-    /// where the next option starts.
-    #[inline(always)]
-    pub fn find_timestamp(options: &[u8; BUFFER], len: usize) -> Option<(u32, u32)> {
-        let mut next = 0usize;
-        for i in 0..MAX_LEN {
-            if i >= len {
-                break;
-            }
-            if i != next {
-                continue;
-            }
-            let kind = options[i];
-            if kind == EOL {
-                break;
-            }
-            if kind == NOP {
-                next = i + 1;
-                continue;
-            }
-            let size = options[i + 1] as usize;
-            if size < 2 || i + size > len {
-                break;
-            }
-            if kind == TIMESTAMP && size == TIMESTAMP_LEN {
-                let b = &options[i + 2..i + 10];
-                return Some((
-                    u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-                    u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
-                ));
-            }
-            next = i + size;
+    /// The walk over the options, one option per [`step`]: the kernel programs run the steps
+    /// with `bpf_loop`, whose callback the verifier checks once rather than once per path
+    /// through all of them.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Walk {
+        pub options: [u8; BUFFER],
+        /// Option bytes in `options` (data offset × 4 − 20).
+        pub len: u64,
+        /// Where the next option starts.
+        pub at: u64,
+        pub tsval: u32,
+        pub tsecr: u32,
+        /// 1 once the timestamp option was read.
+        pub found: u32,
+        pub _pad: u32,
+    }
+
+    impl Walk {
+        pub const fn new(options: [u8; BUFFER], len: usize) -> Walk {
+            Walk { options, len: len as u64, at: 0, tsval: 0, tsecr: 0, found: 0, _pad: 0 }
         }
-        None
+
+        pub fn timestamp(&self) -> Option<(u32, u32)> {
+            (self.found == 1).then_some((self.tsval, self.tsecr))
+        }
+    }
+
+    /// One option of the walk the kernel's `tcp_parse_options` makes: like it, the walk stops
+    /// at EOL, at a length below 2 and at an option running past the end. Unlike it, the walk
+    /// ends at the first timestamp option, where the kernel would let a later one override it:
+    /// only a forged segment carries two. Returns whether to go on.
+    #[inline(always)]
+    pub fn step(walk: &mut Walk) -> bool {
+        let (at, len) = (walk.at as usize, walk.len as usize);
+        if at >= len || len > MAX_LEN {
+            return false;
+        }
+        let i = at & INDEX_MASK;
+        let kind = walk.options[i];
+        if kind == EOL {
+            return false;
+        }
+        if kind == NOP {
+            walk.at += 1;
+            return true;
+        }
+        let size = walk.options[i + 1] as usize;
+        if size < 2 || at + size > len {
+            return false;
+        }
+        if kind == TIMESTAMP && size == TIMESTAMP_LEN {
+            let b = &walk.options[i + 2..i + 10];
+            walk.tsval = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            walk.tsecr = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+            walk.found = 1;
+            return false;
+        }
+        walk.at += size as u64;
+        true
+    }
+
+    /// The whole walk over `options[..len]`: at most [`MAX_LEN`] steps (all NOPs).
+    pub fn find_timestamp(options: &[u8; BUFFER], len: usize) -> Option<(u32, u32)> {
+        let mut walk = Walk::new(*options, len);
+        for _ in 0..MAX_LEN {
+            if !step(&mut walk) {
+                break;
+            }
+        }
+        walk.timestamp()
     }
 }
 

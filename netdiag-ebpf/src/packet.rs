@@ -1,6 +1,8 @@
 //! The one packet parser: the IP and TCP headers of a segment in kernel memory, from the IP
 //! header on. Every program parses with it, through the packet context (`context.rs`), once.
-use aya_ebpf::helpers::bpf_probe_read_kernel_buf;
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::{bpf_probe_read_kernel_buf, generated::bpf_loop};
 use netdiag_common::{FAMILY_IPV4, FAMILY_IPV6, tcp_options};
 
 use crate::kmem::read;
@@ -136,26 +138,40 @@ pub unsafe fn parse(seg: &mut Segment, ip: *const u8, transport_offset: Option<u
 }
 
 /// The timestamp option (TSval, TSecr) of `seg`. Outer `None`: the options could not be read.
-/// The aligned form Linux sends on all but SYNs is taken without walking the options.
+/// The aligned form Linux sends on all but SYNs is taken without walking the options; the walk
+/// runs its steps under `bpf_loop`, so the verifier checks one step, not every path through
+/// forty of them (which made this walk most of netdiag's start-up).
 #[inline(always)]
 pub unsafe fn read_timestamp(seg: &Segment) -> Option<Option<(u32, u32)>> {
     let options_len = seg.tcp_len.saturating_sub(TCP_FIXED_HEADER);
     if options_len == 0 {
         return Some(None);
     }
+    let mut walk = tcp_options::Walk::new([0u8; tcp_options::BUFFER], options_len);
     // Fixed-size read; bytes past the options are never looked at.
-    let mut options = [0u8; tcp_options::BUFFER];
     unsafe {
-        bpf_probe_read_kernel_buf(seg.tcp.add(TCP_FIXED_HEADER), &mut options[..tcp_options::MAX_LEN]).ok()?
+        bpf_probe_read_kernel_buf(seg.tcp.add(TCP_FIXED_HEADER), &mut walk.options[..tcp_options::MAX_LEN]).ok()?
     };
     if options_len >= tcp_options::ALIGNED_LEN {
         let mut first = [0u8; tcp_options::ALIGNED_LEN];
-        first.copy_from_slice(&options[..tcp_options::ALIGNED_LEN]);
+        first.copy_from_slice(&walk.options[..tcp_options::ALIGNED_LEN]);
         if let Some(timestamp) = tcp_options::aligned_timestamp(&first) {
             return Some(Some(timestamp));
         }
     }
-    Some(tcp_options::find_timestamp(&options, options_len))
+    let callback = walk_step as *const ();
+    unsafe {
+        bpf_loop(tcp_options::MAX_LEN as u32, callback as *mut c_void, &mut walk as *mut _ as *mut c_void, 0)
+    };
+    Some(walk.timestamp())
+}
+
+/// The `bpf_loop` callback: one step of the walk in `ctx`; 1 ends the loop.
+#[inline(never)]
+extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the walk `read_timestamp` handed to `bpf_loop`, on its stack.
+    let walk = unsafe { &mut *(ctx as *mut tcp_options::Walk) };
+    if tcp_options::step(walk) { 0 } else { 1 }
 }
 
 /// Follows the IPv6 extension headers from the fixed header: the packet is TCP only if the

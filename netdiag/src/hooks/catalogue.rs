@@ -127,7 +127,8 @@ impl Attach {
             Attach::BtfTracepoint { .. } => "tp_btf",
             Attach::RawTracepoint { .. } => "raw_tracepoint",
             Attach::Tracepoint { .. } => "tracepoint",
-            Attach::Alongside { .. } => "alongside",
+            // Its candidates are the tracepoint programs of the hook it goes alongside.
+            Attach::Alongside { .. } => "tracepoint",
         }
     }
 
