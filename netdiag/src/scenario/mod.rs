@@ -14,6 +14,7 @@ mod hostile;
 mod ack_loop;
 mod lab;
 mod nat;
+mod ordinary;
 mod packet;
 mod paws;
 mod wire;
@@ -32,6 +33,10 @@ pub use flood::{CLOSED_PORT, FloodRun, FloodSpec, FloodTopology, spoofed_source,
 pub use hostile::{
     HostileRun, HostileShape, HostileTopology, LONE_FRAGMENT_V4, LONE_FRAGMENT_V6, filtered_drops, lone_fragments,
     stale_shaped,
+};
+
+pub use ordinary::{
+    MAX_ORDINARY, ORDINARY_CLIENT_V4, ORDINARY_SERVER_V4, OrdinaryRun, OrdinaryTopology, Pinning, Workload, run_ordinary,
 };
 
 pub use nat::{
