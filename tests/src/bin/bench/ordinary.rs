@@ -1,0 +1,225 @@
+//! Ordinary traffic under each tracer (issue #15, item 1) and netdiag's start-up (item 5).
+//!
+//! Four contenders take turns, the order rotated each round: no tracer, `netdiag agent` (default
+//! config), `netdiag diagnose` (no filter, as a user diagnosing the host runs it) and bpftrace
+//! counting the PAWS drop reasons on skb:kfree_skb. Each contender's session runs the three
+//! workloads of `scenario::ordinary` in turn, a fixed time each, client and server pinned. The
+//! ratios are to the untraced median of this run; the spread beside each ratio is the lowest and
+//! highest per-round ratio (each traced run against the untraced run of the same round).
+//!
+//! Start-up is measured from outside, launch to the ready line (agent, diagnose) or to exit
+//! (`netdiag hooks --json`, which attaches and detaches every hook): netdiag has no phase timings.
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use netdiag::scenario::{OrdinaryTopology, Pinning, Workload, run_ordinary};
+use netdiag_tests::{
+    Diagnose,
+    agent::{Agent, TempDir},
+    netdiag_bin,
+};
+use serde_json::{Value, json};
+
+use super::{Bpftrace, Plan, bpftrace_paws_script, max, median, min, round3};
+
+const HOOKS_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Who {
+    Untraced,
+    Agent,
+    Diagnose,
+    Bpftrace,
+}
+
+impl Who {
+    const ALL: [Who; 4] = [Who::Untraced, Who::Agent, Who::Diagnose, Who::Bpftrace];
+
+    fn name(self) -> &'static str {
+        match self {
+            Who::Untraced => "no tracer",
+            Who::Agent => "netdiag agent",
+            Who::Diagnose => "netdiag diagnose",
+            Who::Bpftrace => "bpftrace",
+        }
+    }
+
+    fn target(self) -> &'static str {
+        match self {
+            Who::Agent => "≥ 0.99 of untraced",
+            Who::Diagnose => "≥ 0.97 of untraced",
+            _ => "",
+        }
+    }
+}
+
+enum Session {
+    None,
+    Agent(Agent),
+    Diagnose(Diagnose),
+    Bpftrace(Bpftrace),
+}
+
+impl Session {
+    fn stop(self) -> Result<()> {
+        match self {
+            Session::None => {}
+            Session::Agent(agent) => agent.stop(),
+            Session::Diagnose(diagnose) => {
+                diagnose.finish()?;
+            }
+            Session::Bpftrace(bpftrace) => {
+                bpftrace.finish(0)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Measured {
+    round: usize,
+    who: Who,
+    workload: Workload,
+    per_second: f64,
+}
+
+fn label(workload: Workload) -> &'static str {
+    match workload {
+        Workload::PingPong => "ordinary: 1-byte request/response, transactions/s",
+        Workload::Bulk => "ordinary: bulk, 64 KiB writes, bytes/s",
+        Workload::ConnectionRate => "ordinary: connect, server closes, close; conns/s",
+    }
+}
+
+/// The ordinary-traffic rows, then the start-up rows (agent and diagnose from the sessions
+/// started here, `netdiag hooks --json` run `plan.repeats` times).
+pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
+    let began = Instant::now();
+    let topo = OrdinaryTopology::new("benchord")?;
+    let dir = TempDir::new("benchord");
+    let script = bpftrace_paws_script()?;
+    let pinning = Pinning::same(0);
+    let duration = Duration::from_secs(plan.ordinary_seconds);
+    let mut measured: Vec<Measured> = Vec::new();
+    let mut agent_starts = Vec::new();
+    let mut diagnose_starts = Vec::new();
+    for round in 0..plan.repeats {
+        for i in 0..Who::ALL.len() {
+            let who = Who::ALL[(i + round) % Who::ALL.len()];
+            let launched = Instant::now();
+            let session = match who {
+                Who::Untraced => Session::None,
+                Who::Agent => {
+                    let agent = Agent::start(&dir.0, "");
+                    agent_starts.push(launched.elapsed().as_secs_f64());
+                    Session::Agent(agent)
+                }
+                Who::Diagnose => {
+                    let diagnose = Diagnose::start(&[])?;
+                    diagnose_starts.push(launched.elapsed().as_secs_f64());
+                    Session::Diagnose(diagnose)
+                }
+                Who::Bpftrace => Session::Bpftrace(Bpftrace::start(&script)?),
+            };
+            for workload in Workload::ALL {
+                let run = run_ordinary(&topo, workload, duration, pinning)
+                    .with_context(|| format!("{} under {}, round {}", workload.name(), who.name(), round + 1))?;
+                eprintln!("bench: {:<48} {:<16} {:>14.0} {}/s", workload.name(), who.name(), run.per_second(), workload.unit());
+                measured.push(Measured { round, who, workload, per_second: run.per_second() });
+            }
+            session.stop().with_context(|| format!("stop {}", who.name()))?;
+            // Let the last connections' TIME_WAIT and the tracer's exit settle.
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let traffic_s = began.elapsed().as_secs_f64();
+    let mut rows = Vec::new();
+    for workload in Workload::ALL {
+        let of = |who: Who| -> Vec<f64> {
+            measured.iter().filter(|m| m.who == who && m.workload == workload).map(|m| m.per_second).collect()
+        };
+        let untraced = median(of(Who::Untraced));
+        for who in Who::ALL {
+            let rates = of(who);
+            // Each traced run against the untraced run of its own round.
+            let per_round: Vec<f64> = measured
+                .iter()
+                .filter(|m| m.who == who && m.workload == workload)
+                .filter_map(|m| {
+                    let base = measured.iter().find(|u| u.who == Who::Untraced && u.workload == workload && u.round == m.round)?;
+                    Some(m.per_second / base.per_second)
+                })
+                .collect();
+            let note = if who == Who::Untraced {
+                format!("{}, {} s per run", pinning.describe(), plan.ordinary_seconds)
+            } else {
+                format!("ratio per round {:.3} … {:.3}", min(&per_round), max(&per_round))
+            };
+            rows.push(json!({
+                "measure": label(workload),
+                "contender": who.name(),
+                "median": median(rates.clone()).round(), "min": min(&rates).round(), "max": max(&rates).round(),
+                "ratio_to_untraced": round3(median(rates) / untraced),
+                "ratio_per_round_min": round3(min(&per_round)), "ratio_per_round_max": round3(max(&per_round)),
+                "pinning": pinning.describe(),
+                "seconds_per_run": plan.ordinary_seconds,
+                "target": who.target(),
+                "note": note,
+            }));
+        }
+    }
+    let hooks_began = Instant::now();
+    let mut hooks_runs = Vec::new();
+    for _ in 0..plan.repeats {
+        hooks_runs.push(hooks_wall_time()?);
+    }
+    let hooks_s = hooks_began.elapsed().as_secs_f64();
+    for (measure, contender, starts, target) in [
+        ("start-up: launch to serving (s)", "netdiag agent", &agent_starts, "≤ 0.5 s"),
+        ("start-up: launch to tracing started (s)", "netdiag diagnose", &diagnose_starts, "≤ 0.5 s"),
+        ("  … `netdiag hooks --json`, launch to exit (s)", "netdiag hooks", &hooks_runs, "attaches and detaches every hook"),
+    ] {
+        rows.push(json!({
+            "measure": measure,
+            "contender": contender,
+            "median": round3(median(starts.clone())), "min": round3(min(starts)), "max": round3(max(starts)),
+            "target": target,
+        }));
+    }
+    rows.push(json!({
+        "measure": "  … time these rows took (s): traffic rounds, hooks runs",
+        "contender": "bench",
+        "median": round3(traffic_s + hooks_s),
+        "target": "",
+        "note": format!("traffic rounds {traffic_s:.0} s, hooks runs {hooks_s:.0} s"),
+    }));
+    Ok(rows)
+}
+
+/// `netdiag hooks --json` from launch to exit; killed after a minute.
+fn hooks_wall_time() -> Result<f64> {
+    let launched = Instant::now();
+    let mut child = Command::new(netdiag_bin())
+        .args(["hooks", "--json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("run {} hooks --json", netdiag_bin()))?;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if launched.elapsed() > HOOKS_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("netdiag hooks --json still ran after {HOOKS_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = launched.elapsed().as_secs_f64();
+    ensure!(status.success(), "netdiag hooks --json exited with {status}");
+    Ok(elapsed)
+}
