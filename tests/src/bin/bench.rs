@@ -39,6 +39,8 @@ struct Plan {
     flood_sources: u32,
     /// Seconds each ordinary-traffic workload runs per contender and round.
     ordinary_seconds: u64,
+    /// Runs of `netdiag hooks --json` timed for the start-up rows.
+    hooks_runs: usize,
     out: PathBuf,
 }
 
@@ -98,9 +100,11 @@ fn main() -> Result<()> {
         segments: if quick { 100_000 } else { 300_000 },
         flood_sources: if quick { 300_000 } else { 1_000_000 },
         ordinary_seconds: if quick { 3 } else { 5 },
+        hooks_runs: if quick { 1 } else { 3 },
         out,
     };
     ensure!(unsafe { libc::geteuid() } == 0, "the bench loads eBPF programs and creates namespaces: run it as root");
+    let mut machine = machine();
     let mut rows = Vec::new();
     if wants("drop") {
         let stats_were = std::fs::read_to_string(BPF_STATS).unwrap_or_default();
@@ -119,7 +123,8 @@ fn main() -> Result<()> {
         rows.extend(ordinary::rows(&plan)?);
     }
     rows.extend(guest_rows);
-    let machine = machine();
+    // Load before and after: these machines are shared, and the spreads depend on it.
+    machine["loadavg_at_end"] = json!(loadavg());
     print_table(&machine, &rows);
     if let Some(dir) = plan.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -513,6 +518,10 @@ fn read_guest_rows(path: &std::path::Path) -> Result<Vec<Value>> {
     rows.as_array().cloned().with_context(|| format!("{} holds no list of rows", path.display()))
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
 fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -523,6 +532,7 @@ fn machine() -> Value {
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cpu": cpu,
+        "loadavg_at_start": loadavg(),
     })
 }
 
@@ -532,12 +542,13 @@ fn humantime_now() -> String {
 }
 
 fn print_table(machine: &Value, rows: &[Value]) {
-    println!("\nnetdiag bench — {} — kernel {}, {} CPUs ({})", machine["date"].as_str().unwrap_or(""),
-        machine["kernel"].as_str().unwrap_or(""), machine["cpus"], machine["cpu"].as_str().unwrap_or(""));
+    println!("\nnetdiag bench — {} — kernel {}, {} CPUs ({}), load average {} at start, {} at end", machine["date"].as_str().unwrap_or(""),
+        machine["kernel"].as_str().unwrap_or(""), machine["cpus"], machine["cpu"].as_str().unwrap_or(""),
+        machine["loadavg_at_start"].as_str().unwrap_or("?"), machine["loadavg_at_end"].as_str().unwrap_or("?"));
     println!("{:<56} {:<16} {:>12} {:>25} {:>9}  target", "measure", "contender", "median", "spread (min … max)", "ratio");
     for row in rows {
         let number = |v: &Value| match v.as_f64() {
-            Some(x) if x >= 1000.0 => format!("{x:.0}"),
+            Some(x) if x >= 1000.0 || x.fract() == 0.0 => format!("{x:.0}"),
             Some(x) => format!("{x:.3}"),
             None => "—".into(),
         };

@@ -95,7 +95,8 @@ fn label(workload: Workload) -> &'static str {
 }
 
 /// The ordinary-traffic rows, then the start-up rows (agent and diagnose from the sessions
-/// started here, `netdiag hooks --json` run `plan.repeats` times).
+/// started here, `netdiag hooks --json` run `plan.hooks_runs` times, the verifier's work per
+/// program of the first agent).
 pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
     let began = Instant::now();
     let topo = OrdinaryTopology::new("benchord")?;
@@ -106,6 +107,7 @@ pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
     let mut measured: Vec<Measured> = Vec::new();
     let mut agent_starts = Vec::new();
     let mut diagnose_starts = Vec::new();
+    let mut verifier: Vec<VerifierWork> = Vec::new();
     for round in 0..plan.repeats {
         for i in 0..Who::ALL.len() {
             let who = Who::ALL[(i + round) % Who::ALL.len()];
@@ -115,6 +117,9 @@ pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
                 Who::Agent => {
                     let agent = Agent::start(&dir.0, "");
                     agent_starts.push(launched.elapsed().as_secs_f64());
+                    if verifier.is_empty() {
+                        verifier = verifier_work(&agent.attached.progs)?;
+                    }
                     Session::Agent(agent)
                 }
                 Who::Diagnose => {
@@ -173,7 +178,7 @@ pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
     }
     let hooks_began = Instant::now();
     let mut hooks_runs = Vec::new();
-    for _ in 0..plan.repeats {
+    for _ in 0..plan.hooks_runs {
         hooks_runs.push(hooks_wall_time()?);
     }
     let hooks_s = hooks_began.elapsed().as_secs_f64();
@@ -189,6 +194,24 @@ pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
             "target": target,
         }));
     }
+    // The same every run: what the kernel's verifier walked through to accept each program.
+    let total: u64 = verifier.iter().map(|v| v.verified).sum();
+    for v in &verifier {
+        rows.push(json!({
+            "measure": format!("  … verifier: instructions processed, {}", v.name),
+            "contender": "netdiag agent",
+            "median": v.verified,
+            "target": "",
+            "note": format!("{} instructions loaded, {:.0}% of the kernel's 1 M limit", v.instructions, v.verified as f64 / 10_000.0),
+        }));
+    }
+    rows.push(json!({
+        "measure": "  … verifier: instructions processed, all programs",
+        "contender": "netdiag agent",
+        "median": total,
+        "target": "",
+        "note": format!("{} programs", verifier.len()),
+    }));
     rows.push(json!({
         "measure": "  … time these rows took (s): traffic rounds, hooks runs",
         "contender": "bench",
@@ -222,4 +245,31 @@ fn hooks_wall_time() -> Result<f64> {
     let elapsed = launched.elapsed().as_secs_f64();
     ensure!(status.success(), "netdiag hooks --json exited with {status}");
     Ok(elapsed)
+}
+
+/// One program the agent holds, and the instructions the verifier processed to accept it
+/// (`verified_insns` of the kernel's program info, 5.16+).
+struct VerifierWork {
+    name: String,
+    instructions: u64,
+    verified: u64,
+}
+
+fn verifier_work(progs: &std::collections::BTreeSet<u64>) -> Result<Vec<VerifierWork>> {
+    let mut work = Vec::new();
+    for info in aya::programs::loaded_programs() {
+        let Ok(info) = info else { continue };
+        if !progs.contains(&u64::from(info.id())) {
+            continue;
+        }
+        let Some(verified) = info.verified_instruction_count() else { continue };
+        work.push(VerifierWork {
+            name: info.name_as_str().unwrap_or("?").to_owned(),
+            instructions: u64::from(info.size_translated().unwrap_or(0) / 8),
+            verified: u64::from(verified),
+        });
+    }
+    // Heaviest first.
+    work.sort_by(|a, b| b.verified.cmp(&a.verified));
+    Ok(work)
 }
