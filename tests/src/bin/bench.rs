@@ -4,7 +4,8 @@
 //! Targets are printed beside the figures, never asserted: these machines are shared and noisy.
 //! `--guest-rows FILE` adds the rows `cargo xtask bench` measured in a qemu guest (the cost per
 //! run of each backend, fentry, kprobe and tracepoint, which this host may refuse).
-//! `--only PART[,PART...]` runs only some parts (drop, loop, flood, ordinary), for development.
+//! `--only PART[,PART...]` runs only some parts (drop, loop, flood, ordinary), for development;
+//! with `ordinary`, `--contenders` and `--workloads` narrow it further (see `bench/ordinary.rs`).
 use std::{
     io::{BufRead, BufReader, Read as _},
     path::PathBuf,

@@ -98,6 +98,7 @@ fn label(workload: Workload) -> &'static str {
 /// started here, `netdiag hooks --json` run `plan.hooks_runs` times, the verifier's work per
 /// program of the first agent).
 pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
+    let (contenders, workloads) = selection()?;
     let began = Instant::now();
     let topo = OrdinaryTopology::new("benchord")?;
     let dir = TempDir::new("benchord");
@@ -109,8 +110,8 @@ pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
     let mut diagnose_starts = Vec::new();
     let mut verifier: Vec<VerifierWork> = Vec::new();
     for round in 0..plan.repeats {
-        for i in 0..Who::ALL.len() {
-            let who = Who::ALL[(i + round) % Who::ALL.len()];
+        for i in 0..contenders.len() {
+            let who = contenders[(i + round) % contenders.len()];
             let launched = Instant::now();
             let session = match who {
                 Who::Untraced => Session::None,
@@ -129,7 +130,7 @@ pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
                 }
                 Who::Bpftrace => Session::Bpftrace(Bpftrace::start(&script)?),
             };
-            for workload in Workload::ALL {
+            for &workload in &workloads {
                 let run = run_ordinary(&topo, workload, duration, pinning)
                     .with_context(|| format!("{} under {}, round {}", workload.name(), who.name(), round + 1))?;
                 eprintln!("bench: {:<48} {:<16} {:>14.0} {}/s", workload.name(), who.name(), run.per_second(), workload.unit());
@@ -142,12 +143,12 @@ pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
     }
     let traffic_s = began.elapsed().as_secs_f64();
     let mut rows = Vec::new();
-    for workload in Workload::ALL {
+    for &workload in &workloads {
         let of = |who: Who| -> Vec<f64> {
             measured.iter().filter(|m| m.who == who && m.workload == workload).map(|m| m.per_second).collect()
         };
         let untraced = median(of(Who::Untraced));
-        for who in Who::ALL {
+        for &who in &contenders {
             let rates = of(who);
             // Each traced run against the untraced run of its own round.
             let per_round: Vec<f64> = measured
@@ -220,6 +221,39 @@ pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
         "note": format!("traffic rounds {traffic_s:.0} s, hooks runs {hooks_s:.0} s"),
     }));
     Ok(rows)
+}
+
+/// For development: `--contenders untraced,agent,diagnose,bpftrace` and `--workloads
+/// pingpong,bulk,connrate` run only some (all by default).
+fn selection() -> Result<(Vec<Who>, Vec<Workload>)> {
+    let list = |flag: &str| std::env::args().skip_while(|a| a != flag).nth(1).map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>());
+    let contenders = match list("--contenders") {
+        None => Who::ALL.to_vec(),
+        Some(names) => names
+            .iter()
+            .map(|n| match n.as_str() {
+                "untraced" => Ok(Who::Untraced),
+                "agent" => Ok(Who::Agent),
+                "diagnose" => Ok(Who::Diagnose),
+                "bpftrace" => Ok(Who::Bpftrace),
+                _ => bail!("--contenders {n}: untraced, agent, diagnose or bpftrace"),
+            })
+            .collect::<Result<_>>()?,
+    };
+    let workloads = match list("--workloads") {
+        None => Workload::ALL.to_vec(),
+        Some(names) => names
+            .iter()
+            .map(|n| match n.as_str() {
+                "pingpong" => Ok(Workload::PingPong),
+                "bulk" => Ok(Workload::Bulk),
+                "connrate" => Ok(Workload::ConnectionRate),
+                _ => bail!("--workloads {n}: pingpong, bulk or connrate"),
+            })
+            .collect::<Result<_>>()?,
+    };
+    ensure!(!contenders.is_empty() && !workloads.is_empty(), "nothing to run");
+    Ok((contenders, workloads))
 }
 
 /// `netdiag hooks --json` from launch to exit; killed after a minute.
