@@ -2,7 +2,7 @@
 //! `netdiag selftest` and benchmarks.
 //!
 //! Everything happens inside namespaces a [`Lab`] creates (and removes on drop, panics
-//! included), between documentation addresses (198.51.100.0/24, 203.0.113.0/24,
+//! included), between documentation addresses (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,
 //! 2001:db8::/32) it assigns there. Every loop is bounded and every socket operation has a
 //! timeout. Needs root (CAP_NET_ADMIN and CAP_NET_RAW), `ip` (iproute2) and `nft`.
 //!
