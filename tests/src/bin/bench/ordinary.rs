@@ -81,6 +81,8 @@ impl Session {
 
 struct Measured {
     round: usize,
+    /// Tracing programs someone else had loaded when this contender's session began.
+    foreign: usize,
     who: Who,
     workload: Workload,
     per_second: f64,
@@ -109,9 +111,13 @@ pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
     let mut agent_starts = Vec::new();
     let mut diagnose_starts = Vec::new();
     let mut verifier: Vec<VerifierWork> = Vec::new();
+    let mut foreign_names = std::collections::BTreeSet::new();
     for round in 0..plan.repeats {
         for i in 0..contenders.len() {
             let who = contenders[(i + round) % contenders.len()];
+            // Ours are all gone by now (stopped, then the settling pause below).
+            let others = foreign_tracing_programs();
+            foreign_names.extend(others.iter().cloned());
             let launched = Instant::now();
             let session = match who {
                 Who::Untraced => Session::None,
@@ -134,7 +140,7 @@ pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
                 let run = run_ordinary(&topo, workload, duration, pinning)
                     .with_context(|| format!("{} under {}, round {}", workload.name(), who.name(), round + 1))?;
                 eprintln!("bench: {:<48} {:<16} {:>14.0} {}/s", workload.name(), who.name(), run.per_second(), workload.unit());
-                measured.push(Measured { round, who, workload, per_second: run.per_second() });
+                measured.push(Measured { round, foreign: others.len(), who, workload, per_second: run.per_second() });
             }
             session.stop().with_context(|| format!("stop {}", who.name()))?;
             // Let the last connections' TIME_WAIT and the tracer's exit settle.
@@ -159,11 +165,16 @@ pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
                     Some(m.per_second / base.per_second)
                 })
                 .collect();
-            let note = if who == Who::Untraced {
+            let runs: Vec<&Measured> = measured.iter().filter(|m| m.who == who && m.workload == workload).collect();
+            let disturbed = runs.iter().filter(|m| m.foreign > 0).count();
+            let mut note = if who == Who::Untraced {
                 format!("{}, {} s per run", pinning.describe(), plan.ordinary_seconds)
             } else {
                 format!("ratio per round {:.3} … {:.3}", min(&per_round), max(&per_round))
             };
+            if disturbed > 0 {
+                note += &format!("; someone else's tracing programs loaded in {disturbed} of {} runs", runs.len());
+            }
             rows.push(json!({
                 "measure": label(workload),
                 "contender": who.name(),
@@ -171,6 +182,7 @@ pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
                 "ratio_to_untraced": round3(median(rates) / untraced),
                 "ratio_per_round_min": round3(min(&per_round)), "ratio_per_round_max": round3(max(&per_round)),
                 "pinning": pinning.describe(),
+                "runs_with_foreign_tracing_programs": disturbed,
                 "seconds_per_run": plan.ordinary_seconds,
                 "target": who.target(),
                 "note": note,
@@ -206,13 +218,25 @@ pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
             "note": format!("{} instructions loaded, {:.0}% of the kernel's 1 M limit", v.instructions, v.verified as f64 / 10_000.0),
         }));
     }
-    rows.push(json!({
-        "measure": "  … verifier: instructions processed, all programs",
-        "contender": "netdiag agent",
-        "median": total,
-        "target": "",
-        "note": format!("{} programs", verifier.len()),
-    }));
+    if !verifier.is_empty() {
+        rows.push(json!({
+            "measure": "  … verifier: instructions processed, all programs",
+            "contender": "netdiag agent",
+            "median": total,
+            "target": "",
+            "note": format!("{} programs", verifier.len()),
+        }));
+    }
+    if !foreign_names.is_empty() {
+        let most = measured.iter().map(|m| m.foreign).max().unwrap_or(0);
+        rows.push(json!({
+            "measure": "  … tracing programs loaded by others (most at once)",
+            "contender": "not ours",
+            "median": most,
+            "target": "none: they run under every contender, no tracer included",
+            "note": foreign_names.iter().cloned().collect::<Vec<_>>().join(", "),
+        }));
+    }
     rows.push(json!({
         "measure": "  … time these rows took (s): traffic rounds, hooks runs",
         "contender": "bench",
@@ -306,4 +330,18 @@ fn verifier_work(progs: &std::collections::BTreeSet<u64>) -> Result<Vec<Verifier
     // Heaviest first.
     work.sort_by(|a, b| b.verified.cmp(&a.verified));
     Ok(work)
+}
+
+/// Names of the tracing programs (tracepoint, raw tracepoint, fentry, kprobe) loaded on this
+/// kernel: between our sessions, someone else's (another `netdiag`, a stray bpftrace), which
+/// run on the packets of every contender alike.
+fn foreign_tracing_programs() -> Vec<String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|info| {
+            let kind = format!("{:?}", info.program_type());
+            kind.contains("TRACEPOINT") || kind.contains("TRACING") || kind.contains("KPROBE")
+        })
+        .map(|info| info.name_as_str().unwrap_or("?").to_owned())
+        .collect()
 }
