@@ -2,7 +2,7 @@
 //! `netdiag selftest` and benchmarks.
 //!
 //! Everything happens inside namespaces a [`Lab`] creates (and removes on drop, panics
-//! included), between documentation addresses (198.51.100.0/24, 203.0.113.0/24,
+//! included), between documentation addresses (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,
 //! 2001:db8::/32) it assigns there. Every loop is bounded and every socket operation has a
 //! timeout. Needs root (CAP_NET_ADMIN and CAP_NET_RAW), `ip` (iproute2) and `nft`.
 //!
@@ -14,6 +14,7 @@ mod hostile;
 mod ack_loop;
 mod lab;
 mod nat;
+mod ordinary;
 mod packet;
 mod paws;
 mod wire;
@@ -32,6 +33,10 @@ pub use flood::{CLOSED_PORT, FloodRun, FloodSpec, FloodTopology, spoofed_source,
 pub use hostile::{
     HostileRun, HostileShape, HostileTopology, LONE_FRAGMENT_V4, LONE_FRAGMENT_V6, filtered_drops, lone_fragments,
     stale_shaped,
+};
+
+pub use ordinary::{
+    MAX_ORDINARY, ORDINARY_CLIENT_V4, ORDINARY_SERVER_V4, OrdinaryRun, OrdinaryTopology, Pinning, Workload, run_ordinary,
 };
 
 pub use nat::{

@@ -186,3 +186,31 @@ fn lab_refuses_foreign_namespaces_and_global_sysctls() {
     lab.sysctl(&ns, "net.ipv4.tcp_timestamps", "2").unwrap();
     assert_eq!(lab.read_sysctl(&ns, "net.ipv4.tcp_timestamps").unwrap(), "2");
 }
+
+#[test]
+fn ordinary_workloads_move_data_with_no_drop_counted_and_stop_on_time() {
+    if lacks_root("ordinary") {
+        return;
+    }
+    let topo = OrdinaryTopology::new("ordinary").unwrap();
+    let read = |ns: &str| {
+        let path = topo.lab().ns_path(ns);
+        counters::read_in(&Netns { inode: netns::inode_of(&path).unwrap(), name: ns.to_owned(), path }).unwrap()
+    };
+    let before = [read(&topo.server_ns), read(&topo.client_ns)];
+    for workload in Workload::ALL {
+        let run = run_ordinary(&topo, workload, std::time::Duration::from_millis(300), Pinning::same(0)).unwrap();
+        assert!(run.amount > 0, "{workload:?} moved nothing");
+        assert!(run.elapsed < std::time::Duration::from_secs(3), "{workload:?} ran {:?}", run.elapsed);
+    }
+    assert!(run_ordinary(&topo, Workload::Bulk, MAX_ORDINARY * 2, Pinning::same(0)).is_err(), "unbounded run accepted");
+    for (side, before) in [&topo.server_ns, &topo.client_ns].into_iter().zip(before) {
+        let rises = counters::delta(&before, &read(side));
+        for name in PAWS_COUNTERS.iter().chain(&["TcpExtListenDrops", "TcpExtListenOverflows", "TcpExtTCPAbortOnData"]) {
+            assert_eq!(rises.get(*name).copied().unwrap_or(0), 0, "{name} rose in {side}: {rises:?}");
+        }
+    }
+    let paths: Vec<_> = topo.lab().namespaces().map(|ns| topo.lab().ns_path(ns)).collect();
+    drop(topo);
+    assert!(paths.iter().all(|p| !p.exists()), "namespaces survived the drop");
+}
