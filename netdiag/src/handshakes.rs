@@ -58,6 +58,16 @@ fn read_trimmed(path: &str) -> Option<String> {
 pub fn analyse(c: &Collected, clock: &Clock, duration_s: f64) -> HandshakeReport {
     let namespaces: BTreeSet<u32> = c.funnel.iter().map(|(k, _)| k.netns).chain(c.syns_seen.iter().map(|(k, _)| k.netns)).collect();
     let listeners = listeners_of(&namespaces);
+    let sampled_syn_drops: HashMap<(std::net::IpAddr, u32, u16, String), u64> = c
+        .peers
+        .iter()
+        .flat_map(|(id, samples)| {
+            samples
+                .syn_drops_sampled
+                .iter()
+                .map(|((reason, port), n)| ((id.addr, id.netns, *port, c.reasons.name(*reason)), *n))
+        })
+        .collect();
     let input = syn_funnel::Input {
         funnel: c.funnel,
         syns_seen: c.syns_seen,
@@ -67,6 +77,7 @@ pub fn analyse(c: &Collected, clock: &Clock, duration_s: f64) -> HandshakeReport
         counters: c.counters,
         netns_names: c.netns_names,
         syns_at_listener: c.syns_at_listener,
+        sampled_syn_drops: &sampled_syn_drops,
     };
     let name_of = |inode: u32| c.netns_names.get(&inode).cloned().unwrap_or_else(|| format!("inode:{inode}"));
     let rows: Vec<FunnelRow> = syn_funnel::rows(&input)

@@ -26,6 +26,9 @@ const MAX_PEERS: usize = 16384;
 const SWEEP_AT_LEAST: usize = MAX_PEERS / 4;
 /// Local endpoints remembered per peer and reason.
 const MAX_LOCALS: usize = 16;
+/// Dropped SYNs remembered per peer and reason by (source port, TSval), for telling their
+/// TSvals out of the clock estimate.
+const MAX_SYN_DROPS: usize = 256;
 
 /// A remote address as seen from one network namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,6 +48,11 @@ pub struct PeerSamples {
     pub last_tsval: Option<u32>,
     /// Per drop reason: source ports of dropped SYNs (without ACK).
     pub syn_ports: HashMap<u32, BTreeSet<u16>>,
+    /// Per drop reason: (source port, TSval) of dropped SYNs that carried a timestamp.
+    pub syn_tsvals: HashMap<u32, BTreeSet<(u16, u32)>>,
+    /// Per (drop reason, local port): sampled drops that were SYNs (without ACK). Samples, not
+    /// counts (one per peer and reason every 250 ms per CPU at most): a lower bound.
+    pub syn_drops_sampled: HashMap<(u32, u16), u64>,
 }
 
 #[derive(Debug, Default)]
@@ -106,6 +114,14 @@ impl Aggregator {
             let ports = samples.syn_ports.entry(event.reason).or_default();
             if ports.len() < MAX_LOCALS {
                 ports.insert(event.sport);
+            }
+            let by_port = &mut samples.syn_drops_sampled;
+            if by_port.len() < MAX_LOCALS || by_port.contains_key(&(event.reason, event.dport)) {
+                *by_port.entry((event.reason, event.dport)).or_default() += 1;
+            }
+            let tsvals = samples.syn_tsvals.entry(event.reason).or_default();
+            if event.has_timestamp != 0 && tsvals.len() < MAX_SYN_DROPS {
+                tsvals.insert((event.sport, event.tsval));
             }
         }
     }
