@@ -14,7 +14,7 @@ use crate::{
     operator::listeners,
     verdict::{
         Finding,
-        nat_clocks::{self, ClockFacts, PeerClocks},
+        nat_clocks::{self, ClockFacts, KernelVerdicts, PeerClocks},
         syn_funnel::{self, FunnelRow, ListenerInfo},
     },
 };
@@ -93,11 +93,25 @@ pub fn analyse(c: &Collected, clock: &Clock, duration_s: f64) -> HandshakeReport
         .map(|id| ((id.addr.to_string(), name_of(id.netns)), *id))
         .collect();
     let tw_paws = c.reasons.number("TCP_RFC7323_TW_PAWS");
-    let rejected_ports = |id: &PeerId| -> BTreeSet<u16> {
-        let ports = c.peers.get(id).and_then(|p| p.syn_ports.get(&tw_paws?));
-        ports.cloned().unwrap_or_default()
+    let dropped_for_what_they_are: Vec<(u32, String)> = ["TCP_INVALID_SYN", "TCP_CSUM"]
+        .iter()
+        .filter_map(|name| Some((c.reasons.number(name)?, name.to_string())))
+        .collect();
+    let kernel = |id: &PeerId| -> KernelVerdicts {
+        let Some(p) = c.peers.get(id) else { return KernelVerdicts::default() };
+        let discarded = dropped_for_what_they_are
+            .iter()
+            .flat_map(|(number, name)| {
+                p.syn_tsvals.get(number).into_iter().flatten().map(move |key| (*key, name.clone()))
+            })
+            .collect();
+        KernelVerdicts {
+            time_wait_rejected_ports: tw_paws.and_then(|n| p.syn_ports.get(&n).cloned()).unwrap_or_default(),
+            time_wait_rejected: tw_paws.and_then(|n| p.syn_tsvals.get(&n).cloned()).unwrap_or_default(),
+            discarded,
+        }
     };
-    let clocks: Vec<PeerClocks> = nat_clocks::all(c.syns, &rejected_ports, name_of)
+    let clocks: Vec<PeerClocks> = nat_clocks::all(c.syns, &kernel, name_of)
         .into_iter()
         .filter(|pc| ids.contains_key(&(pc.peer.clone(), pc.netns.clone())))
         .collect();
