@@ -107,7 +107,12 @@ pub fn analyse(c: &Collected, clock: &Clock, duration_s: f64) -> HandshakeReport
             .collect();
         KernelVerdicts {
             time_wait_rejected_ports: tw_paws.and_then(|n| p.syn_ports.get(&n).cloned()).unwrap_or_default(),
-            time_wait_rejected: tw_paws.and_then(|n| p.syn_tsvals.get(&n).cloned()).unwrap_or_default(),
+            time_wait_rejected: tw_paws
+                .and_then(|n| p.syn_tsvals.get(&n))
+                .into_iter()
+                .flatten()
+                .map(|(port, tsval, _)| (*port, *tsval))
+                .collect(),
             discarded,
         }
     };

@@ -48,8 +48,9 @@ pub struct PeerSamples {
     pub last_tsval: Option<u32>,
     /// Per drop reason: source ports of dropped SYNs (without ACK).
     pub syn_ports: HashMap<u32, BTreeSet<u16>>,
-    /// Per drop reason: (source port, TSval) of dropped SYNs that carried a timestamp.
-    pub syn_tsvals: HashMap<u32, BTreeSet<(u16, u32)>>,
+    /// Per drop reason: (source port, TSval, `bpf_ktime_get_ns` of the drop) of dropped SYNs
+    /// that carried a timestamp.
+    pub syn_tsvals: HashMap<u32, BTreeSet<(u16, u32, u64)>>,
     /// Per (drop reason, local port): sampled drops that were SYNs (without ACK). Samples, not
     /// counts (one per peer and reason every 250 ms per CPU at most): a lower bound.
     pub syn_drops_sampled: HashMap<(u32, u16), u64>,
@@ -121,7 +122,7 @@ impl Aggregator {
             }
             let tsvals = samples.syn_tsvals.entry(event.reason).or_default();
             if event.has_timestamp != 0 && tsvals.len() < MAX_SYN_DROPS {
-                tsvals.insert((event.sport, event.tsval));
+                tsvals.insert((event.sport, event.tsval, event.ts_ns));
             }
         }
     }

@@ -16,6 +16,7 @@ mod lab;
 mod nat;
 mod packet;
 mod paws;
+mod replay;
 mod wire;
 
 pub use ack_loop::{
@@ -32,6 +33,11 @@ pub use flood::{CLOSED_PORT, FloodRun, FloodSpec, FloodTopology, spoofed_source,
 pub use hostile::{
     HostileRun, HostileShape, HostileTopology, LONE_FRAGMENT_V4, LONE_FRAGMENT_V6, filtered_drops, lone_fragments,
     stale_shaped,
+};
+
+pub use replay::{
+    CORRUPT_REPLAYS, INTACT_REPLAYS, LOSSY_CONNECTIONS, REPLAY_CLIENT_V4, REPLAY_SERVER_V4, ReplayRun, ReplayTopology,
+    RetransmitRun, STALE_SEGMENTS, syn_replay, syn_retransmissions,
 };
 
 pub use nat::{

@@ -65,6 +65,7 @@ pub struct PeerClocks {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Point {
+    ts_ns: u64,
     t_s: f64,
     tsval: u32,
     sport: u16,
@@ -124,10 +125,20 @@ impl Line {
 }
 
 /// SYNs the kernel dropped for what they are rather than for their timestamp, by (source
-/// port, TSval) → drop reason: `TCP_INVALID_SYN` (a SYN on a connection this host holds open: a
-/// replay, or a 4-tuple reused while still live) and `TCP_CSUM` (a bad checksum: the TSval
-/// may be as corrupt as the rest).
-pub type Discarded = BTreeMap<(u16, u32), String>;
+/// port, TSval, `bpf_ktime_get_ns` of the drop) → drop reason: `TCP_INVALID_SYN` (a SYN on a
+/// connection this host holds open: a replay, or a 4-tuple reused while still live) and
+/// `TCP_CSUM` (a bad checksum: the TSval may be as corrupt as the rest).
+pub type Discarded = BTreeMap<(u16, u32, u64), String>;
+
+/// A SYN sample and a drop are the same packet if the drop follows the SYN's arrival within
+/// this (the same softirq, in practice microseconds): the original SYN of a replayed one,
+/// accepted earlier, carries the same port and TSval and must not be taken for it.
+const SAME_PACKET_NS: u64 = 50_000_000;
+
+/// The drop reason of the SYN that arrived at `p`, if the kernel dropped it for what it is.
+fn dropped<'a>(discarded: &'a Discarded, p: &Point) -> Option<&'a String> {
+    discarded.range((p.sport, p.tsval, p.ts_ns)..=(p.sport, p.tsval, p.ts_ns + SAME_PACKET_NS)).next().map(|(_, r)| r)
+}
 
 /// What the kernel did with one peer's SYNs, beside the SYN samples.
 #[derive(Clone, Debug, Default)]
@@ -165,13 +176,13 @@ fn lines(
 ) -> Vec<Line> {
     let mut points: Vec<Point> = samples
         .iter()
-        .filter_map(|s| Some(Point { t_s: s.ts_ns as f64 / 1e9, tsval: s.tsval?, sport: s.sport }))
+        .filter_map(|s| Some(Point { ts_ns: s.ts_ns, t_s: s.ts_ns as f64 / 1e9, tsval: s.tsval?, sport: s.sport }))
         .collect();
     points.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
     let mut seen: BTreeSet<u32> = BTreeSet::new();
     let mut lines: Vec<Line> = Vec::new();
     for p in points {
-        if let Some(reason) = discarded.get(&(p.sport, p.tsval)) {
+        if let Some(reason) = dropped(discarded, &p) {
             *excluded.entry(dropped_as(reason)).or_default() += 1;
             continue;
         }
@@ -522,6 +533,15 @@ mod tests {
     }
 
     #[test]
+    fn the_original_of_a_syn_whose_replay_the_kernel_dropped_still_counts() {
+        let discarded = Discarded::from([((41000, 7_000_000, 3_600_000_010), "TCP_INVALID_SYN".to_string())]);
+        let kernel = KernelVerdicts { discarded, ..KernelVerdicts::default() };
+        let c = estimate("198.51.100.2", "srv", &replayed(syn(0, 7_000_000, 41000)), &kernel);
+        assert_eq!((c.clocks.len(), c.syns, c.hosts_at_least), (1, 1, 0), "{c:#?}");
+        assert!(c.excluded.keys().any(|why| why.contains("TCP_INVALID_SYN")), "{c:#?}");
+    }
+
+    #[test]
     fn an_older_syn_of_a_clock_replayed_is_its_past_not_another_clock() {
         let mut samples = attempt(0, 7_000_000, 1000, 41000);
         // The first SYN of the attempt (TSval 7_000_000) and one between, sent again later.
@@ -537,8 +557,8 @@ mod tests {
         samples.push(syn(5000, 123_456, 41000));
         samples.push(syn(5500, 999_999_999, 41000));
         let discarded = Discarded::from([
-            ((41000, 123_456), "TCP_INVALID_SYN".to_string()),
-            ((41000, 999_999_999), "TCP_CSUM".to_string()),
+            ((41000, 123_456, 5_000_000_000), "TCP_INVALID_SYN".to_string()),
+            ((41000, 999_999_999, 5_500_000_100), "TCP_CSUM".to_string()),
         ]);
         let c = estimate("198.51.100.2", "srv", &samples, &KernelVerdicts { discarded, ..KernelVerdicts::default() });
         assert_eq!((c.clocks.len(), c.hosts_at_least), (1, 0), "{c:#?}");

@@ -1,0 +1,124 @@
+//! One host with one clock, and packets that make it look like more: its own SYN replayed on
+//! its live 4-tuple (intact and with a broken checksum) beside stale-timestamp segments, and
+//! SYN retransmissions through a lossy link. Traced by the real `netdiag diagnose --json`,
+//! checked against the server kernel's own counters (`nstat`): netdiag must count the PAWS
+//! rejections, account for every SYN (challenge ACK, TCP_CSUM) and claim no NAT.
+use std::collections::BTreeMap;
+
+use netdiag::scenario::{self, REPLAY_CLIENT_V4, ReplayTopology};
+use netdiag_tests::{Diagnose, findings_for, nstat, require_root};
+use serde_json::Value;
+
+const COUNTERS: [&str; 5] =
+    ["TcpExtTCPSYNChallenge", "TcpExtTCPChallengeACK", "TcpInCsumErrors", "TcpExtPAWSEstab", "TcpExtTCPACKSkippedChallenge"];
+
+fn counters(netns: &str) -> BTreeMap<&'static str, u64> {
+    COUNTERS.iter().map(|name| (*name, nstat(netns, name).unwrap())).collect()
+}
+
+fn deltas(netns: &str, before: &BTreeMap<&'static str, u64>) -> BTreeMap<&'static str, u64> {
+    counters(netns).into_iter().map(|(name, now)| (name, now - before[name])).collect()
+}
+
+/// What the kernel said (counter deltas, drop reasons per peer) against what netdiag concluded,
+/// printed as a table; a finding about the server namespace with no kernel fact behind it fails.
+fn scorecard(report: &Value, netns: &str, kernel: &BTreeMap<&'static str, u64>) {
+    let by_reason: BTreeMap<String, u64> = report["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["netns"] == netns)
+        .flat_map(|p| p["by_reason"].as_object().unwrap().iter().map(|(r, n)| (r.clone(), n.as_u64().unwrap())))
+        .fold(BTreeMap::new(), |mut all, (r, n)| {
+            *all.entry(r).or_default() += n;
+            all
+        });
+    eprintln!("kernel: counters {kernel:?}, drop reasons {by_reason:?}");
+    let fact = |name: &str| kernel.get(name).copied().or_else(|| by_reason.get(name).copied()).unwrap_or(0);
+    for f in report["findings"].as_array().unwrap().iter().filter(|f| f["netns"] == netns) {
+        let facts: Vec<(String, u64)> = match f["kind"].as_str().unwrap() {
+            "paws_rejections" => vec![("TcpExtPAWSEstab".into(), fact("TcpExtPAWSEstab"))],
+            "unanswered_syns" => {
+                f["drops"].as_object().unwrap().keys().map(|name| (name.clone(), fact(name))).collect()
+            }
+            // Clocks rest on the SYNs' own TSvals: the evidence must say which.
+            "nat_timestamp_clocks" => vec![("evidence".into(), f["evidence"].as_array().map_or(0, |e| e.len() as u64))],
+            _ => Vec::new(),
+        };
+        eprintln!("netdiag: {} / {} count {} <- {facts:?}", f["kind"], f["variant"], f["count"]);
+        assert!(facts.iter().any(|(_, n)| *n > 0), "a finding with no kernel fact behind it: {f:#}");
+    }
+}
+
+#[test]
+fn a_replayed_syn_on_a_live_connection_is_no_nat_and_every_syn_is_accounted_for() {
+    require_root();
+    let topo = ReplayTopology::new("replay").unwrap();
+    let before = counters(&topo.server_ns);
+    let tracer = Diagnose::start(&["--netns", &topo.server_ns]).unwrap();
+    let run = scenario::syn_replay(&topo).unwrap();
+    let report = tracer.finish().unwrap();
+    let kernel = deltas(&topo.server_ns, &before);
+
+    // What the kernel did, checked rather than assumed.
+    assert_eq!(kernel["TcpExtTCPSYNChallenge"], run.intact_replays, "{kernel:?}");
+    assert_eq!(kernel["TcpExtTCPChallengeACK"], run.intact_replays, "{kernel:?}");
+    assert_eq!(kernel["TcpInCsumErrors"], run.corrupt_replays, "{kernel:?}");
+    assert_eq!(kernel["TcpExtPAWSEstab"], run.stale_segments, "{kernel:?}");
+    scorecard(&report, &topo.server_ns, &kernel);
+
+    let client = REPLAY_CLIENT_V4.to_string();
+    let mine = |kind: &str| -> Vec<Value> {
+        findings_for(&report, kind, &client).into_iter().filter(|f| f["netns"] == topo.server_ns.as_str()).cloned().collect()
+    };
+    assert!(mine("nat_timestamp_clocks").is_empty(), "one host, its own SYN replayed: {:#}", report["findings"]);
+    let clocks: Vec<&Value> =
+        report["timestamp_clocks"].as_array().unwrap().iter().filter(|c| c["peer"] == client.as_str()).collect();
+    assert_eq!(clocks.len(), 1, "{report:#}");
+    assert_eq!(clocks[0]["hosts_at_least"], 0, "{:#}", clocks[0]);
+    let excluded: u64 = clocks[0]["excluded"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(excluded, run.intact_replays + run.corrupt_replays, "every replay left out: {:#}", clocks[0]);
+
+    let paws = mine("paws_rejections");
+    assert_eq!(paws.len(), 1, "{:#}", report["findings"]);
+    assert_eq!(paws[0]["count"].as_u64(), Some(run.stale_segments), "{:#}", paws[0]);
+
+    let rows: Vec<&Value> = report["syn_funnel"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["peer"] == client.as_str() && r["port"] == run.server.port())
+        .collect();
+    assert_eq!(rows.len(), 1, "{:#}", report["syn_funnel"]);
+    let row = rows[0];
+    eprintln!("funnel {row:#}");
+    assert_eq!(row["challenge_acks"].as_u64(), Some(run.intact_replays), "{row:#}");
+    assert_eq!(row["drops"]["TCP_INVALID_SYN"].as_u64(), Some(run.intact_replays), "{row:#}");
+    assert!(row["unanswered"].as_u64().unwrap() <= run.corrupt_replays, "{row:#}");
+    for f in mine("unanswered_syns") {
+        // Only the corrupt SYN is left without an answer, and the kernel said why.
+        assert_eq!(f["variant"], "bad_checksum", "{f:#}");
+        assert_eq!(f["count"].as_u64(), Some(run.corrupt_replays), "{f:#}");
+        assert!(!f["summary"].as_str().unwrap().contains("NAT"), "{f:#}");
+    }
+}
+
+#[test]
+fn syn_retransmissions_through_a_lossy_link_are_no_second_clock() {
+    require_root();
+    let topo = ReplayTopology::new("synretx").unwrap();
+    let tracer = Diagnose::start(&["--netns", &topo.server_ns]).unwrap();
+    let run = scenario::syn_retransmissions(&topo).unwrap();
+    let report = tracer.finish().unwrap();
+    eprintln!("{} SYNs on the wire for {} connections", run.syns_sent, run.connections);
+    assert!(run.syns_sent > run.connections, "the link lost no SYN-ACK: nothing was retransmitted");
+
+    let client = run.client_addr.to_string();
+    let clocks: Vec<&Value> =
+        report["timestamp_clocks"].as_array().unwrap().iter().filter(|c| c["peer"] == client.as_str()).collect();
+    assert_eq!(clocks.len(), 1, "{:#}", report["timestamp_clocks"]);
+    assert_eq!(clocks[0]["syns"].as_u64(), Some(run.syns_sent), "every SYN sampled: {:#}", clocks[0]);
+    assert_eq!(clocks[0]["hosts_at_least"], 0, "{:#}", clocks[0]);
+    assert!(findings_for(&report, "nat_timestamp_clocks", &client).is_empty(), "{:#}", report["findings"]);
+    assert!(findings_for(&report, "unanswered_syns", &client).is_empty(), "{:#}", report["findings"]);
+}
