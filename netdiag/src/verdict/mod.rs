@@ -2,6 +2,7 @@
 pub mod ack_loop;
 pub mod nat_clocks;
 pub mod paws;
+pub mod scorecard;
 pub mod syn_funnel;
 
 use std::collections::BTreeMap;
