@@ -415,6 +415,8 @@ pub fn finding(
         last_seen: rfc3339(episode.last_active),
         summary: words.summary(),
         advice: words.advice(),
+        evidence: Some(words.evidence()),
+        disproved_by: Some(words.disproved_by().to_string()),
         flow: Some(FlowFacts {
             peer_port: episode.flow.remote.port(),
             oow_in_per_s: rounded(episode.rate(oow)),
@@ -457,6 +459,48 @@ impl Words<'_> {
             "timestamps" => "their TCP timestamps were older than ones already seen (PAWS)",
             "ack" => "they acknowledged data never sent, or far too old",
             _ => "their sequence numbers were outside the receive window",
+        }
+    }
+
+    /// The facts the finding rests on.
+    fn evidence(&self) -> Vec<String> {
+        let e = self.episode;
+        let t = &e.totals;
+        let mut facts = vec![format!(
+            "this end ({}): {:.0} out-of-window segments/s in ({} dropped with the kernel's out-of-window drop \
+             reasons, {} of them pure ACKs), {:.0} duplicate ACKs/s out, {:.0}/s suppressed, {} segments \
+             moving data out",
+            self.netns,
+            e.rate(t.oow()),
+            t.oow(),
+            t.oow_pure_ack,
+            e.rate(t.dupacks_out),
+            e.rate(e.suppressed()),
+            t.progress_out
+        )];
+        facts.push(match (e.kind, self.other_end_netns) {
+            (Kind::AckLoop, Some(other)) => format!(
+                "the other end ({other}) rejected our duplicate ACKs as out of window and answered as many, in the \
+                 same intervals"
+            ),
+            _ => "the other end is not on this host: nothing shows whether it answers our duplicate ACKs".into(),
+        });
+        facts
+    }
+
+    /// What would prove the finding wrong.
+    fn disproved_by(&self) -> &'static str {
+        match self.episode.kind {
+            Kind::AckLoop => {
+                "data moving on the flow, or a capture showing the other end's segments are not answers to ours"
+            }
+            Kind::UnthrottledFlood => {
+                "the peer's segments following our duplicate ACKs one for one, each about a round-trip time later \
+                 (capture on both ends): then it is an ACK loop with an end on another host"
+            }
+            Kind::OutOfWindowFlood => {
+                "TcpExtTCPACKSkippedSeq / TcpExtTCPACKSkippedPAWS not rising while the segments come in"
+            }
         }
     }
 
@@ -646,6 +690,7 @@ mod tests {
         let f = finding(&episodes[0], "srv", Some("cli"), &facts, &sources);
         assert_eq!(f.kind, "ack_loop");
         assert!(f.summary.contains("Both ends are on this host: namespace cli"), "{}", f.summary);
+        assert!(f.evidence.as_ref().unwrap()[1].starts_with("the other end (cli) rejected"), "{f:#?}");
         let facts = f.flow.as_ref().unwrap();
         assert_eq!(facts.ended, None);
         assert_eq!(facts.why, "sequence");
@@ -762,6 +807,8 @@ mod tests {
         assert_eq!(f.flow.as_ref().unwrap().why, "sequence");
         assert!(f.summary.contains("nothing shows that the segments answer ours"), "{}", f.summary);
         assert!(f.advice.contains("misbehaving or hostile sender"), "{}", f.advice);
+        assert!(f.evidence.as_ref().unwrap()[1].contains("the other end is not on this host"), "{f:#?}");
+        assert!(f.disproved_by.as_ref().unwrap().contains("round-trip time"), "{f:#?}");
     }
 
     #[test]

@@ -377,6 +377,11 @@ pub fn findings(
                 advice: advice(&c.peer, &facts(id.map_or(0, |id| id.netns))),
                 clocks: Some(c.hosts_at_least),
                 evidence: Some(c.evidence.clone()),
+                disproved_by: Some(format!(
+                    "the TSvals proving it turning out to be one clock's (replayed or rewritten on the way): \
+                     capture the SYNs from {} and compare TSvals per source port",
+                    c.peer
+                )),
                 ..Finding::default()
             }
         })

@@ -394,11 +394,40 @@ pub fn findings(
             listener_port: Some(r.port),
             funnel: Some(f.clone()),
             reason: Some(cause.words.clone()),
+            evidence: Some(evidence(r, &drops, unexplained)),
+            disproved_by: Some(if cause.variant == "unknown" {
+                "a drop reason netdiag does not watch (`--reason NAME`) or a counter rising for these SYNs, or \
+                 SYN-ACKs for them leaving this host (capture)"
+                    .to_string()
+            } else {
+                format!(
+                    "SYN-ACKs to {} for these SYNs leaving this host (capture), or the drop reasons and counters \
+                     named not rising",
+                    r.peer
+                )
+            }),
             drops: Some(drops),
             ..Finding::default()
         });
     }
     found
+}
+
+/// The facts an `unanswered_syns` finding rests on, in words.
+fn evidence(r: &FunnelRow, drops: &BTreeMap<String, u64>, unexplained: u64) -> Vec<String> {
+    let f = &r.funnel;
+    let mut facts = vec![format!(
+        "SYN funnel on :{} (kernel programs): {} SYNs in, {} SYN-ACKs out, {} challenge ACKs, {} handshakes",
+        r.port, f.syns, f.synacks, f.challenge_acks, f.handshakes
+    )];
+    for (name, n) in drops {
+        let what = if name.starts_with("Tcp") { "namespace counter" } else { "kernel drop reason" };
+        facts.push(format!("{what} {name}: {n}"));
+    }
+    if unexplained > 0 {
+        facts.push(format!("{unexplained} SYNs with no answer, drop reason or counter that accounts for them"));
+    }
+    facts
 }
 
 fn summary(r: &FunnelRow, cause: &Cause, nat: bool, unexplained: u64) -> String {
@@ -495,9 +524,11 @@ fn advice(r: &FunnelRow, variant: &str, listener: Option<&ListenerInfo>, nat: bo
              and 4-tuple. Compare the SYN-ACK's TSval with the final ACK's TSecr in a capture on both sides."
         ),
         _ => format!(
-            "The kernel gave no reason. Check the firewall and reverse-path filter for :{port} (`nft list \
-             ruleset`, net.ipv4.conf.*.rp_filter) and capture SYN-ACKs leaving: \
-             `tcpdump -ni any 'host {peer} and tcp[tcpflags] & tcp-syn != 0'`."
+            "Nothing the kernel reported accounts for these SYNs: no drop reason netdiag watches, no counter, \
+             no answer. They may end where netdiag does not look; candidates to check, not findings: a netfilter \
+             rule (`nft list ruleset`), the reverse-path filter (net.ipv4.conf.*.rp_filter), a drop reason \
+             netdiag can be told to watch (`--reason NAME`). Capture what leaves: \
+             `tcpdump -ni any 'host {peer} and port {port} and tcp[tcpflags] & tcp-syn != 0'`."
         ),
     }
 }
@@ -708,6 +739,7 @@ mod tests {
         let funnel = [stage(4, 443, funnel_stage::SYN_IN, 2)];
         let (_, found) = run(&funnel, &[], Counters::new(), false);
         assert_eq!(found[0].variant, "unknown");
+        assert!(found[0].advice.contains("candidates to check, not findings"), "{}", found[0].advice);
         assert!(found[0].summary.contains("2 of the unanswered SYNs have no drop reason"), "{}", found[0].summary);
     }
 
@@ -740,6 +772,10 @@ mod tests {
         assert_eq!((drops["TCP_CSUM"], drops["TcpExtTCPChallengeACK"]), (1, 2), "{drops:?}");
         assert!(f.summary.contains("2 SYNs on connections this host holds open were answered with a challenge ACK"));
         assert!(!f.summary.contains("no drop reason"), "{}", f.summary);
+        let evidence = f.evidence.as_ref().unwrap();
+        assert!(evidence.iter().any(|e| e == "kernel drop reason TCP_CSUM: 1"), "{evidence:?}");
+        assert!(evidence[0].contains("4 SYNs in, 1 SYN-ACKs out, 2 challenge ACKs"), "{evidence:?}");
+        assert!(f.disproved_by.as_ref().unwrap().contains("SYN-ACKs to 198.51.100.2"), "{f:#?}");
     }
 
     #[test]
