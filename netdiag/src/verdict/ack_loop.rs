@@ -292,7 +292,11 @@ impl Detector {
 fn step(rules: &Rules, flow: FlowId, track: &mut Track, interval: Interval, over: &mut Vec<Episode>) -> Option<Change> {
     let kind = interval.kind(rules);
     if let Some(episode) = &mut track.open {
-        if kind == Some(episode.kind) {
+        // A loop once proven by its other end stays one through an interval where that end's
+        // counts lagged (its programs skipped on a CPU the loop saturates).
+        let continues = kind == Some(episode.kind)
+            || (episode.kind == Kind::AckLoop && kind == Some(Kind::UnthrottledFlood));
+        if continues {
             for gap in track.quiet.drain(..) {
                 episode.totals.add(&gap.delta);
             }
@@ -809,6 +813,20 @@ mod tests {
         assert!(f.advice.contains("misbehaving or hostile sender"), "{}", f.advice);
         assert!(f.evidence.as_ref().unwrap()[1].contains("the other end is not on this host"), "{f:#?}");
         assert!(f.disproved_by.as_ref().unwrap().contains("round-trip time"), "{f:#?}");
+    }
+
+    #[test]
+    fn a_proven_loop_survives_an_interval_where_its_other_end_lagged() {
+        let mut detector = Detector::new(Rules::default(), 1000.0);
+        let loop_at = |i: u64| Totals { oow_sequence: 75_000 * i, oow_pure_ack: 75_000 * i, dupacks_out: 75_000 * i, ..Totals::default() };
+        for i in 1..=10u64 {
+            // For polls 5 to 7 (1.5 s) the other end counted nothing new, then resumed.
+            let other = loop_at(i.min(4) + i.saturating_sub(7));
+            detector.observe(1000.0 + 0.5 * i as f64, &[(flow(), loop_at(i)), (other_end(), other)]);
+        }
+        let mine = episodes_of(&detector, flow());
+        assert_eq!(mine.len(), 1, "{mine:#?}");
+        assert_eq!((mine[0].kind, mine[0].totals.oow()), (Kind::AckLoop, 10 * 75_000), "{mine:#?}");
     }
 
     #[test]
