@@ -487,7 +487,9 @@ impl Words<'_> {
                 "the other end ({other}) rejected our duplicate ACKs as out of window and answered as many, in the \
                  same intervals"
             ),
-            _ => "the other end is not on this host: nothing shows whether it answers our duplicate ACKs".into(),
+            _ => "the connection's other end is not seen (another host, or a namespace outside the session's \
+                  filter): nothing shows whether it answers our duplicate ACKs"
+                .into(),
         });
         facts
     }
@@ -528,8 +530,8 @@ impl Words<'_> {
                 "{} keeps sending out-of-window segments on flow {} {}: {oow:.0}/s in, because {}, and this host \
                  answers every one ({dup:.0} duplicate ACKs/s out, {sup:.0}/s suppressed: the limiter, \
                  tcp_invalid_ratelimit, is not holding answers back). In equals out, as in an ACK loop, but \
-                 nothing shows that the segments answer ours: the other end is not on this host, so netdiag \
-                 cannot see it reject our ACKs. It would be a loop if {} answered each of our duplicate ACKs \
+                 nothing shows that the segments answer ours: netdiag does not see the connection's other end \
+                 (on another host, or in a namespace outside this session's filter) reject our ACKs. It would be a loop if {} answered each of our duplicate ACKs \
                  (its rate would follow the round-trip time); run netdiag there to tell.",
                 e.flow.remote,
                 self.ends(),
@@ -811,7 +813,7 @@ mod tests {
         assert_eq!(f.flow.as_ref().unwrap().why, "sequence");
         assert!(f.summary.contains("nothing shows that the segments answer ours"), "{}", f.summary);
         assert!(f.advice.contains("misbehaving or hostile sender"), "{}", f.advice);
-        assert!(f.evidence.as_ref().unwrap()[1].contains("the other end is not on this host"), "{f:#?}");
+        assert!(f.evidence.as_ref().unwrap()[1].contains("other end is not seen"), "{f:#?}");
         assert!(f.disproved_by.as_ref().unwrap().contains("round-trip time"), "{f:#?}");
     }
 
