@@ -119,6 +119,40 @@ fn a_replayed_syn_on_a_live_connection_is_no_nat_and_every_syn_is_accounted_for(
     }
 }
 
+/// Time went backwards on a 4-tuple the server holds in TIME_WAIT, but only because the
+/// connection's own first SYN came again: PAWS against TIME_WAIT, and still no NAT.
+#[test]
+fn a_syn_replayed_on_a_time_wait_tuple_is_a_paws_rejection_not_a_nat() {
+    require_root();
+    let topo = ReplayTopology::new("replaytw").unwrap();
+    let counter = netdiag_tests::time_wait_counter();
+    let before = nstat(&topo.server_ns, counter).unwrap();
+    let tracer = Diagnose::start(&["--netns", &topo.server_ns]).unwrap();
+    let run = scenario::syn_replay_on_time_wait(&topo).unwrap();
+    let report = tracer.finish().unwrap();
+    let rejected = nstat(&topo.server_ns, counter).unwrap() - before;
+    assert_eq!(rejected, run.intact_replays, "PAWS rejected the replay against TIME_WAIT ({counter})");
+
+    let client = REPLAY_CLIENT_V4.to_string();
+    if kernel_has_reason("TCP_RFC7323_TW_PAWS") {
+        // The kernel's rejection was seen, with its sample: the clocks had it as evidence.
+        let paws = findings_for(&report, "paws_rejections", &client);
+        assert_eq!(paws.len(), 1, "{:#}", report["findings"]);
+        assert_eq!((paws[0]["variant"].as_str(), paws[0]["count"].as_u64()), (Some("time_wait"), Some(rejected)));
+    }
+    assert!(findings_for(&report, "nat_timestamp_clocks", &client).is_empty(), "{:#}", report["findings"]);
+    let clocks: Vec<&Value> =
+        report["timestamp_clocks"].as_array().unwrap().iter().filter(|c| c["peer"] == client.as_str()).collect();
+    assert_eq!(clocks.len(), 1, "{:#}", report["timestamp_clocks"]);
+    assert_eq!(clocks[0]["hosts_at_least"], 0, "{:#}", clocks[0]);
+    let excluded: u64 = clocks[0]["excluded"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(excluded, run.intact_replays, "{:#}", clocks[0]);
+    for f in findings_for(&report, "unanswered_syns", &client) {
+        assert_eq!(f["variant"], "time_wait_paws", "{f:#}");
+        assert!(!f["summary"].as_str().unwrap().contains("NAT"), "{f:#}");
+    }
+}
+
 #[test]
 fn syn_retransmissions_through_a_lossy_link_are_no_second_clock() {
     require_root();

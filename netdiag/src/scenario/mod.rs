@@ -37,7 +37,7 @@ pub use hostile::{
 
 pub use replay::{
     CORRUPT_REPLAYS, INTACT_REPLAYS, LOSSY_CONNECTIONS, REPLAY_CLIENT_V4, REPLAY_SERVER_V4, ReplayRun, ReplayTopology,
-    RetransmitRun, STALE_SEGMENTS, syn_replay, syn_retransmissions,
+    RetransmitRun, STALE_SEGMENTS, syn_replay, syn_replay_on_time_wait, syn_retransmissions,
 };
 
 pub use nat::{

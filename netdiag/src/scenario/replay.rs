@@ -14,7 +14,10 @@ use anyhow::{Context as _, Result, ensure};
 use super::{
     lab::Lab,
     packet::{ACK, PSH, SYN, Segment, Timestamp},
-    wire::{CONNECT_TIMEOUT, IO_TIMEOUT, RawSender, Sniffer, accept_within, close_in_order, connect_in, exchange, listen_in},
+    wire::{
+        CONNECT_TIMEOUT, IO_TIMEOUT, RawSender, Sniffer, TCP_TIME_WAIT, accept_within, close_in_order, connect_in,
+        exchange, listen_in, tcp4_sockets, wait_until,
+    },
 };
 
 pub const REPLAY_SERVER_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -131,6 +134,37 @@ pub fn syn_replay(topo: &ReplayTopology) -> Result<ReplayRun> {
         corrupt_replays: CORRUPT_REPLAYS,
         stale_segments: STALE_SEGMENTS,
     })
+}
+
+/// A connection client → server that the server closes first, so it holds the 4-tuple in
+/// TIME_WAIT; then the client's SYN (captured on the wire) sent again on it, once. Its TSval is
+/// the one the connection began with, older than the last the server saw there, so PAWS
+/// rejects it (`TcpExtPAWSTimewait`, before 6.16 `TcpExtPAWSEstab`): time going backwards on a
+/// 4-tuple, but one clock's own past, replayed. About 0.5 s.
+pub fn syn_replay_on_time_wait(topo: &ReplayTopology) -> Result<ReplayRun> {
+    let listener = listen_in(&topo.server_path(), SocketAddr::new(REPLAY_SERVER_V4.into(), 0))?;
+    let server = listener.local_addr()?;
+    let sniffer = Sniffer::open_in(&topo.client_path(), &topo.client_if)?;
+    let mut client = connect_in(&topo.client_path(), None, server, CONNECT_TIMEOUT)?;
+    let mut accepted = accept_within(&listener, IO_TIMEOUT)?;
+    let local = client.local_addr()?;
+    let syn = sniffer
+        .wait_for(IO_TIMEOUT, |s| s.src == local && s.dst == server && s.flags & (SYN | ACK) == SYN)
+        .context("capture the client's SYN")?;
+    let syn_tsval = syn.timestamp.context("the client's SYN carries no timestamp")?.val;
+    exchange(&mut client, &mut accepted, b"before")?;
+    // Later segments carry newer TSvals: the TIME_WAIT's last one is ahead of the SYN's.
+    std::thread::sleep(REPLAY_GAP);
+    exchange(&mut client, &mut accepted, b"later")?;
+    close_in_order(accepted, client)?;
+    wait_until(IO_TIMEOUT, "server holds the 4-tuple in TIME_WAIT", || {
+        let rows = tcp4_sockets(&topo.server_path())?;
+        Ok(rows.iter().any(|r| r.local_port == server.port() && r.remote_port == local.port() && r.state == TCP_TIME_WAIT))
+    })?;
+    RawSender::open_in(&topo.client_path(), false)?.send(&syn)?;
+    // The drop is synchronous with the send on veth; a moment for the tracer's samples.
+    std::thread::sleep(REPLAY_GAP);
+    Ok(ReplayRun { server, client: local, syn_tsval, intact_replays: 1, corrupt_replays: 0, stale_segments: 0 })
 }
 
 /// The client's next in-sequence segment with a TSval from long ago; it carries data so it
