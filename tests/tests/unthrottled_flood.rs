@@ -56,4 +56,7 @@ fn an_unthrottled_out_of_window_stream_is_a_flood_not_a_loop() {
     let advice = f["advice"].as_str().unwrap();
     assert!(advice.contains("hostile sender") && advice.contains("tcp_invalid_ratelimit is 0"), "{f:#}");
     assert!(findings_in(&report, "out_of_window_flood", &topo.client_ns).is_empty(), "{report:#}");
+    // The scorecard: the finding names the kernel facts it rests on.
+    let facts = f["kernel_facts"].as_object().unwrap();
+    assert!(facts["out-of-window drops counted per flow"].as_u64() == Some(count), "{f:#}");
 }

@@ -48,6 +48,10 @@ pub struct Finding {
     /// What would prove the finding wrong, if seen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disproved_by: Option<String>,
+    /// The kernel facts behind the finding, as the scorecard reads them (`verdict::scorecard`):
+    /// fact → what the kernel said. Empty: nothing the kernel reported backs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_facts: Option<BTreeMap<String, u64>>,
     /// Facts of a finding about one flow (`ack_loop`, `out_of_window_flood`), inline in the JSON.
     #[serde(flatten)]
     pub flow: Option<FlowFacts>,
