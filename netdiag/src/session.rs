@@ -253,6 +253,7 @@ fn build(
             drops: &kernel_counts,
             syns: &aggregator.syns,
             peers: &aggregator.peers,
+            syn_drops: &aggregator.syn_drops,
             reasons,
             counters: &by_inode,
             netns_names: &names,
