@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use netdiag_common::{FunnelKey, PeerKey, PeerStats, SynKey};
 
 use crate::{
-    aggregate::{PeerId, PeerSamples, SynSamples},
+    aggregate::{PeerId, PeerSamples, SynDrop, SynSamples},
     clock::Clock,
     counters::Counters,
     hooks::ReasonTable,
@@ -14,7 +14,7 @@ use crate::{
     operator::listeners,
     verdict::{
         Finding,
-        nat_clocks::{self, ClockFacts, PeerClocks},
+        nat_clocks::{self, ClockFacts, KernelVerdicts, PeerClocks},
         syn_funnel::{self, FunnelRow, ListenerInfo},
     },
 };
@@ -27,6 +27,8 @@ pub struct Collected<'a> {
     pub syns: &'a SynSamples,
     /// Drop samples per peer (the source ports of rejected SYNs are clock evidence).
     pub peers: &'a HashMap<PeerId, PeerSamples>,
+    /// Samples of dropped SYNs per peer.
+    pub syn_drops: &'a HashMap<PeerId, Vec<SynDrop>>,
     pub reasons: &'a ReasonTable,
     pub counters: &'a HashMap<u32, Counters>,
     pub netns_names: &'a HashMap<u32, String>,
@@ -58,6 +60,12 @@ fn read_trimmed(path: &str) -> Option<String> {
 pub fn analyse(c: &Collected, clock: &Clock, duration_s: f64) -> HandshakeReport {
     let namespaces: BTreeSet<u32> = c.funnel.iter().map(|(k, _)| k.netns).chain(c.syns_seen.iter().map(|(k, _)| k.netns)).collect();
     let listeners = listeners_of(&namespaces);
+    let mut sampled_syn_drops: HashMap<(std::net::IpAddr, u32, u16, String), u64> = HashMap::new();
+    for (id, drops) in c.syn_drops {
+        for d in drops {
+            *sampled_syn_drops.entry((id.addr, id.netns, d.dport, c.reasons.name(d.reason))).or_default() += 1;
+        }
+    }
     let input = syn_funnel::Input {
         funnel: c.funnel,
         syns_seen: c.syns_seen,
@@ -67,6 +75,7 @@ pub fn analyse(c: &Collected, clock: &Clock, duration_s: f64) -> HandshakeReport
         counters: c.counters,
         netns_names: c.netns_names,
         syns_at_listener: c.syns_at_listener,
+        sampled_syn_drops: &sampled_syn_drops,
     };
     let name_of = |inode: u32| c.netns_names.get(&inode).cloned().unwrap_or_else(|| format!("inode:{inode}"));
     let rows: Vec<FunnelRow> = syn_funnel::rows(&input)
@@ -82,11 +91,30 @@ pub fn analyse(c: &Collected, clock: &Clock, duration_s: f64) -> HandshakeReport
         .map(|id| ((id.addr.to_string(), name_of(id.netns)), *id))
         .collect();
     let tw_paws = c.reasons.number("TCP_RFC7323_TW_PAWS");
-    let rejected_ports = |id: &PeerId| -> BTreeSet<u16> {
-        let ports = c.peers.get(id).and_then(|p| p.syn_ports.get(&tw_paws?));
-        ports.cloned().unwrap_or_default()
+    let dropped_for_what_they_are: Vec<(u32, String)> = ["TCP_INVALID_SYN", "TCP_CSUM"]
+        .iter()
+        .filter_map(|name| Some((c.reasons.number(name)?, name.to_string())))
+        .collect();
+    let kernel = |id: &PeerId| -> KernelVerdicts {
+        let ports = c.peers.get(id).and_then(|p| p.syn_ports.get(&tw_paws?)).cloned().unwrap_or_default();
+        let drops = c.syn_drops.get(id).map(Vec::as_slice).unwrap_or_default();
+        let with_tsval = drops.iter().filter_map(|d| Some((d, d.tsval?)));
+        KernelVerdicts {
+            time_wait_rejected_ports: ports,
+            time_wait_rejected: with_tsval
+                .clone()
+                .filter(|(d, _)| Some(d.reason) == tw_paws)
+                .map(|(d, tsval)| (d.sport, tsval))
+                .collect(),
+            discarded: with_tsval
+                .filter_map(|(d, tsval)| {
+                    let name = dropped_for_what_they_are.iter().find(|(n, _)| *n == d.reason)?;
+                    Some(((d.sport, tsval, d.ts_ns), name.1.clone()))
+                })
+                .collect(),
+        }
     };
-    let clocks: Vec<PeerClocks> = nat_clocks::all(c.syns, &rejected_ports, name_of)
+    let clocks: Vec<PeerClocks> = nat_clocks::all(c.syns, &kernel, name_of)
         .into_iter()
         .filter(|pc| ids.contains_key(&(pc.peer.clone(), pc.netns.clone())))
         .collect();

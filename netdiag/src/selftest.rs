@@ -10,8 +10,9 @@ use serde::Serialize;
 use crate::{
     btf::Btf,
     hooks,
-    scenario::{self, LoopTopology, PawsRun, PawsTopology},
+    scenario::{self, LoopTopology, PawsRun, PawsTopology, ReplayTopology},
     session::{self, DiagnoseOptions},
+    verdict::scorecard,
 };
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +38,37 @@ pub struct Outcome {
     pub reason: &'static str,
     pub status: Status,
     pub detail: String,
+    /// What the kernel said against what netdiag concluded, per finding in the lab.
+    pub scorecard: Vec<scorecard::Row>,
+}
+
+impl Outcome {
+    fn new(incident: &'static str, reason: &'static str, status: Status, detail: String) -> Outcome {
+        Outcome { incident, reason, status, detail, scorecard: Vec::new() }
+    }
+
+    /// With the scorecard of the findings `report` made about the lab's namespaces: a finding
+    /// with no kernel fact behind it makes the incident not seen, whatever else was right.
+    fn scored(mut self, report: &crate::output::Report, namespaces: &[&str]) -> Outcome {
+        let in_lab: Vec<crate::verdict::Finding> =
+            report.findings.iter().filter(|f| namespaces.contains(&f.netns.as_str())).cloned().collect();
+        let reasons_of = |peer: &str, netns: &str| {
+            report
+                .peers
+                .iter()
+                .filter(|p| p.addr == peer && p.netns == netns)
+                .flat_map(|p| p.by_reason.clone())
+                .collect()
+        };
+        self.scorecard = scorecard::score(&in_lab, &report.counters, &reasons_of);
+        let unbacked: Vec<String> =
+            self.scorecard.iter().filter(|r| !r.backed).map(|r| format!("{} / {}", r.kind, r.variant)).collect();
+        if !unbacked.is_empty() {
+            self.status = Status::NotSeen;
+            self.detail += &format!("; no kernel fact behind {}", unbacked.join(", "));
+        }
+        self
+    }
 }
 
 struct Incident {
@@ -53,6 +85,13 @@ struct Incident {
 
 /// The ACK loop of seed 001, reproduced across a router namespace for a few seconds.
 const ACK_LOOP: &str = "ACK loop: a router rewrites sequence numbers";
+const UNTHROTTLED_FLOOD: &str = "out-of-window flood, every segment answered";
+
+/// Incidents about one flow, reproduced across a router namespace (`scenario::ack_loop`).
+const FLOW_INCIDENTS: &[(&str, &str, HandshakeCheck)] = &[
+    (ACK_LOOP, "TCP_OLD_SEQUENCE", |btf| Box::pin(check_ack_loop(btf))),
+    (UNTHROTTLED_FLOOD, "TCP_INVALID_SEQUENCE", |btf| Box::pin(check_unthrottled_flood(btf))),
+];
 /// How long the loop runs, and how long the session goes on after it for the episode to end.
 const ACK_LOOP_FOR: Duration = Duration::from_secs(3);
 const ACK_LOOP_SETTLE: Duration = Duration::from_millis(1500);
@@ -100,29 +139,23 @@ pub async fn run(args: SelftestArgs) -> Result<i32> {
     let btf = Btf::from_sys_fs()?;
     let mut outcomes = Vec::new();
     for incident in INCIDENTS {
-        let outcome = check(incident, &btf).await.unwrap_or_else(|e| Outcome {
-            incident: incident.name,
-            reason: incident.reason,
-            status: Status::NotSeen,
-            detail: format!("could not reproduce: {e:#}"),
+        let outcome = check(incident, &btf).await.unwrap_or_else(|e| {
+            Outcome::new(incident.name, incident.reason, Status::NotSeen, format!("could not reproduce: {e:#}"))
         });
         outcomes.push(outcome);
     }
     for (name, reason, check) in HANDSHAKE_INCIDENTS {
-        let outcome = check(&btf).await.unwrap_or_else(|e| Outcome {
-            incident: name,
-            reason,
-            status: Status::NotSeen,
-            detail: format!("could not reproduce: {e:#}"),
-        });
+        let outcome = check(&btf)
+            .await
+            .unwrap_or_else(|e| Outcome::new(name, reason, Status::NotSeen, format!("could not reproduce: {e:#}")));
         outcomes.push(outcome);
     }
-    outcomes.push(check_ack_loop(&btf).await.unwrap_or_else(|e| Outcome {
-        incident: ACK_LOOP,
-        reason: "TCP_OLD_SEQUENCE",
-        status: Status::NotSeen,
-        detail: format!("could not reproduce: {e:#}"),
-    }));
+    for (name, reason, check) in FLOW_INCIDENTS {
+        let outcome = check(&btf)
+            .await
+            .unwrap_or_else(|e| Outcome::new(name, reason, Status::NotSeen, format!("could not reproduce: {e:#}")));
+        outcomes.push(outcome);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcomes)?);
     } else {
@@ -132,7 +165,7 @@ pub async fn run(args: SelftestArgs) -> Result<i32> {
 }
 
 async fn check(incident: &'static Incident, btf: &Btf) -> Result<Outcome> {
-    let outcome = |status, detail| Outcome { incident: incident.name, reason: incident.reason, status, detail };
+    let outcome = |status, detail| Outcome::new(incident.name, incident.reason, status, detail);
     let reason_exists = btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{}", incident.reason)).is_some();
     let missing_reason =
         format!("drop reason {} does not exist on this kernel; the tracepoint backend cannot see it", incident.reason);
@@ -154,11 +187,9 @@ async fn check(incident: &'static Incident, btf: &Btf) -> Result<Outcome> {
         .filter(|f| f.peer == client && f.variant == incident.variant)
         .map(|f| f.count)
         .sum();
-    Ok(if named == run.injected && named > 0 {
-        outcome(Status::Seen, format!("{named} of {} rejected segments attributed to {client}", run.injected))
-    } else {
-        outcome(Status::NotSeen, format!("{named} of {} rejected segments attributed to {client}", run.injected))
-    })
+    let status = if named == run.injected && named > 0 { Status::Seen } else { Status::NotSeen };
+    let detail = format!("{named} of {} rejected segments attributed to {client}", run.injected);
+    Ok(outcome(status, detail).scored(&report, &[&topo.server_ns]))
 }
 
 type HandshakeCheck = fn(&Btf) -> std::pin::Pin<Box<dyn Future<Output = Result<Outcome>> + '_>>;
@@ -167,9 +198,11 @@ type HandshakeCheck = fn(&Btf) -> std::pin::Pin<Box<dyn Future<Output = Result<O
 const HANDSHAKE_INCIDENTS: &[(&str, &str, HandshakeCheck)] = &[
     (NAT_INCIDENT, "TCP_RFC7323_TW_PAWS", |btf| Box::pin(check_nat(btf))),
     (OVERFLOW_INCIDENT, "none (TcpExtListenOverflows)", |_| Box::pin(check_overflow())),
+    (REPLAY_INCIDENT, "TCP_INVALID_SYN", |btf| Box::pin(check_replay(btf))),
 ];
 const NAT_INCIDENT: &str = "SYNs unanswered behind a real NAT (seed 002)";
 const OVERFLOW_INCIDENT: &str = "listener that never accepts";
+const REPLAY_INCIDENT: &str = "a live connection's SYN replayed (one host)";
 
 /// A session on the lab's namespace `netns` (all, if None) while `reproduce` runs; the reproduction's result
 /// is held until the report is made (it may hold the listener the report reads).
@@ -205,7 +238,7 @@ async fn check_nat(btf: &Btf) -> Result<Outcome> {
     let topo = Arc::new(scenario::NatTopology::new("stnat", 2, 0)?);
     let (report, run) = traced(&topo, Some(&topo.server_ns), scenario::nat_time_wait).await?;
     let nat = run.nat_addr.to_string();
-    let outcome = |status, detail| Outcome { incident: NAT_INCIDENT, reason: "TCP_RFC7323_TW_PAWS", status, detail };
+    let outcome = |status, detail| Outcome::new(NAT_INCIDENT, "TCP_RFC7323_TW_PAWS", status, detail);
     let clocks = report.findings.iter().any(|f| f.kind == "nat_timestamp_clocks" && f.peer == nat);
     let unanswered = finding_count(&report, "unanswered_syns", &nat, "time_wait_paws");
     let at_ingress = report.hooks.iter().any(|h| h.name == "conn_request" && h.active && !h.at_function());
@@ -215,13 +248,14 @@ async fn check_nat(btf: &Btf) -> Result<Outcome> {
         run.rejected_syns,
         if clocks { "told apart" } else { "not told apart" }
     );
-    Ok(if clocks && unanswered == run.rejected_syns {
+    let checked = if clocks && unanswered == run.rejected_syns {
         outcome(Status::Seen, detail)
     } else if clocks && !has_reason && !at_ingress {
         outcome(Status::Unsupported, format!("{detail}; SYNs are counted at the listener and this kernel gives PAWS against TIME_WAIT no drop reason"))
     } else {
         outcome(Status::NotSeen, detail)
-    })
+    };
+    Ok(checked.scored(&report, &[&topo.server_ns]))
 }
 
 async fn check_overflow() -> Result<Outcome> {
@@ -231,7 +265,36 @@ async fn check_overflow() -> Result<Outcome> {
     let named = finding_count(&report, "unanswered_syns", &client, "listen_overflow");
     let status = if named == run.unanswered_syns && named > 0 { Status::Seen } else { Status::NotSeen };
     let detail = format!("{named} of {} unanswered SYNs attributed to {client} on :{}", run.unanswered_syns, run.server.port());
-    Ok(Outcome { incident: OVERFLOW_INCIDENT, reason: "none (TcpExtListenOverflows)", status, detail })
+    Ok(Outcome::new(OVERFLOW_INCIDENT, "none (TcpExtListenOverflows)", status, detail).scored(&report, &[&topo.server_ns]))
+}
+
+/// One host whose SYN is replayed on its live 4-tuple: the replays are accounted for (challenge
+/// ACKs, TCP_CSUM), and no NAT is claimed.
+async fn check_replay(btf: &Btf) -> Result<Outcome> {
+    let reason = "TCP_INVALID_SYN";
+    let outcome = |status, detail| Outcome::new(REPLAY_INCIDENT, reason, status, detail);
+    if btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{reason}")).is_none() {
+        let detail = format!("drop reason {reason} does not exist on this kernel; the tracepoint backend cannot see it");
+        return Ok(outcome(Status::Unsupported, detail));
+    }
+    let topo = Arc::new(ReplayTopology::new("streplay")?);
+    let (report, run) = traced(&topo, Some(&topo.server_ns), scenario::syn_replay).await?;
+    let client = run.client.ip().to_string();
+    let nat_claimed = report.findings.iter().any(|f| f.kind == "nat_timestamp_clocks" && f.peer == client);
+    let unknown = finding_count(&report, "unanswered_syns", &client, "unknown");
+    let challenged: u64 = report
+        .syn_funnel
+        .iter()
+        .filter(|r| r.peer == client && r.port == run.server.port())
+        .map(|r| r.funnel.challenge_acks)
+        .sum();
+    let detail = format!(
+        "{challenged} of {} replayed SYNs answered by a challenge ACK; {}; {unknown} unexplained",
+        run.intact_replays,
+        if nat_claimed { "a NAT claimed" } else { "no NAT claimed" }
+    );
+    let status = if challenged == run.intact_replays && !nat_claimed && unknown == 0 { Status::Seen } else { Status::NotSeen };
+    Ok(outcome(status, detail).scored(&report, &[&topo.server_ns]))
 }
 
 /// Both ends of a loop must be named, each with out-of-window segments in and duplicate ACKs out.
@@ -239,7 +302,7 @@ async fn check_ack_loop(btf: &Btf) -> Result<Outcome> {
     // Which of the two sequence reasons each end sees depends on the flipped bit; both exist or
     // neither on any kernel.
     let reason = "TCP_OLD_SEQUENCE";
-    let outcome = |status, detail| Outcome { incident: ACK_LOOP, reason, status, detail };
+    let outcome = |status, detail| Outcome::new(ACK_LOOP, reason, status, detail);
     if btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{reason}")).is_none() {
         let detail = format!("drop reason {reason} does not exist on this kernel; the tracepoint backend cannot see it");
         return Ok(outcome(Status::Unsupported, detail));
@@ -262,7 +325,32 @@ async fn check_ack_loop(btf: &Btf) -> Result<Outcome> {
         })
         .count();
     let detail = format!("{named} of 2 ends of {} <-> {} named", run.client, run.server);
-    Ok(outcome(if named == 2 { Status::Seen } else { Status::NotSeen }, detail))
+    let status = if named == 2 { Status::Seen } else { Status::NotSeen };
+    Ok(outcome(status, detail).scored(&report, &[&topo.client_ns, &topo.server_ns]))
+}
+
+/// Spoofed out-of-window ACKs the server answers one by one: a flood, not a loop.
+async fn check_unthrottled_flood(btf: &Btf) -> Result<Outcome> {
+    let reason = "TCP_INVALID_SEQUENCE";
+    let outcome = |status, detail| Outcome::new(UNTHROTTLED_FLOOD, reason, status, detail);
+    if btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{reason}")).is_none() {
+        let detail = format!("drop reason {reason} does not exist on this kernel; the tracepoint backend cannot see it");
+        return Ok(outcome(Status::Unsupported, detail));
+    }
+    let topo = Arc::new(LoopTopology::new("stflood")?);
+    let (report, run) = traced(&topo, None, |topo| {
+        let run = scenario::unthrottled_oow_flood(topo, 200, ACK_LOOP_FOR)?;
+        std::thread::sleep(ACK_LOOP_SETTLE);
+        Ok(run)
+    })
+    .await?;
+    let peer = run.client.ip().to_string();
+    let flood = finding_count(&report, "out_of_window_flood", &peer, "unthrottled");
+    let in_lab = |f: &&crate::verdict::Finding| f.netns == topo.client_ns || f.netns == topo.server_ns;
+    let loops = report.findings.iter().filter(in_lab).filter(|f| f.kind == "ack_loop").count();
+    let detail = format!("{flood} of {} spoofed segments named an unthrottled flood; {loops} ACK loop(s) claimed", run.amount);
+    let status = if flood > 0 && loops == 0 { Status::Seen } else { Status::NotSeen };
+    Ok(outcome(status, detail).scored(&report, &[&topo.client_ns, &topo.server_ns]))
 }
 
 fn table(outcomes: &[Outcome]) -> String {
@@ -274,6 +362,7 @@ fn table(outcomes: &[Outcome]) -> String {
             Status::Unsupported => "unsupported",
         };
         out += &format!("  {:<50} {:<12} {}\n", o.incident, status, o.detail);
+        out += &scorecard::text(&o.scorecard);
     }
     out
 }

@@ -26,7 +26,7 @@ use crate::{
         Attribution, PcapSummary, PeerReport, Report,
         pcap::{self, PcapTarget, PcapWriter},
     },
-    verdict::paws,
+    verdict::{paws, scorecard},
 };
 
 #[derive(Clone, Debug)]
@@ -253,6 +253,7 @@ fn build(
             drops: &kernel_counts,
             syns: &aggregator.syns,
             peers: &aggregator.peers,
+            syn_drops: &aggregator.syn_drops,
             reasons,
             counters: &by_inode,
             netns_names: &names,
@@ -281,11 +282,20 @@ fn build(
         .chain(names.keys())
         .map(|inode| (*inode, display_name(*inode, &names, root)))
         .collect();
+    let peers = peer_reports(&kernel_counts, reasons, &names, root);
+    // Each finding beside the kernel facts it rests on (the scorecard), in the report itself.
+    let reasons_of = |peer: &str, netns: &str| {
+        peers.iter().filter(|p| p.addr == peer && p.netns == netns).flat_map(|p| p.by_reason.clone()).collect()
+    };
+    let rows = scorecard::score(&findings, &counters, &reasons_of);
+    for (finding, row) in findings.iter_mut().zip(rows) {
+        finding.kernel_facts = Some(row.facts);
+    }
     let report = Report {
         kernel: facts.release.clone(),
         duration_s: (duration_s * 10.0).round() / 10.0,
         hooks,
-        peers: peer_reports(&kernel_counts, reasons, &names, root),
+        peers,
         attribution: attribution(&kernel_counts, reasons, &names, root, &counters, &kernel_counter_names()),
         findings,
         counters,

@@ -74,7 +74,8 @@ impl FlowMonitor {
             .filter(|e| keep(&e.flow))
             .map(|e| {
                 let facts = self.facts.get(&e.flow.netns).cloned().unwrap_or_default();
-                ack_loop::finding(e, &name_of(e.flow.netns), &facts, &self.sources)
+                let other_end = e.other_end_netns.map(&name_of);
+                ack_loop::finding(e, &name_of(e.flow.netns), other_end.as_deref(), &facts, &self.sources)
             })
             .collect()
     }

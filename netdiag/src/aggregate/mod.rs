@@ -26,6 +26,10 @@ const MAX_PEERS: usize = 16384;
 const SWEEP_AT_LEAST: usize = MAX_PEERS / 4;
 /// Local endpoints remembered per peer and reason.
 const MAX_LOCALS: usize = 16;
+/// Samples of dropped SYNs kept in all, whatever the number of peers: the clocks and the funnel
+/// of the peers that matter need a few each, and a flood of spoofed sources must not multiply
+/// the memory per peer.
+const MAX_SYN_DROPS: usize = 8192;
 
 /// A remote address as seen from one network namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,6 +51,19 @@ pub struct PeerSamples {
     pub syn_ports: HashMap<u32, BTreeSet<u16>>,
 }
 
+/// The sample of one dropped SYN (without ACK). Samples, not counts: the kernel sends one per
+/// peer and reason every 250 ms per CPU at most, so counts from them are lower bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynDrop {
+    pub reason: u32,
+    pub sport: u16,
+    /// The local port the SYN was sent to.
+    pub dport: u16,
+    pub tsval: Option<u32>,
+    /// `bpf_ktime_get_ns` of the drop.
+    pub ts_ns: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct Aggregator {
     pub peers: HashMap<PeerId, PeerSamples>,
@@ -64,6 +81,11 @@ pub struct Aggregator {
     pub syns: SynSamples,
     /// Flows the SYN and drop samples showed.
     pub tuples: Tuples,
+    /// Dropped SYNs by peer, at most [`MAX_SYN_DROPS`] in all.
+    pub syn_drops: HashMap<PeerId, Vec<SynDrop>>,
+    syn_drops_kept: usize,
+    /// Dropped SYNs beyond [`MAX_SYN_DROPS`], not kept.
+    pub syn_drops_skipped: u64,
 }
 
 impl Aggregator {
@@ -106,6 +128,18 @@ impl Aggregator {
             let ports = samples.syn_ports.entry(event.reason).or_default();
             if ports.len() < MAX_LOCALS {
                 ports.insert(event.sport);
+            }
+            if self.syn_drops_kept < MAX_SYN_DROPS {
+                self.syn_drops_kept += 1;
+                self.syn_drops.entry(id).or_default().push(SynDrop {
+                    reason: event.reason,
+                    sport: event.sport,
+                    dport: event.dport,
+                    tsval: (event.has_timestamp != 0).then_some(event.tsval),
+                    ts_ns: event.ts_ns,
+                });
+            } else {
+                self.syn_drops_skipped += 1;
             }
         }
     }
@@ -199,6 +233,23 @@ mod tests {
         assert!(agg.peers_swept > 0);
         assert_eq!(agg.peers[&heavy].samples, u64::from(MAX_PEERS as u32 * 5).div_ceil(64));
         assert_eq!(agg.top_peer().map(|(id, _)| id), Some(heavy));
+    }
+
+    #[test]
+    fn dropped_syns_are_kept_bounded_in_all_whatever_the_number_of_peers() {
+        let mut agg = Aggregator::default();
+        for n in 0..(MAX_SYN_DROPS as u32 + 10) {
+            let mut syn = drop_from((n % 250) as u8, 5, 443);
+            syn.tcp_flags = tcp_flag::SYN;
+            syn.sport = n as u16;
+            syn.has_timestamp = 1;
+            syn.tsval = n;
+            agg.record_drop(&syn);
+        }
+        assert_eq!(agg.syn_drops.values().map(Vec::len).sum::<usize>(), MAX_SYN_DROPS);
+        assert_eq!(agg.syn_drops_skipped, 10);
+        let first = &agg.syn_drops[&PeerId { addr: "198.51.100.0".parse().unwrap(), netns: 7 }][0];
+        assert_eq!((first.reason, first.sport, first.dport, first.tsval), (5, 0, 443, Some(0)));
     }
 
     #[test]

@@ -14,8 +14,10 @@ pub const PAWS_REASONS: &[&str] =
     &["TCP_RFC7323_PAWS", "TCP_RFC7323_PAWS_ACK", "TCP_RFC7323_TW_PAWS", "TCP_RFC7323_TSECR"];
 
 /// Drop reasons of a handshake (SYN or its final ACK) that are not PAWS checks, for the SYN
-/// funnel.
-pub const HANDSHAKE_REASONS: &[&str] = &["TCP_LISTEN_OVERFLOW", "TCP_INVALID_SYN"];
+/// funnel: every way the kernel ends a SYN without a SYN-ACK and says why. `NO_SOCKET` is left
+/// to `--reason`: every scan of a closed port would fill the per-peer map with it.
+pub const HANDSHAKE_REASONS: &[&str] =
+    &["TCP_LISTEN_OVERFLOW", "TCP_INVALID_SYN", "TCP_CSUM", "TCP_FLAGS", "SOCKET_BACKLOG"];
 
 #[derive(Clone, Debug, Default)]
 pub struct ReasonTable {
@@ -95,10 +97,10 @@ impl ReasonTable {
     }
 }
 
-/// The PAWS reasons plus `extra` (`diagnose --reason`), each checked against the running
-/// kernel's drop reasons and spelled as the kernel does.
+/// The PAWS and handshake reasons plus `extra` (`diagnose --reason`), each checked against the
+/// running kernel's drop reasons and spelled as the kernel does.
 pub fn watched_with(extra: &[String]) -> Result<Vec<String>> {
-    let mut watched: Vec<String> = PAWS_REASONS.iter().map(|s| s.to_string()).collect();
+    let mut watched: Vec<String> = PAWS_REASONS.iter().chain(HANDSHAKE_REASONS).map(|s| s.to_string()).collect();
     if extra.is_empty() {
         return Ok(watched);
     }

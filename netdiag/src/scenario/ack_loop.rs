@@ -11,6 +11,9 @@
 //! * [`oow_flood`]: with the default limiter, spoofed pure ACKs far out of window on a live
 //!   connection at a steady rate; the server answers twice a second and counts the rest in
 //!   `TcpExtTCPACKSkippedSeq`.
+//! * [`unthrottled_oow_flood`]: the same with `tcp_invalid_ratelimit=0` at the server, which
+//!   then answers every spoofed segment: in equals out at the server, as in a loop, but the
+//!   client never sees our answers as out of window.
 //! * [`lossy_bulk`]: a bulk transfer through a router that drops and reorders segments: many
 //!   ordinary duplicate ACKs, none of them an ACK loop.
 use std::{
@@ -277,6 +280,16 @@ pub fn oow_flood(topo: &LoopTopology, rate_per_s: u32, duration: Duration) -> Re
     exchange(&mut connection.client, &mut connection.accepted, b"after")?;
     close_in_order(connection.client, connection.accepted)?;
     Ok(FlowRun { client_ns: topo.client_ns.clone(), server_ns: topo.server_ns.clone(), client: from, server: to, amount: count })
+}
+
+/// [`oow_flood`] with the server's limiter off (`tcp_invalid_ratelimit=0`, restored after), so
+/// it answers each spoofed segment with a duplicate ACK.
+pub fn unthrottled_oow_flood(topo: &LoopTopology, rate_per_s: u32, duration: Duration) -> Result<FlowRun> {
+    let original = topo.lab.read_sysctl(&topo.server_ns, RATELIMIT_SYSCTL)?;
+    topo.lab.sysctl(&topo.server_ns, RATELIMIT_SYSCTL, "0")?;
+    let run = oow_flood(topo, rate_per_s, duration);
+    topo.lab.sysctl(&topo.server_ns, RATELIMIT_SYSCTL, &original)?;
+    run
 }
 
 /// Sends `bytes` from client to server through a router that drops `loss_percent` of TCP

@@ -17,11 +17,12 @@ mod nat;
 mod ordinary;
 mod packet;
 mod paws;
+mod replay;
 mod wire;
 
 pub use ack_loop::{
     FlowRun, LOOP_CLIENT_V4, LOOP_SERVER_V4, LoopTopology, MAX_LOOP, RunningLoop, Speed, lossy_bulk, oow_flood,
-    start_ack_loop, start_ack_loop_at,
+    start_ack_loop, start_ack_loop_at, unthrottled_oow_flood,
 };
 pub use lab::{Lab, VethPair};
 pub use paws::{
@@ -37,6 +38,10 @@ pub use hostile::{
 
 pub use ordinary::{
     MAX_ORDINARY, ORDINARY_CLIENT_V4, ORDINARY_SERVER_V4, OrdinaryRun, OrdinaryTopology, Pinning, Workload, run_ordinary,
+};
+pub use replay::{
+    CORRUPT_REPLAYS, INTACT_REPLAYS, LOSSY_CONNECTIONS, REPLAY_CLIENT_V4, REPLAY_SERVER_V4, ReplayRun, ReplayTopology,
+    RetransmitRun, STALE_SEGMENTS, syn_replay, syn_replay_on_time_wait, syn_retransmissions,
 };
 
 pub use nat::{

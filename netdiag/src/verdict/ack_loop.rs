@@ -1,7 +1,15 @@
 //! ACK loops (seed 001): two hosts that each see the other's segments as out of window and
 //! answer every one with a duplicate ACK, which the other again finds out of window. And the
-//! lesser case, a peer that keeps sending out-of-window segments while `tcp_invalid_ratelimit`
-//! suppresses most of our answers.
+//! look-alikes: a peer that keeps sending out-of-window segments while `tcp_invalid_ratelimit`
+//! suppresses most of our answers, or while nothing suppresses them (`tcp_invalid_ratelimit=0`),
+//! so that one end sees as many in as out, just as in a loop.
+//!
+//! Counts at one end cannot tell a loop from an unthrottled flood: in both, every segment in is
+//! answered by one out. What tells them apart is the other end: in a loop it receives our
+//! duplicate ACKs as out of window and answers each. So a flow is called an `ack_loop` only
+//! when its other end is seen too (both ends local: the same 4-tuple, swapped, in another
+//! namespace, matching our rates the other way round in the same interval); one end alone
+//! answering everything is an `out_of_window_flood` of variant `unthrottled`.
 //!
 //! The detector is pure: it is fed the kernel's cumulative per-flow counts every half second
 //! ([`Detector::observe`]) and judges each interval, so its verdicts can be tested on recorded
@@ -10,6 +18,7 @@
 //! `ended` the end of its last.
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
+    net::SocketAddr,
     time::{Duration, SystemTime},
 };
 
@@ -76,15 +85,19 @@ impl Totals {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// Both ends seen, each answering the other.
     AckLoop,
+    /// Most answers suppressed by the limiter.
     OutOfWindowFlood,
+    /// Every segment answered, and no sign the segments answer ours.
+    UnthrottledFlood,
 }
 
 impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::AckLoop => "ack_loop",
-            Kind::OutOfWindowFlood => "out_of_window_flood",
+            Kind::OutOfWindowFlood | Kind::UnthrottledFlood => "out_of_window_flood",
         }
     }
 }
@@ -115,6 +128,13 @@ struct Interval {
     from: f64,
     to: f64,
     delta: Totals,
+    /// The other end's namespace and counts over the same interval, where it is local too.
+    other_end: Option<(u32, Totals)>,
+}
+
+/// Whether `a` and `b` are within a factor of two of each other.
+fn matched(a: u64, b: u64) -> bool {
+    a * 2 >= b && b * 2 >= a
 }
 
 impl Interval {
@@ -131,11 +151,14 @@ impl Interval {
         // match within a factor of two, what comes in is mostly the peer's own duplicate ACKs
         // (data segments out of window are answered too, but a loop carries none), and nothing
         // moves forward.
-        let answered_in_kind = dup as f64 / dt >= rules.min_rate && dup * 2 >= oow && oow * 2 >= dup;
+        let answered_in_kind = dup as f64 / dt >= rules.min_rate && matched(dup, oow);
         let acks_in = self.delta.oow_pure_ack * 2 >= oow;
         let stuck = self.delta.progress_out * 100 <= dup;
         if answered_in_kind && acks_in && stuck {
-            return Some(Kind::AckLoop);
+            // The other end rejects what we send and sends what we reject.
+            let answers_ours =
+                self.other_end.is_some_and(|(_, o)| matched(o.oow(), dup) && matched(o.dupacks_out, oow));
+            return Some(if answers_ours { Kind::AckLoop } else { Kind::UnthrottledFlood });
         }
         if self.delta.suppressed(rules.limiter_traced) * 2 >= oow {
             return Some(Kind::OutOfWindowFlood);
@@ -157,6 +180,8 @@ pub struct Episode {
     /// Counts over the qualifying intervals and the short gaps between them.
     pub totals: Totals,
     pub limiter_traced: bool,
+    /// A loop's other end: the namespace that holds the same connection the other way round.
+    pub other_end_netns: Option<u32>,
 }
 
 impl Episode {
@@ -221,20 +246,34 @@ impl Detector {
         self.last_at = at;
         let mut changes = Vec::new();
         let mut seen: HashSet<FlowId> = HashSet::with_capacity(flows.len());
+        let mut deltas: Vec<(FlowId, Totals)> = Vec::with_capacity(flows.len());
         for (flow, totals) in flows {
             seen.insert(*flow);
             if !self.tracks.contains_key(flow) && self.tracks.len() >= MAX_TRACKS {
                 continue;
             }
             let track = self.tracks.entry(*flow).or_default();
-            let delta = totals.since(&track.last);
+            deltas.push((*flow, totals.since(&track.last)));
             track.last = *totals;
-            let interval = Interval { from, to: at, delta };
-            changes.extend(step(&self.rules, *flow, track, interval, &mut self.over));
+        }
+        // Each connection's ends by (local, remote): the other end of ours is there swapped.
+        let by_ends: HashMap<(SocketAddr, SocketAddr), Vec<(u32, Totals)>> =
+            deltas.iter().fold(HashMap::new(), |mut all, (flow, delta)| {
+                all.entry((flow.local, flow.remote)).or_default().push((flow.netns, *delta));
+                all
+            });
+        for (flow, delta) in deltas {
+            let other_end = by_ends
+                .get(&(flow.remote, flow.local))
+                .and_then(|ends| ends.iter().find(|(netns, _)| *netns != flow.netns))
+                .copied();
+            let Some(track) = self.tracks.get_mut(&flow) else { continue };
+            let interval = Interval { from, to: at, delta, other_end };
+            changes.extend(step(&self.rules, flow, track, interval, &mut self.over));
         }
         // A flow evicted from the kernel map sends nothing any more: a quiet interval for it.
         for (flow, track) in self.tracks.iter_mut().filter(|(flow, _)| !seen.contains(flow)) {
-            let interval = Interval { from, to: at, delta: Totals::default() };
+            let interval = Interval { from, to: at, delta: Totals::default(), other_end: None };
             changes.extend(step(&self.rules, *flow, track, interval, &mut self.over));
         }
         self.tracks.retain(|flow, track| track.open.is_some() || !track.streak.is_empty() || seen.contains(flow));
@@ -253,7 +292,11 @@ impl Detector {
 fn step(rules: &Rules, flow: FlowId, track: &mut Track, interval: Interval, over: &mut Vec<Episode>) -> Option<Change> {
     let kind = interval.kind(rules);
     if let Some(episode) = &mut track.open {
-        if kind == Some(episode.kind) {
+        // A loop once proven by its other end stays one through an interval where that end's
+        // counts lagged (its programs skipped on a CPU the loop saturates).
+        let continues = kind == Some(episode.kind)
+            || (episode.kind == Kind::AckLoop && kind == Some(Kind::UnthrottledFlood));
+        if continues {
             for gap in track.quiet.drain(..) {
                 episode.totals.add(&gap.delta);
             }
@@ -296,6 +339,7 @@ fn step(rules: &Rules, flow: FlowId, track: &mut Track, interval: Interval, over
         last_active: last,
         totals,
         limiter_traced: rules.limiter_traced,
+        other_end_netns: (kind == Some(Kind::AckLoop)).then(|| interval.other_end.map(|(netns, _)| netns)).flatten(),
     };
     track.open = Some(episode.clone());
     Some(Change::Started(episode))
@@ -341,10 +385,17 @@ fn rounded(rate: f64) -> f64 {
 }
 
 /// One finding per episode.
-pub fn finding(episode: &Episode, netns: &str, facts: &NamespaceFacts, sources: &Sources) -> Finding {
+/// `other_end_netns`: the display name of a loop's other end.
+pub fn finding(
+    episode: &Episode,
+    netns: &str,
+    other_end_netns: Option<&str>,
+    facts: &NamespaceFacts,
+    sources: &Sources,
+) -> Finding {
     let t = &episode.totals;
     let (oow, dup, suppressed) = (t.oow(), t.dupacks_out, episode.suppressed());
-    let words = Words { episode, netns, facts };
+    let words = Words { episode, netns, other_end_netns, facts };
     let suppressed_source = if episode.limiter_traced {
         "tcp_oow_rate_limited return value (fexit/kretprobe), per flow"
     } else {
@@ -358,7 +409,7 @@ pub fn finding(episode: &Episode, netns: &str, facts: &NamespaceFacts, sources: 
     ]);
     Finding {
         kind: episode.kind.name(),
-        variant: t.why(),
+        variant: if episode.kind == Kind::UnthrottledFlood { "unthrottled" } else { t.why() },
         peer: episode.flow.remote.ip().to_string(),
         netns: netns.to_string(),
         local: vec![episode.flow.local.to_string()],
@@ -368,6 +419,8 @@ pub fn finding(episode: &Episode, netns: &str, facts: &NamespaceFacts, sources: 
         last_seen: rfc3339(episode.last_active),
         summary: words.summary(),
         advice: words.advice(),
+        evidence: Some(words.evidence()),
+        disproved_by: Some(words.disproved_by().to_string()),
         flow: Some(FlowFacts {
             peer_port: episode.flow.remote.port(),
             oow_in_per_s: rounded(episode.rate(oow)),
@@ -387,6 +440,7 @@ pub fn finding(episode: &Episode, netns: &str, facts: &NamespaceFacts, sources: 
 struct Words<'a> {
     episode: &'a Episode,
     netns: &'a str,
+    other_end_netns: Option<&'a str>,
     facts: &'a NamespaceFacts,
 }
 
@@ -412,6 +466,50 @@ impl Words<'_> {
         }
     }
 
+    /// The facts the finding rests on.
+    fn evidence(&self) -> Vec<String> {
+        let e = self.episode;
+        let t = &e.totals;
+        let mut facts = vec![format!(
+            "this end ({}): {:.0} out-of-window segments/s in ({} dropped with the kernel's out-of-window drop \
+             reasons, {} of them pure ACKs), {:.0} duplicate ACKs/s out, {:.0}/s suppressed, {} segments \
+             moving data out",
+            self.netns,
+            e.rate(t.oow()),
+            t.oow(),
+            t.oow_pure_ack,
+            e.rate(t.dupacks_out),
+            e.rate(e.suppressed()),
+            t.progress_out
+        )];
+        facts.push(match (e.kind, self.other_end_netns) {
+            (Kind::AckLoop, Some(other)) => format!(
+                "the other end ({other}) rejected our duplicate ACKs as out of window and answered as many, in the \
+                 same intervals"
+            ),
+            _ => "the connection's other end is not seen (another host, or a namespace outside the session's \
+                  filter): nothing shows whether it answers our duplicate ACKs"
+                .into(),
+        });
+        facts
+    }
+
+    /// What would prove the finding wrong.
+    fn disproved_by(&self) -> &'static str {
+        match self.episode.kind {
+            Kind::AckLoop => {
+                "data moving on the flow, or a capture showing the other end's segments are not answers to ours"
+            }
+            Kind::UnthrottledFlood => {
+                "the peer's segments following our duplicate ACKs one for one, each about a round-trip time later \
+                 (capture on both ends): then it is an ACK loop with an end on another host"
+            }
+            Kind::OutOfWindowFlood => {
+                "TcpExtTCPACKSkippedSeq / TcpExtTCPACKSkippedPAWS not rising while the segments come in"
+            }
+        }
+    }
+
     fn summary(&self) -> String {
         let e = self.episode;
         let (oow, dup, sup) = (e.rate(e.totals.oow()), e.rate(e.totals.dupacks_out), e.rate(e.suppressed()));
@@ -420,10 +518,26 @@ impl Words<'_> {
                 "Flow {} is in an ACK loop {}: {oow:.0} out-of-window segments/s in, {dup:.0} duplicate ACKs/s \
                  out, {sup:.0}/s suppressed by the limiter, and no data moving. The segments were out of window \
                  because {}; each duplicate ACK sent back is rejected the same way at the other end, which \
-                 answers it again.",
+                 answers it again. Both ends are on this host: namespace {} holds the same connection the other \
+                 way round and, in the same intervals, rejected as many of our duplicate ACKs and answered as \
+                 many.",
                 self.ends(),
                 self.when(),
-                self.why()
+                self.why(),
+                self.other_end_netns.unwrap_or("?")
+            ),
+            Kind::UnthrottledFlood => format!(
+                "{} keeps sending out-of-window segments on flow {} {}: {oow:.0}/s in, because {}, and this host \
+                 answers every one ({dup:.0} duplicate ACKs/s out, {sup:.0}/s suppressed: the limiter, \
+                 tcp_invalid_ratelimit, is not holding answers back). In equals out, as in an ACK loop, but \
+                 nothing shows that the segments answer ours: netdiag does not see the connection's other end \
+                 (on another host, or in a namespace outside this session's filter) reject our ACKs. It would be a loop if {} answered each of our duplicate ACKs \
+                 (its rate would follow the round-trip time); run netdiag there to tell.",
+                e.flow.remote,
+                self.ends(),
+                self.when(),
+                self.why(),
+                e.flow.remote.ip()
             ),
             Kind::OutOfWindowFlood => format!(
                 "{} keeps sending out-of-window segments on flow {} {}: {oow:.0}/s in, because {}; the \
@@ -471,6 +585,15 @@ impl Words<'_> {
                 b.ip(),
                 b.port()
             ),
+            Kind::UnthrottledFlood => format!(
+                "{} sends segments that do not fit this connection, and nothing here throttles the answers: a \
+                 misbehaving or hostile sender (blind injection, spoofed ACKs), or a peer or middlebox whose \
+                 sequence numbers or timestamps went wrong. Capture (`tcpdump -n 'host {} and port {}'`) to \
+                 see who sends them and whether they answer our ACKs.{ratelimit}{timestamps}",
+                b,
+                b.ip(),
+                b.port()
+            ),
             Kind::OutOfWindowFlood => format!(
                 "{} sends segments that do not fit this connection: blind injection (spoofed ACKs or \
                  resets), a peer or middlebox whose sequence numbers or timestamps went wrong, or a stale \
@@ -497,11 +620,22 @@ mod tests {
         }
     }
 
+    /// The same connection seen from its other end, in another namespace.
+    fn other_end() -> FlowId {
+        FlowId { netns: 8, local: flow().remote, remote: flow().local }
+    }
+
     /// Feeds per-interval rates (oow in, dupacks out, progress, suppressed by the limiter) every
     /// half second; returns the changes with the time they happened.
     fn replay(rules: Rules, rates: &[(u64, u64, u64, u64)]) -> (Detector, Vec<(f64, Change)>) {
+        replay_ends(rules, rates, false)
+    }
+
+    /// [`replay`] with the other end local too, mirroring: it rejects what we send and sends
+    /// what we reject. Returns this end's changes.
+    fn replay_ends(rules: Rules, rates: &[(u64, u64, u64, u64)], both: bool) -> (Detector, Vec<(f64, Change)>) {
         let mut detector = Detector::new(rules, 1000.0);
-        let mut totals = Totals::default();
+        let (mut totals, mut mirrored) = (Totals::default(), Totals::default());
         let mut changes = Vec::new();
         for (i, (oow, dup, progress, limited)) in rates.iter().enumerate() {
             totals.oow_sequence += oow / 2;
@@ -509,10 +643,21 @@ mod tests {
             totals.dupacks_out += dup / 2;
             totals.progress_out += progress / 2;
             totals.limiter_suppressed += limited / 2;
+            mirrored.oow_sequence += dup / 2;
+            mirrored.oow_pure_ack += dup / 2;
+            mirrored.dupacks_out += oow / 2;
             let at = 1000.0 + 0.5 * (i + 1) as f64;
-            changes.extend(detector.observe(at, &[(flow(), totals)]).into_iter().map(|c| (at, c)));
+            let flows = if both { vec![(flow(), totals), (other_end(), mirrored)] } else { vec![(flow(), totals)] };
+            let mine = detector.observe(at, &flows).into_iter().filter(|c| match c {
+                Change::Started(e) | Change::Ended(e) => e.flow == flow(),
+            });
+            changes.extend(mine.map(|c| (at, c)));
         }
         (detector, changes)
+    }
+
+    fn episodes_of(detector: &Detector, flow: FlowId) -> Vec<Episode> {
+        detector.episodes().into_iter().filter(|e| e.flow == flow).collect()
     }
 
     const LOOP: (u64, u64, u64, u64) = (150_000, 150_000, 0, 0);
@@ -523,12 +668,14 @@ mod tests {
         let mut rates = vec![IDLE; 2];
         rates.extend([LOOP; 8]);
         rates.extend([IDLE; 4]);
-        let (detector, changes) = replay(Rules::default(), &rates);
+        let (detector, changes) = replay_ends(Rules::default(), &rates, true);
         let Some((at, Change::Started(started))) = changes.first() else { panic!("{changes:?}") };
         assert_eq!(started.kind, Kind::AckLoop);
+        assert_eq!(started.other_end_netns, Some(8));
         assert_eq!(started.started, 1001.0, "the first qualifying interval started at 1001.0");
         assert!(*at - started.started <= 1.0, "named {} s after the loop began", at - started.started);
-        let episodes = detector.episodes();
+        assert_eq!(episodes_of(&detector, other_end()).len(), 1, "one finding per end");
+        let episodes = episodes_of(&detector, flow());
         assert_eq!(episodes.len(), 1);
         let e = &episodes[0];
         assert_eq!(e.ended, Some(1005.0));
@@ -540,14 +687,16 @@ mod tests {
 
     #[test]
     fn an_open_loop_has_no_end() {
-        let (detector, _) = replay(Rules::default(), &[LOOP; 6]);
-        let episodes = detector.episodes();
+        let (detector, _) = replay_ends(Rules::default(), &[LOOP; 6], true);
+        let episodes = episodes_of(&detector, flow());
         assert_eq!(episodes.len(), 1);
         assert_eq!(episodes[0].ended, None);
         let sources = Sources::new(("raw_tracepoint", "raw kfree_skb"), ("fentry", "tcp_send_dupack"));
         let facts = NamespaceFacts { tcp_invalid_ratelimit_ms: Some(0), ..Default::default() };
-        let f = finding(&episodes[0], "srv", &facts, &sources);
+        let f = finding(&episodes[0], "srv", Some("cli"), &facts, &sources);
         assert_eq!(f.kind, "ack_loop");
+        assert!(f.summary.contains("Both ends are on this host: namespace cli"), "{}", f.summary);
+        assert!(f.evidence.as_ref().unwrap()[1].starts_with("the other end (cli) rejected"), "{f:#?}");
         let facts = f.flow.as_ref().unwrap();
         assert_eq!(facts.ended, None);
         assert_eq!(facts.why, "sequence");
@@ -603,7 +752,7 @@ mod tests {
         assert_eq!(e.suppressed(), e.totals.oow() - e.totals.dupacks_out);
         let sources = Sources::new(("tracepoint", "skb:kfree_skb"), ("raw_tracepoint", "raw net_dev_queue"));
         let facts = NamespaceFacts { tcp_invalid_ratelimit_ms: Some(500), ..Default::default() };
-        let f = finding(e, "root", &facts, &sources);
+        let f = finding(e, "root", None, &facts, &sources);
         assert_eq!(f.kind, "out_of_window_flood");
         assert!(f.advice.contains("tcp_invalid_ratelimit=500"), "{}", f.advice);
         assert!((f.flow.unwrap().dupacks_suppressed_per_s - 198.0).abs() < 1.0);
@@ -650,5 +799,47 @@ mod tests {
     fn why_is_the_check_that_rejected_most() {
         assert_eq!(Totals { oow_timestamp: 9, oow_sequence: 1, ..Totals::default() }.why(), "timestamps");
         assert_eq!(Totals { oow_ack: 3, ..Totals::default() }.why(), "ack");
+    }
+
+    #[test]
+    fn one_end_answering_everything_is_an_unthrottled_flood_not_a_loop() {
+        let (detector, changes) = replay(Rules::default(), &[LOOP; 6]);
+        assert!(matches!(changes.first(), Some((_, Change::Started(e))) if e.kind == Kind::UnthrottledFlood));
+        let e = &detector.episodes()[0];
+        let facts = NamespaceFacts { tcp_invalid_ratelimit_ms: Some(0), ..Default::default() };
+        let sources = Sources::new(("raw_tracepoint", "raw kfree_skb"), ("raw_tracepoint", "raw net_dev_queue"));
+        let f = finding(e, "srv", None, &facts, &sources);
+        assert_eq!((f.kind, f.variant), ("out_of_window_flood", "unthrottled"));
+        assert_eq!(f.flow.as_ref().unwrap().why, "sequence");
+        assert!(f.summary.contains("nothing shows that the segments answer ours"), "{}", f.summary);
+        assert!(f.advice.contains("misbehaving or hostile sender"), "{}", f.advice);
+        assert!(f.evidence.as_ref().unwrap()[1].contains("other end is not seen"), "{f:#?}");
+        assert!(f.disproved_by.as_ref().unwrap().contains("round-trip time"), "{f:#?}");
+    }
+
+    #[test]
+    fn a_proven_loop_survives_an_interval_where_its_other_end_lagged() {
+        let mut detector = Detector::new(Rules::default(), 1000.0);
+        let loop_at = |i: u64| Totals { oow_sequence: 75_000 * i, oow_pure_ack: 75_000 * i, dupacks_out: 75_000 * i, ..Totals::default() };
+        for i in 1..=10u64 {
+            // For polls 5 to 7 (1.5 s) the other end counted nothing new, then resumed.
+            let other = loop_at(i.min(4) + i.saturating_sub(7));
+            detector.observe(1000.0 + 0.5 * i as f64, &[(flow(), loop_at(i)), (other_end(), other)]);
+        }
+        let mine = episodes_of(&detector, flow());
+        assert_eq!(mine.len(), 1, "{mine:#?}");
+        assert_eq!((mine[0].kind, mine[0].totals.oow()), (Kind::AckLoop, 10 * 75_000), "{mine:#?}");
+    }
+
+    #[test]
+    fn another_end_that_does_not_answer_in_kind_makes_no_loop() {
+        // The same 4-tuple the other way round in another namespace, but quiet: no loop.
+        let mut detector = Detector::new(Rules::default(), 1000.0);
+        for i in 1..=6u64 {
+            let ours = Totals { oow_sequence: 75_000 * i, oow_pure_ack: 75_000 * i, dupacks_out: 75_000 * i, ..Totals::default() };
+            detector.observe(1000.0 + 0.5 * i as f64, &[(flow(), ours), (other_end(), Totals::default())]);
+        }
+        let kinds: Vec<Kind> = episodes_of(&detector, flow()).iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [Kind::UnthrottledFlood]);
     }
 }

@@ -2,6 +2,7 @@
 pub mod ack_loop;
 pub mod nat_clocks;
 pub mod paws;
+pub mod scorecard;
 pub mod syn_funnel;
 
 use std::collections::BTreeMap;
@@ -40,9 +41,17 @@ pub struct Finding {
     /// `nat_timestamp_clocks`: how many timestamp clocks (hosts) at least hide behind the address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clocks: Option<usize>,
-    /// `nat_timestamp_clocks`: why those clocks cannot be one host's.
+    /// The facts the finding rests on (counters, drop reasons, packets, rates), in words; for
+    /// `nat_timestamp_clocks`, why those clocks cannot be one host's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<Vec<String>>,
+    /// What would prove the finding wrong, if seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disproved_by: Option<String>,
+    /// The kernel facts behind the finding, as the scorecard reads them (`verdict::scorecard`):
+    /// fact → what the kernel said. Empty: nothing the kernel reported backs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_facts: Option<BTreeMap<String, u64>>,
     /// Facts of a finding about one flow (`ack_loop`, `out_of_window_flood`), inline in the JSON.
     #[serde(flatten)]
     pub flow: Option<FlowFacts>,

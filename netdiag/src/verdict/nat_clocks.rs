@@ -4,6 +4,12 @@
 //! one line (other offsets, going backwards, another rate) come from several clocks — and
 //! several clocks on the same source port, or several clocks each shared by many ports, are
 //! several hosts: a NAT.
+//!
+//! A SYN proves a clock only if its TSval is new. A replayed SYN (a middlebox or an attacker
+//! resending a captured one) carries a TSval its clock already sent, and would otherwise read
+//! as a clock going backwards; SYNs the kernel dropped for what they are (on a connection it
+//! holds open, with a bad checksum) carry TSvals nothing vouches for. Those are left out, and
+//! the evidence says how many and why.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
@@ -51,12 +57,15 @@ pub struct PeerClocks {
     pub clocks: Vec<ClockEstimate>,
     /// Clocks that must belong to different hosts (0 or 1: no proof of several hosts).
     pub hosts_at_least: usize,
+    /// SYNs left out of the estimate, by why.
+    pub excluded: BTreeMap<String, usize>,
     /// Why, in words; empty when nothing is proven.
     pub evidence: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Point {
+    ts_ns: u64,
     t_s: f64,
     tsval: u32,
     sport: u16,
@@ -115,15 +124,73 @@ impl Line {
     }
 }
 
-/// Assigns each SYN, in arrival order, to the clock line it fits best, or starts a new one.
-fn lines(samples: &[SynSample]) -> Vec<Line> {
+/// SYNs the kernel dropped for what they are rather than for their timestamp, by (source
+/// port, TSval, `bpf_ktime_get_ns` of the drop) → drop reason: `TCP_INVALID_SYN` (a SYN on a
+/// connection this host holds open: a replay, or a 4-tuple reused while still live) and
+/// `TCP_CSUM` (a bad checksum: the TSval may be as corrupt as the rest).
+pub type Discarded = BTreeMap<(u16, u32, u64), String>;
+
+/// A SYN sample and a drop are the same packet if the drop follows the SYN's arrival within
+/// this (the same softirq, in practice microseconds): the original SYN of a replayed one,
+/// accepted earlier, carries the same port and TSval and must not be taken for it.
+const SAME_PACKET_NS: u64 = 50_000_000;
+
+/// The drop reason of the SYN that arrived at `p`, if the kernel dropped it for what it is.
+fn dropped<'a>(discarded: &'a Discarded, p: &Point) -> Option<&'a String> {
+    discarded.range((p.sport, p.tsval, p.ts_ns)..=(p.sport, p.tsval, p.ts_ns + SAME_PACKET_NS)).next().map(|(_, r)| r)
+}
+
+/// What the kernel did with one peer's SYNs, beside the SYN samples.
+#[derive(Clone, Debug, Default)]
+pub struct KernelVerdicts {
+    /// Source ports of SYNs rejected as older than the last connection on the same 4-tuple
+    /// (PAWS against TIME_WAIT).
+    pub time_wait_rejected_ports: BTreeSet<u16>,
+    /// The (source port, TSval) of those rejected SYNs that were sampled.
+    pub time_wait_rejected: BTreeSet<(u16, u32)>,
+    pub discarded: Discarded,
+}
+
+const REPEATED: &str = "repeated a TSval already seen from this address (a replay or retransmission of \
+                        an earlier SYN carries no clock of its own)";
+const IN_THE_PAST: &str = "lay within the TSvals one clock had already sent on the same source port (an \
+                           older SYN of that clock, replayed)";
+
+fn dropped_as(reason: &str) -> String {
+    format!("dropped by the kernel as {reason} (its TSval proves nothing)")
+}
+
+/// Whether `tsval` lies between the first and last TSval of `line`, in wrapping arithmetic.
+fn within(line: &Line, tsval: u32) -> bool {
+    tsval.wrapping_sub(line.first.tsval) <= line.last.tsval.wrapping_sub(line.first.tsval)
+}
+
+/// Assigns each SYN, in arrival order, to the clock line it fits best, or starts a new one;
+/// SYNs whose TSval proves nothing are counted in `excluded` instead.
+/// `replayed` gets the (source port, TSval) of the SYNs left out as repeats of a clock's past.
+fn lines(
+    samples: &[SynSample],
+    discarded: &Discarded,
+    excluded: &mut BTreeMap<String, usize>,
+    replayed: &mut BTreeSet<(u16, u32)>,
+) -> Vec<Line> {
     let mut points: Vec<Point> = samples
         .iter()
-        .filter_map(|s| Some(Point { t_s: s.ts_ns as f64 / 1e9, tsval: s.tsval?, sport: s.sport }))
+        .filter_map(|s| Some(Point { ts_ns: s.ts_ns, t_s: s.ts_ns as f64 / 1e9, tsval: s.tsval?, sport: s.sport }))
         .collect();
     points.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
+    let mut seen: BTreeSet<u32> = BTreeSet::new();
     let mut lines: Vec<Line> = Vec::new();
     for p in points {
+        if let Some(reason) = dropped(discarded, &p) {
+            *excluded.entry(dropped_as(reason)).or_default() += 1;
+            continue;
+        }
+        if !seen.insert(p.tsval) {
+            *excluded.entry(REPEATED.to_string()).or_default() += 1;
+            replayed.insert((p.sport, p.tsval));
+            continue;
+        }
         let best = lines
             .iter()
             .enumerate()
@@ -131,18 +198,35 @@ fn lines(samples: &[SynSample]) -> Vec<Line> {
             .min_by(|a, b| a.1.total_cmp(&b.1));
         match best {
             Some((i, _, hz)) => lines[i].add(p, hz),
+            None if lines.iter().any(|l| l.ports.contains(&p.sport) && within(l, p.tsval)) => {
+                *excluded.entry(IN_THE_PAST.to_string()).or_default() += 1;
+                replayed.insert((p.sport, p.tsval));
+            }
             None => lines.push(Line::new(p)),
         }
     }
     lines
 }
 
-/// The clocks of one peer and what they prove about the hosts behind it. `rejected_ports`: the
-/// source ports of SYNs the kernel rejected as older than the last connection on the same
-/// 4-tuple (PAWS against TIME_WAIT): time ran backwards across connections there, which one
-/// host's clock does not do.
-pub fn estimate(peer: &str, netns: &str, samples: &[SynSample], rejected_ports: &BTreeSet<u16>) -> PeerClocks {
-    let lines = lines(samples);
+/// The clocks of one peer and what they prove about the hosts behind it. A SYN the kernel
+/// rejected as older than the last connection on the same 4-tuple (PAWS against TIME_WAIT)
+/// shows time running backwards across connections, which one host's clock does not do —
+/// unless that SYN was a replay of the clock's own past.
+pub fn estimate(peer: &str, netns: &str, samples: &[SynSample], kernel: &KernelVerdicts) -> PeerClocks {
+    let mut excluded = BTreeMap::new();
+    let mut replayed = BTreeSet::new();
+    let lines = lines(samples, &kernel.discarded, &mut excluded, &mut replayed);
+    // A port whose every sampled rejection was a replay proves nothing.
+    let rejected_ports: BTreeSet<u16> = kernel
+        .time_wait_rejected_ports
+        .iter()
+        .copied()
+        .filter(|port| {
+            let mut sampled = kernel.time_wait_rejected.iter().filter(|(p, _)| p == port).peekable();
+            sampled.peek().is_none() || sampled.any(|r| !replayed.contains(r))
+        })
+        .collect();
+    let rejected_ports = &rejected_ports;
     let mut owners: HashMap<u16, Vec<usize>> = HashMap::new();
     for (i, line) in lines.iter().enumerate() {
         for port in &line.ports {
@@ -197,6 +281,10 @@ pub fn estimate(peer: &str, netns: &str, samples: &[SynSample], rejected_ports: 
         ));
     }
     let hosts = if rejected_ports.is_empty() { proven.len() } else { proven.len().max(2) };
+    if !excluded.is_empty() {
+        let left_out: Vec<String> = excluded.iter().map(|(why, n)| format!("{n} that {why}")).collect();
+        evidence.push(format!("SYNs left out: {}", left_out.join("; ")));
+    }
     let clocks = lines
         .iter()
         .enumerate()
@@ -217,6 +305,7 @@ pub fn estimate(peer: &str, netns: &str, samples: &[SynSample], rejected_ports: 
         clocks,
         hosts_at_least: if hosts > 1 { hosts } else { 0 },
         evidence: if hosts > 1 { evidence } else { Vec::new() },
+        excluded,
     }
 }
 
@@ -229,17 +318,17 @@ pub struct ClockFacts {
     pub tcp_tw_recycle: Option<u8>,
 }
 
-/// Clock estimates of every sampled peer; `rejected_ports` gives, per peer, the source ports
-/// of its SYNs PAWS rejected against TIME_WAIT.
+/// Clock estimates of every sampled peer; `kernel` gives, per peer, what the kernel did with
+/// its SYNs.
 pub fn all(
     syns: &SynSamples,
-    rejected_ports: &dyn Fn(&PeerId) -> BTreeSet<u16>,
+    kernel: &dyn Fn(&PeerId) -> KernelVerdicts,
     netns_name: impl Fn(u32) -> String,
 ) -> Vec<PeerClocks> {
     let mut out: Vec<PeerClocks> = syns
         .by_peer
         .iter()
-        .map(|(id, samples)| estimate(&id.addr.to_string(), &netns_name(id.netns), samples, &rejected_ports(id)))
+        .map(|(id, samples)| estimate(&id.addr.to_string(), &netns_name(id.netns), samples, &kernel(id)))
         .filter(|c| c.syns > 0)
         .collect();
     out.sort_by(|a, b| (&a.netns, &a.peer).cmp(&(&b.netns, &b.peer)));
@@ -288,6 +377,11 @@ pub fn findings(
                 advice: advice(&c.peer, &facts(id.map_or(0, |id| id.netns))),
                 clocks: Some(c.hosts_at_least),
                 evidence: Some(c.evidence.clone()),
+                disproved_by: Some(format!(
+                    "the TSvals proving it turning out to be one clock's (replayed or rewritten on the way): \
+                     capture the SYNs from {} and compare TSvals per source port",
+                    c.peer
+                )),
                 ..Finding::default()
             }
         })
@@ -354,7 +448,7 @@ mod tests {
         let mut samples = attempt(0, 5_000_000, 1000, 41000);
         samples.extend(attempt(5_000, 4_000_000_000, 1000, 41000));
         samples.extend(attempt(10_000, 5_000_000, 1000, 41000));
-        let c = estimate("198.51.100.7", "srv", &samples, &BTreeSet::new());
+        let c = estimate("198.51.100.7", "srv", &samples, &KernelVerdicts::default());
         assert_eq!(c.clocks.len(), 2, "{c:#?}");
         assert_eq!(c.hosts_at_least, 2);
         assert_eq!(c.clocks[0].syns, 6);
@@ -366,7 +460,7 @@ mod tests {
     fn one_host_with_a_random_offset_per_connection_proves_nothing() {
         let samples: Vec<SynSample> =
             (0..20u32).map(|i| syn(i as u64 * 300, i.wrapping_mul(0x9e37_79b9), 40000 + i as u16)).collect();
-        let c = estimate("203.0.113.2", "srv", &samples, &BTreeSet::new());
+        let c = estimate("203.0.113.2", "srv", &samples, &KernelVerdicts::default());
         assert_eq!(c.clocks.len(), 20);
         assert_eq!(c.hosts_at_least, 0);
         assert!(c.evidence.is_empty());
@@ -376,7 +470,7 @@ mod tests {
     fn one_host_clock_across_ports_is_one_clock() {
         let samples: Vec<SynSample> =
             (0..10u64).map(|i| syn(i * 700, (1_000_000 + i * 700 + i % 3) as u32, 40000 + i as u16)).collect();
-        let c = estimate("203.0.113.3", "srv", &samples, &BTreeSet::new());
+        let c = estimate("203.0.113.3", "srv", &samples, &KernelVerdicts::default());
         assert_eq!(c.clocks.len(), 1, "{c:#?}");
         assert_eq!(c.clocks[0].ports.len(), 10);
         assert_eq!(c.hosts_at_least, 0);
@@ -389,7 +483,7 @@ mod tests {
             samples.push(syn(i * 500, (10_000 + i * 500) as u32, 40000 + i as u16));
             samples.push(syn(i * 500 + 100, (900_000 + i * 500 + 100) as u32, 50000 + i as u16));
         }
-        let c = estimate("198.51.100.9", "srv", &samples, &BTreeSet::new());
+        let c = estimate("198.51.100.9", "srv", &samples, &KernelVerdicts::default());
         assert_eq!((c.clocks.len(), c.hosts_at_least), (2, 2), "{c:#?}");
         assert!((c.clocks[1].ahead_of_first_s - 890.0).abs() < 1.0, "{c:#?}");
     }
@@ -398,7 +492,7 @@ mod tests {
     fn a_clock_at_another_rate_is_told_apart() {
         let mut samples = attempt(0, 100, 1000, 41000);
         samples.extend(attempt(0, 5000, 100, 41000).into_iter().map(|s| SynSample { ts_ns: s.ts_ns + 1_000, ..s }));
-        let c = estimate("198.51.100.7", "srv", &samples, &BTreeSet::new());
+        let c = estimate("198.51.100.7", "srv", &samples, &KernelVerdicts::default());
         assert_eq!(c.clocks.len(), 2, "{c:#?}");
         let mut rates: Vec<f64> = c.clocks.iter().map(|k| k.hz.round()).collect();
         rates.sort_by(f64::total_cmp);
@@ -409,7 +503,7 @@ mod tests {
     #[test]
     fn a_clock_going_backwards_is_another_clock() {
         let samples = vec![syn(0, 50_000, 41000), syn(2000, 40_000, 41000)];
-        let c = estimate("198.51.100.7", "srv", &samples, &BTreeSet::new());
+        let c = estimate("198.51.100.7", "srv", &samples, &KernelVerdicts::default());
         assert_eq!(c.clocks.len(), 2);
         assert_eq!(c.hosts_at_least, 2);
         assert!(c.clocks[1].ahead_of_first_s < -10.0, "{c:#?}");
@@ -418,11 +512,81 @@ mod tests {
     #[test]
     fn a_syn_rejected_against_time_wait_is_time_going_backwards() {
         let samples = attempt(0, 7_000_000, 1000, 41000);
-        let alone = estimate("198.51.100.7", "srv", &samples, &BTreeSet::new());
+        let alone = estimate("198.51.100.7", "srv", &samples, &KernelVerdicts::default());
         assert_eq!((alone.clocks.len(), alone.hosts_at_least), (1, 0));
-        let rejected = estimate("198.51.100.7", "srv", &samples, &BTreeSet::from([41000]));
+        let rejected = estimate("198.51.100.7", "srv", &samples, &KernelVerdicts {
+            time_wait_rejected_ports: BTreeSet::from([41000]),
+            ..KernelVerdicts::default()
+        });
         assert_eq!(rejected.hosts_at_least, 2);
         assert!(rejected.evidence[0].contains("port(s) 41000"), "{:?}", rejected.evidence);
+    }
+
+    /// The issue's case: one client's SYN, then that very SYN replayed 3.6 s and 4.8 s later on
+    /// the live 4-tuple.
+    fn replayed(first: SynSample) -> Vec<SynSample> {
+        let later = |ms: u64| SynSample { ts_ns: first.ts_ns + ms * 1_000_000, ..first };
+        vec![first, later(3600), later(4800)]
+    }
+
+    #[test]
+    fn a_replayed_syn_is_no_second_clock() {
+        let c = estimate("198.51.100.2", "srv", &replayed(syn(0, 7_000_000, 41000)), &KernelVerdicts::default());
+        assert_eq!((c.clocks.len(), c.hosts_at_least), (1, 0), "{c:#?}");
+        assert_eq!(c.excluded.values().sum::<usize>(), 2, "{c:#?}");
+        assert!(c.excluded.keys().all(|why| why.contains("replay")), "{c:#?}");
+    }
+
+    #[test]
+    fn the_original_of_a_syn_whose_replay_the_kernel_dropped_still_counts() {
+        let discarded = Discarded::from([((41000, 7_000_000, 3_600_000_010), "TCP_INVALID_SYN".to_string())]);
+        let kernel = KernelVerdicts { discarded, ..KernelVerdicts::default() };
+        let c = estimate("198.51.100.2", "srv", &replayed(syn(0, 7_000_000, 41000)), &kernel);
+        assert_eq!((c.clocks.len(), c.syns, c.hosts_at_least), (1, 1, 0), "{c:#?}");
+        assert!(c.excluded.keys().any(|why| why.contains("TCP_INVALID_SYN")), "{c:#?}");
+    }
+
+    #[test]
+    fn an_older_syn_of_a_clock_replayed_is_its_past_not_another_clock() {
+        let mut samples = attempt(0, 7_000_000, 1000, 41000);
+        // The first SYN of the attempt (TSval 7_000_000) and one between, sent again later.
+        samples.push(syn(6000, 7_000_500, 41000));
+        let c = estimate("198.51.100.2", "srv", &samples, &KernelVerdicts::default());
+        assert_eq!((c.clocks.len(), c.hosts_at_least), (1, 0), "{c:#?}");
+        assert!(c.excluded.keys().any(|why| why.contains("same source port")), "{c:#?}");
+    }
+
+    #[test]
+    fn syns_the_kernel_dropped_as_invalid_or_corrupt_prove_nothing() {
+        let mut samples = attempt(0, 7_000_000, 1000, 41000);
+        samples.push(syn(5000, 123_456, 41000));
+        samples.push(syn(5500, 999_999_999, 41000));
+        let discarded = Discarded::from([
+            ((41000, 123_456, 5_000_000_000), "TCP_INVALID_SYN".to_string()),
+            ((41000, 999_999_999, 5_500_000_100), "TCP_CSUM".to_string()),
+        ]);
+        let c = estimate("198.51.100.2", "srv", &samples, &KernelVerdicts { discarded, ..KernelVerdicts::default() });
+        assert_eq!((c.clocks.len(), c.hosts_at_least), (1, 0), "{c:#?}");
+        assert_eq!(c.excluded.len(), 2, "{c:#?}");
+    }
+
+    #[test]
+    fn a_replay_rejected_against_time_wait_proves_nothing_but_a_new_clock_does() {
+        let original = syn(0, 7_000_000, 41000);
+        let replay = KernelVerdicts {
+            time_wait_rejected_ports: BTreeSet::from([41000]),
+            time_wait_rejected: BTreeSet::from([(41000, 7_000_000)]),
+            ..KernelVerdicts::default()
+        };
+        let c = estimate("198.51.100.2", "srv", &replayed(original), &replay);
+        assert_eq!(c.hosts_at_least, 0, "{c:#?}");
+        // Another host's SYN on the port, rejected: still proof, and what was left out is said.
+        let mut samples = replayed(original);
+        samples.push(syn(6000, 3_000_000_000, 41000));
+        let other = KernelVerdicts { time_wait_rejected: BTreeSet::from([(41000, 3_000_000_000)]), ..replay };
+        let c = estimate("198.51.100.2", "srv", &samples, &other);
+        assert_eq!(c.hosts_at_least, 2, "{c:#?}");
+        assert!(c.evidence.iter().any(|e| e.starts_with("SYNs left out: 2 that repeated")), "{:?}", c.evidence);
     }
 
     #[test]

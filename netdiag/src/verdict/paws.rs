@@ -103,6 +103,8 @@ struct Group {
     first_ns: u64,
     last_ns: u64,
     locals: BTreeSet<String>,
+    /// Drops by kernel reason name.
+    reasons: BTreeMap<String, u64>,
 }
 
 /// One `paws_rejections` finding per peer, namespace and variant, with the kernel's exact count.
@@ -116,6 +118,7 @@ pub fn findings(input: &Input) -> Vec<Finding> {
         };
         let group = groups.entry((peer, key.netns, variant)).or_default();
         group.count += stats.count;
+        *group.reasons.entry(reason.clone()).or_default() += stats.count;
         group.first_ns = if group.first_ns == 0 { stats.first_ns } else { group.first_ns.min(stats.first_ns) };
         group.last_ns = group.last_ns.max(stats.last_ns);
         let id = crate::aggregate::PeerId { addr: peer, netns: key.netns };
@@ -143,6 +146,19 @@ pub fn findings(input: &Input) -> Vec<Finding> {
                 rate_per_s: (rate * 1000.0).round() / 1000.0,
                 first_seen: input.clock.rfc3339(g.first_ns),
                 last_seen: input.clock.rfc3339(g.last_ns),
+                evidence: Some(
+                    g.reasons
+                        .iter()
+                        .map(|(reason, n)| {
+                            format!("{n} segments from {peer} dropped with kernel drop reason {reason} (counted per peer in a kernel map)")
+                        })
+                        .collect(),
+                ),
+                disproved_by: Some(format!(
+                    "the namespace's PAWS counters ({}) not rising with these drops, or the dropped segments \
+                     (--pcap) carrying TSvals no older than the connection's",
+                    PAWS_COUNTERS.join(", ")
+                )),
                 ..Finding::default()
             }
         })

@@ -20,9 +20,24 @@ const TCP_NEW_SYN_RECV: u8 = 12;
 
 /// Drop reasons that reject a SYN itself: no SYN-ACK follows.
 const SYN_REASONS: &[&str] = &["TCP_RFC7323_TW_PAWS", "TCP_INVALID_SYN"];
+/// Drop reasons the kernel gives any segment, SYNs among them: counted in the funnel where the
+/// socket was a listener or a request (only SYNs and handshake ACKs reach those), elsewhere as
+/// far as the drop samples show SYNs.
+const ANY_SEGMENT_REASONS: &[&str] = &["TCP_CSUM", "TCP_FLAGS", "SOCKET_BACKLOG", "NO_SOCKET"];
 /// Drop reasons that reject the handshake's final ACK: the SYN was answered, the connection
 /// never completes.
 const ACK_REASONS: &[&str] = &["TCP_LISTEN_OVERFLOW", "TCP_RFC7323_TSECR"];
+/// A SYN on a synchronized connection (RFC 5961 4.2): dropped with this reason, and answered
+/// with a challenge ACK unless the per-socket limit (tcp_invalid_ratelimit) holds it back.
+const CHALLENGED: &str = "TCP_INVALID_SYN";
+/// Challenge ACKs the namespace sent, SYNs' and in-window RSTs' alike: the SYNs' share is at
+/// most this.
+const CHALLENGE_ACKS_SENT: &str = "TcpExtTCPChallengeACK";
+
+/// Whether a drop reason ends SYNs without a SYN-ACK.
+fn ends_syns(reason: &str) -> bool {
+    SYN_REASONS.contains(&reason) || ANY_SEGMENT_REASONS.contains(&reason)
+}
 
 /// A counter the kernel raises for SYNs it may drop without a drop reason.
 struct SilentCause {
@@ -57,6 +72,22 @@ const SILENT_CAUSES: &[SilentCause] = &[
                 drop reason)",
         reason: Some("TCP_RFC7323_TW_PAWS"),
     },
+    // The drop reasons below are watched by default; the counters account for them where a
+    // kernel lacks the reason or the drops were not sampled.
+    SilentCause {
+        counter: "TcpInCsumErrors",
+        variant: "bad_checksum",
+        words: "bad TCP checksum: the segments were corrupted on the way, or forged (counted from \
+                TcpInCsumErrors)",
+        reason: Some("TCP_CSUM"),
+    },
+    SilentCause {
+        counter: "TcpExtTCPSYNChallenge",
+        variant: "invalid_syn",
+        words: "SYN on a connection this host holds open, answered with a challenge ACK or held back by \
+                the rate limit (counted from TcpExtTCPSYNChallenge)",
+        reason: Some("TCP_INVALID_SYN"),
+    },
     // Before 6.16 the kernel counted PAWS against TIME_WAIT in PAWSEstab; a SYN has no other
     // PAWS check to fail there (tcp_tw_recycle's went in 4.12).
     SilentCause {
@@ -76,9 +107,14 @@ pub struct Funnel {
     pub synacks: u64,
     pub synack_retransmits: u64,
     pub handshakes: u64,
-    /// SYNs that got no SYN-ACK: `syns - synacks`. A SYN resent for a request the server
-    /// already holds is answered by a retransmitted SYN-ACK, so retransmissions count as
-    /// answers; those the timer sends unasked can only make this smaller, never invent one.
+    /// SYNs on a connection this host holds open (`TCP_INVALID_SYN`) answered by a challenge
+    /// ACK (RFC 5961): at most the namespace's `TcpExtTCPChallengeACK` rise, shared out over
+    /// its rows in order.
+    pub challenge_acks: u64,
+    /// SYNs that got no answer: `syns - synacks - challenge_acks`. A SYN resent for a request
+    /// the server already holds is answered by a retransmitted SYN-ACK, so retransmissions
+    /// count as answers; those the timer sends unasked can only make this smaller, never
+    /// invent one.
     pub unanswered: u64,
     /// Drops by kernel reason name on this peer and port, handshake-related reasons only.
     pub drops: BTreeMap<String, u64>,
@@ -132,13 +168,16 @@ pub struct Input<'a> {
     /// SYNs are counted where they reach a listener (`tcp_conn_request` hooked), not as they
     /// arrive: those a TIME_WAIT socket rejected never get there and are added from the drops.
     pub syns_at_listener: bool,
+    /// Sampled drops that were SYNs, by peer, namespace inode, local port and reason name.
+    pub sampled_syn_drops: &'a HashMap<(IpAddr, u32, u16, String), u64>,
 }
 
 /// Whether a drop belongs to the handshake, and so to the funnel.
 fn handshake_drop(reason: &str, sk_state: u8) -> bool {
+    let at_listener = matches!(sk_state, TCP_LISTEN | TCP_NEW_SYN_RECV | TCP_SYN_RECV);
     SYN_REASONS.contains(&reason)
         || ACK_REASONS.contains(&reason)
-        || (reason == "TCP_RFC7323_PAWS" && matches!(sk_state, TCP_LISTEN | TCP_NEW_SYN_RECV | TCP_SYN_RECV))
+        || ((reason == "TCP_RFC7323_PAWS" || ANY_SEGMENT_REASONS.contains(&reason)) && at_listener)
 }
 
 /// The funnel of every peer on every port that has a listener (or completed a handshake):
@@ -170,6 +209,22 @@ pub fn rows(input: &Input) -> Vec<FunnelRow> {
             *f.drops.entry(reason).or_default() += stats.count;
         }
     }
+    // SYNs among drops of any segment on connections (a replayed SYN with a bad checksum):
+    // as many as were sampled, if more than the listener states counted.
+    for ((ip, netns, port, reason), sampled) in input.sampled_syn_drops {
+        if !ANY_SEGMENT_REASONS.contains(&reason.as_str()) {
+            continue;
+        }
+        if let Some(r) = rows.get_mut(&(*ip, *netns, *port)) {
+            let counted = r.funnel.drops.entry(reason.clone()).or_default();
+            *counted = (*counted).max(*sampled);
+        }
+    }
+    let mut challenge_budget: HashMap<u32, u64> = input
+        .counters
+        .iter()
+        .map(|(inode, c)| (*inode, c.get(CHALLENGE_ACKS_SENT).copied().unwrap_or(0)))
+        .collect();
     rows.into_values()
         .filter_map(|mut r| {
             let listeners: Vec<String> = input
@@ -187,7 +242,11 @@ pub fn rows(input: &Input) -> Vec<FunnelRow> {
             if input.syns_at_listener {
                 r.funnel.syns += SYN_REASONS.iter().map(|n| r.funnel.drops.get(*n).copied().unwrap_or(0)).sum::<u64>();
             }
-            r.funnel.unanswered = r.funnel.syns.saturating_sub(r.funnel.synacks);
+            let budget = challenge_budget.entry(r.netns_inode).or_default();
+            let challenged = r.funnel.drops.get(CHALLENGED).copied().unwrap_or(0);
+            r.funnel.challenge_acks = challenged.min(*budget);
+            *budget -= r.funnel.challenge_acks;
+            r.funnel.unanswered = r.funnel.syns.saturating_sub(r.funnel.synacks + r.funnel.challenge_acks);
             Some(r)
         })
         .collect()
@@ -237,6 +296,10 @@ fn cause_of(reason: &str) -> Cause {
         }
         "TCP_RFC7323_TSECR" => ("handshake_tsecr", "the handshake's ACK echoed a timestamp this host never sent"),
         "TCP_RFC7323_PAWS" => ("handshake_paws", "PAWS during the handshake"),
+        "TCP_CSUM" => ("bad_checksum", "bad TCP checksum (corrupted on the way, or forged)"),
+        "TCP_FLAGS" => ("invalid_flags", "a flag combination a listener refuses (SYN with FIN)"),
+        "SOCKET_BACKLOG" => ("socket_backlog", "the socket's backlog was full (its owner held it too long)"),
+        "NO_SOCKET" => ("no_socket", "no socket for the address and port (answered with an RST)"),
         other => {
             return SILENT_CAUSES
                 .iter()
@@ -278,12 +341,18 @@ pub fn findings(
     let mut found = Vec::new();
     for r in order {
         let f = &r.funnel;
-        let syn_dropped: u64 = SYN_REASONS.iter().map(|n| f.drops.get(*n).copied().unwrap_or(0)).sum();
-        let ack_dropped: u64 = f.drops.iter().filter(|(n, _)| !SYN_REASONS.contains(&n.as_str())).map(|(_, c)| c).sum();
+        // SYNs answered by a challenge ACK are answered: only the rest of their drops explain
+        // unanswered SYNs.
+        let syn_dropped: u64 =
+            f.drops.iter().filter(|(n, _)| ends_syns(n)).map(|(_, c)| c).sum::<u64>() - f.challenge_acks;
+        let ack_dropped: u64 = f.drops.iter().filter(|(n, _)| !ends_syns(n)).map(|(_, c)| c).sum();
         if f.unanswered == 0 && ack_dropped == 0 {
             continue;
         }
         let mut drops = f.drops.clone();
+        if f.challenge_acks > 0 {
+            drops.insert(CHALLENGE_ACKS_SENT.to_string(), f.challenge_acks);
+        }
         let mut unexplained = f.unanswered.saturating_sub(syn_dropped);
         for cause in SILENT_CAUSES {
             let left = silent.entry((r.netns_inode, cause.counter)).or_default();
@@ -294,7 +363,14 @@ pub fn findings(
                 unexplained -= taken;
             }
         }
-        let main = drops.iter().max_by_key(|(_, c)| **c).map(|(n, _)| n.clone());
+        // The cause is what explains most of the SYNs left without an answer.
+        let main = drops
+            .iter()
+            .filter(|(n, _)| n.as_str() != CHALLENGE_ACKS_SENT)
+            .map(|(n, c)| (n, if n == CHALLENGED { c - f.challenge_acks } else { *c }))
+            .filter(|(_, c)| *c > 0)
+            .max_by_key(|(_, c)| *c)
+            .map(|(n, _)| n.clone());
         let cause = main.as_deref().map(cause_of).unwrap_or(Cause {
             variant: "unknown",
             words: "no drop reason and no counter explains it".to_string(),
@@ -318,11 +394,40 @@ pub fn findings(
             listener_port: Some(r.port),
             funnel: Some(f.clone()),
             reason: Some(cause.words.clone()),
+            evidence: Some(evidence(r, &drops, unexplained)),
+            disproved_by: Some(if cause.variant == "unknown" {
+                "a drop reason netdiag does not watch (`--reason NAME`) or a counter rising for these SYNs, or \
+                 SYN-ACKs for them leaving this host (capture)"
+                    .to_string()
+            } else {
+                format!(
+                    "SYN-ACKs to {} for these SYNs leaving this host (capture), or the drop reasons and counters \
+                     named not rising",
+                    r.peer
+                )
+            }),
             drops: Some(drops),
             ..Finding::default()
         });
     }
     found
+}
+
+/// The facts an `unanswered_syns` finding rests on, in words.
+fn evidence(r: &FunnelRow, drops: &BTreeMap<String, u64>, unexplained: u64) -> Vec<String> {
+    let f = &r.funnel;
+    let mut facts = vec![format!(
+        "SYN funnel on :{} (kernel programs): {} SYNs in, {} SYN-ACKs out, {} challenge ACKs, {} handshakes",
+        r.port, f.syns, f.synacks, f.challenge_acks, f.handshakes
+    )];
+    for (name, n) in drops {
+        let what = if name.starts_with("Tcp") { "namespace counter" } else { "kernel drop reason" };
+        facts.push(format!("{what} {name}: {n}"));
+    }
+    if unexplained > 0 {
+        facts.push(format!("{unexplained} SYNs with no answer, drop reason or counter that accounts for them"));
+    }
+    facts
 }
 
 fn summary(r: &FunnelRow, cause: &Cause, nat: bool, unexplained: u64) -> String {
@@ -338,9 +443,18 @@ fn summary(r: &FunnelRow, cause: &Cause, nat: bool, unexplained: u64) -> String 
     } else {
         String::new()
     };
+    let challenged = if f.challenge_acks > 0 {
+        format!(
+            " {} SYNs on connections this host holds open were answered with a challenge ACK (RFC 5961; \
+             TCP_INVALID_SYN drops, TcpExtTCPChallengeACK) and are not counted as unanswered.",
+            f.challenge_acks
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{lead} {} of {} SYNs got no SYN-ACK; {} SYN-ACKs were sent ({} retransmitted) and {} handshakes \
-         completed.{unexplained} To {} the server looks dead or slow.",
+        "{lead} {} of {} SYNs got no answer; {} SYN-ACKs were sent ({} retransmitted) and {} handshakes \
+         completed.{challenged}{unexplained} To {} the server looks dead or slow.",
         f.unanswered, f.syns, f.synacks, f.synack_retransmits, f.handshakes, r.peer
     )
 }
@@ -387,14 +501,34 @@ fn advice(r: &FunnelRow, variant: &str, listener: Option<&ListenerInfo>, nat: bo
             "{peer} sends SYNs on connections that are already synchronized (a middlebox replaying SYNs, or a \
              client reusing a 4-tuple this host still holds open). Capture: `tcpdump -n 'host {peer} and port {port}'`."
         ),
+        "bad_checksum" => format!(
+            "The kernel dropped these SYNs from {peer} because their TCP checksum was wrong \
+             (TcpInCsumErrors): a link, NIC or middlebox corrupting packets, or forged or replayed SYNs \
+             with a broken checksum. Compare `ip -s link` error counts on the path and capture: \
+             `tcpdump -vv -n 'host {peer} and port {port}'` shows `incorrect` checksums."
+        ),
+        "invalid_flags" => format!(
+            "{peer} sends SYNs with flags no handshake uses (SYN with FIN): a scanner or a broken stack. \
+             Capture: `tcpdump -n 'host {peer} and port {port}'`."
+        ),
+        "socket_backlog" => format!(
+            "Segments for :{port} found their socket's backlog full: the application held the socket lock \
+             too long. Check the process serving :{port} for stalls."
+        ),
+        "no_socket" => format!(
+            "No socket matched the SYNs' destination (answered with an RST): the listener on :{port} is \
+             bound to another address, or was not there at the time."
+        ),
         "handshake_tsecr" | "handshake_paws" => format!(
             "A device between {peer} and this host rewrites TCP timestamps, or several hosts share the address \
              and 4-tuple. Compare the SYN-ACK's TSval with the final ACK's TSecr in a capture on both sides."
         ),
         _ => format!(
-            "The kernel gave no reason. Check the firewall and reverse-path filter for :{port} (`nft list \
-             ruleset`, net.ipv4.conf.*.rp_filter) and capture SYN-ACKs leaving: \
-             `tcpdump -ni any 'host {peer} and tcp[tcpflags] & tcp-syn != 0'`."
+            "Nothing the kernel reported accounts for these SYNs: no drop reason netdiag watches, no counter, \
+             no answer. They may end where netdiag does not look; candidates to check, not findings: a netfilter \
+             rule (`nft list ruleset`), the reverse-path filter (net.ipv4.conf.*.rp_filter), a drop reason \
+             netdiag can be told to watch (`--reason NAME`). Capture what leaves: \
+             `tcpdump -ni any 'host {peer} and port {port} and tcp[tcpflags] & tcp-syn != 0'`."
         ),
     }
 }
@@ -428,7 +562,12 @@ mod tests {
     }
 
     fn reasons() -> ReasonTable {
-        ReasonTable::from_symbols(&[(38, "TCP_RFC7323_TW_PAWS".into()), (40, "TCP_LISTEN_OVERFLOW".into())])
+        ReasonTable::from_symbols(&[
+            (38, "TCP_RFC7323_TW_PAWS".into()),
+            (40, "TCP_LISTEN_OVERFLOW".into()),
+            (46, "TCP_INVALID_SYN".into()),
+            (5, "TCP_CSUM".into()),
+        ])
     }
 
     fn run(
@@ -447,6 +586,17 @@ mod tests {
         counters: Counters,
         nat: bool,
     ) -> (Vec<FunnelRow>, Vec<Finding>) {
+        run_sampled(funnel, syns_seen, drops, counters, nat, HashMap::new())
+    }
+
+    fn run_sampled(
+        funnel: &[(FunnelKey, PeerStats)],
+        syns_seen: &[(SynKey, PeerStats)],
+        drops: &[(PeerKey, PeerStats)],
+        counters: Counters,
+        nat: bool,
+        sampled_syn_drops: HashMap<(IpAddr, u32, u16, String), u64>,
+    ) -> (Vec<FunnelRow>, Vec<Finding>) {
         let reasons = reasons();
         let listeners = HashMap::from([(NS, vec![listener(443), listener(8443)])]);
         let counters = HashMap::from([(NS, counters)]);
@@ -460,6 +610,7 @@ mod tests {
             counters: &counters,
             netns_names: &names,
             syns_at_listener: !syns_seen.is_empty(),
+            sampled_syn_drops: &sampled_syn_drops,
         };
         let rows = rows(&input);
         let nat_peers: BTreeSet<(String, String)> =
@@ -588,6 +739,61 @@ mod tests {
         let funnel = [stage(4, 443, funnel_stage::SYN_IN, 2)];
         let (_, found) = run(&funnel, &[], Counters::new(), false);
         assert_eq!(found[0].variant, "unknown");
+        assert!(found[0].advice.contains("candidates to check, not findings"), "{}", found[0].advice);
         assert!(found[0].summary.contains("2 of the unanswered SYNs have no drop reason"), "{}", found[0].summary);
+    }
+
+    /// The issue's replay: a live connection's SYN sent again twice intact (challenge ACKs) and
+    /// once with a broken checksum, on the established 4-tuple.
+    fn replayed_syns(counters: Counters) -> (Vec<FunnelRow>, Vec<Finding>) {
+        const TCP_ESTABLISHED: u8 = 1;
+        let funnel = [
+            stage(2, 443, funnel_stage::SYN_IN, 4),
+            stage(2, 443, funnel_stage::SYNACK_OUT, 1),
+            stage(2, 443, funnel_stage::HANDSHAKE_DONE, 1),
+        ];
+        let drops = [drop(2, 443, 46, TCP_ESTABLISHED, 2), drop(2, 443, 5, TCP_ESTABLISHED, 1)];
+        let sampled = HashMap::from([((IpAddr::from([198, 51, 100, 2]), NS, 443, "TCP_CSUM".to_string()), 1)]);
+        run_sampled(&funnel, &[], &drops, counters, false, sampled)
+    }
+
+    #[test]
+    fn syns_answered_by_a_challenge_ack_are_answered_and_a_corrupt_one_is_named() {
+        let (rows, found) = replayed_syns(Counters::from([
+            ("TcpExtTCPChallengeACK".into(), 2),
+            ("TcpExtTCPSYNChallenge".into(), 2),
+            ("TcpInCsumErrors".into(), 1),
+        ]));
+        assert_eq!((rows[0].funnel.challenge_acks, rows[0].funnel.unanswered), (2, 1), "{rows:#?}");
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let f = &found[0];
+        assert_eq!((f.variant, f.count), ("bad_checksum", 1), "{f:#?}");
+        let drops = f.drops.as_ref().unwrap();
+        assert_eq!((drops["TCP_CSUM"], drops["TcpExtTCPChallengeACK"]), (1, 2), "{drops:?}");
+        assert!(f.summary.contains("2 SYNs on connections this host holds open were answered with a challenge ACK"));
+        assert!(!f.summary.contains("no drop reason"), "{}", f.summary);
+        let evidence = f.evidence.as_ref().unwrap();
+        assert!(evidence.iter().any(|e| e == "kernel drop reason TCP_CSUM: 1"), "{evidence:?}");
+        assert!(evidence[0].contains("4 SYNs in, 1 SYN-ACKs out, 2 challenge ACKs"), "{evidence:?}");
+        assert!(f.disproved_by.as_ref().unwrap().contains("SYN-ACKs to 198.51.100.2"), "{f:#?}");
+    }
+
+    #[test]
+    fn a_challenge_ack_the_rate_limit_held_back_is_no_answer_but_still_explained() {
+        let (rows, found) = replayed_syns(Counters::from([("TcpExtTCPChallengeACK".into(), 1)]));
+        assert_eq!((rows[0].funnel.challenge_acks, rows[0].funnel.unanswered), (1, 2), "{rows:#?}");
+        let f = &found[0];
+        assert_ne!(f.variant, "unknown", "{f:#?}");
+        assert!(!f.summary.contains("no drop reason"), "{}", f.summary);
+    }
+
+    #[test]
+    fn without_sampled_syns_a_checksum_drop_on_a_connection_is_not_taken_for_a_syn() {
+        const TCP_ESTABLISHED: u8 = 1;
+        let funnel = [stage(2, 443, funnel_stage::SYN_IN, 1), stage(2, 443, funnel_stage::SYNACK_OUT, 1)];
+        let drops = [drop(2, 443, 5, TCP_ESTABLISHED, 3)];
+        let (rows, found) = run(&funnel, &drops, Counters::new(), false);
+        assert!(rows[0].funnel.drops.is_empty(), "{rows:#?}");
+        assert!(found.is_empty(), "{found:#?}");
     }
 }
