@@ -133,6 +133,7 @@ pub async fn run(args: PeerArgs) -> Result<i32> {
         peer: Some(filter),
         port: args.port,
         netns: args.netns.clone(),
+        workload: None,
         hooks: hooks::Options {
             backend: args.backend,
             watched_reasons: defaults.watched_reasons.iter().cloned().chain(OUT_OF_WINDOW_REASONS.iter().map(|r| r.to_string())).collect(),

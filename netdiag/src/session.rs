@@ -26,7 +26,8 @@ use crate::{
         Attribution, PcapSummary, PeerReport, Report,
         pcap::{self, PcapTarget, PcapWriter},
     },
-    verdict::paws,
+    verdict::{Finding, paws},
+    workload::{self, Table, Workloads},
 };
 
 #[derive(Clone, Debug)]
@@ -37,6 +38,8 @@ pub struct DiagnoseOptions {
     pub port: Option<u16>,
     /// Only this namespace (`root` or an `ip netns` name); all when `None`.
     pub netns: Option<String>,
+    /// Only the namespace of this container or pod (`--container`, `--pod`).
+    pub workload: Option<workload::Selector>,
     pub hooks: hooks::Options,
     /// Write the headers of dropped segments here as pcapng.
     pub pcap: Option<PcapTarget>,
@@ -77,7 +80,11 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
     // Registered before anything attaches: Ctrl-C or SIGTERM (kill, systemd, timeout) at any
     // moment after this ends the session with a report instead of killing the process.
     let stop_signals = StopSignals::register()?;
-    let netns_filter = opts.netns.as_deref().map(netns_inode_by_name).transpose()?;
+    let netns_filter = match (&opts.netns, &opts.workload) {
+        (Some(name), _) => Some(netns_inode_by_name(name)?),
+        (None, Some(selected)) => Some(selected.netns()?),
+        (None, None) => None,
+    };
     // Before attaching: a file that cannot be created is the user's to fix, and says so at once.
     let pcap_writer = opts.pcap.as_ref().map(PcapWriter::create).transpose()?;
     let mut watch_counters = CounterWatch::start()?;
@@ -104,13 +111,15 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
         opts.duration.as_secs_f64()
     );
     let mut flows = FlowMonitor::new(&probes.hooks);
+    let mut workloads = Workloads::default();
     let mut poll_flows = || {
         if let Err(e) = flows.poll(&probes) {
             log::warn!("reading per-flow counts: {e:#}");
         }
         flows.namespaces()
     };
-    wait_for_end(opts.duration, stop_signals, done, &aggregator, &mut watch_counters, started, &mut poll_flows).await;
+    wait_for_end(opts.duration, stop_signals, done, &aggregator, &mut watch_counters, &mut workloads, started, &mut poll_flows)
+        .await;
     poll_flows();
 
     let _ = stop_tx.send(true);
@@ -125,7 +134,8 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
         netns: netns_filter.into_iter().collect(),
     };
     let aggregator = aggregator.lock().unwrap_or_else(|e| e.into_inner());
-    let (mut report, netns_names) = build(&probes, &aggregator, &flows, &mut watch_counters, &filter, started)?;
+    let (mut report, netns_names) =
+        build(&probes, &aggregator, &flows, &mut watch_counters, &filter, workloads.settle(), started)?;
     report.pcap = opts.pcap.as_ref().zip(pcap_packets).map(|(target, packets)| PcapSummary {
         path: target.path.display().to_string(),
         packets,
@@ -183,16 +193,18 @@ impl ReportFilter {
 
 /// The report of everything gathered since `started`: the kernel's per-peer maps and program
 /// stats as they are now, the samples, and the counter deltas. `diagnose` calls it once at the
-/// end, `agent` every cycle, so both see the same findings from every detector.
+/// end, `agent` every cycle, so both see the same findings from every detector. Findings and
+/// peers are given the workloads `workloads` knows.
 pub fn build_report(
     probes: &Probes,
     aggregator: &Aggregator,
     flows: &FlowMonitor,
     watch_counters: &mut CounterWatch,
     filter: &ReportFilter,
+    workloads: &Table,
     started: Instant,
 ) -> Result<Report> {
-    Ok(build(probes, aggregator, flows, watch_counters, filter, started)?.0)
+    Ok(build(probes, aggregator, flows, watch_counters, filter, workloads, started)?.0)
 }
 
 /// [`build_report`], and the display names of the namespaces it spoke of, by inode.
@@ -202,6 +214,7 @@ fn build(
     flows: &FlowMonitor,
     watch_counters: &mut CounterWatch,
     filter: &ReportFilter,
+    workloads: &Table,
     started: Instant,
 ) -> Result<(Report, HashMap<u32, String>)> {
     // Stats, then the map: a peer inserted in between is present but not counted as inserted,
@@ -281,11 +294,16 @@ fn build(
         .chain(names.keys())
         .map(|inode| (*inode, display_name(*inode, &names, root)))
         .collect();
+    attribute(&mut findings, &shown, workloads);
+    let mut peers = peer_reports(&kernel_counts, reasons, &names, root);
+    for peer in &mut peers {
+        peer.workload = inode_named(&peer.netns, &shown).and_then(|inode| workloads.of(inode)).cloned();
+    }
     let report = Report {
         kernel: facts.release.clone(),
         duration_s: (duration_s * 10.0).round() / 10.0,
         hooks,
-        peers: peer_reports(&kernel_counts, reasons, &names, root),
+        peers,
         attribution: attribution(&kernel_counts, reasons, &names, root, &counters, &kernel_counter_names()),
         findings,
         counters,
@@ -297,6 +315,24 @@ fn build(
         timestamp_clocks: handshakes.clocks,
     };
     Ok((report, shown))
+}
+
+/// Gives each finding the workload behind its namespace and, when one local workload holds the
+/// peer's address, the peer's.
+fn attribute(findings: &mut [Finding], shown: &HashMap<u32, String>, workloads: &Table) {
+    for finding in findings {
+        let Some(inode) = inode_named(&finding.netns, shown) else { continue };
+        finding.workload = workloads.of(inode).cloned();
+        finding.peer_workload =
+            finding.peer.parse().ok().and_then(|addr| workloads.holding(addr, inode)).cloned();
+    }
+}
+
+/// The inode of a namespace as the report names it.
+fn inode_named(name: &str, shown: &HashMap<u32, String>) -> Option<u32> {
+    name.strip_prefix("inode:")
+        .and_then(|n| n.parse().ok())
+        .or_else(|| shown.iter().find(|(_, shown)| *shown == name).map(|(inode, _)| *inode))
 }
 
 /// The session's filters, applied to evidence as to the report.
@@ -403,6 +439,7 @@ async fn wait_for_end(
     done: impl Future<Output = ()>,
     aggregator: &Mutex<Aggregator>,
     watch: &mut CounterWatch,
+    workloads: &mut Workloads,
     started: Instant,
     poll_flows: &mut dyn FnMut() -> Vec<u32>,
 ) {
@@ -425,6 +462,8 @@ async fn wait_for_end(
                 if ticks.is_multiple_of(2) {
                     seen.extend(poll_flows());
                 }
+                // A namespace new to the table is looked up now, while its processes live.
+                workloads.refresh_in_background(&seen);
                 if ticks % 4 == 0 || seen.iter().any(|inode| !watch.has_reading(*inode)) {
                     if let Err(e) = watch.refresh(&seen) {
                         log::warn!("reading counters: {e:#}");
@@ -477,7 +516,7 @@ fn peer_reports(
     }
     let mut peers: Vec<PeerReport> = by_peer
         .into_iter()
-        .map(|((addr, netns), by_reason)| PeerReport { addr, netns, by_reason })
+        .map(|((addr, netns), by_reason)| PeerReport { addr, netns, workload: None, by_reason })
         .collect();
     peers.sort_by_key(|p| std::cmp::Reverse(p.by_reason.values().sum::<u64>()));
     peers

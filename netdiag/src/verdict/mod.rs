@@ -43,6 +43,12 @@ pub struct Finding {
     /// `nat_timestamp_clocks`: why those clocks cannot be one host's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<Vec<String>>,
+    /// The container, pod or host behind `netns` (set by the session, not the detectors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<crate::workload::Workload>,
+    /// The workload on this host that holds the peer's address, when exactly one does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_workload: Option<crate::workload::Workload>,
     /// Facts of a finding about one flow (`ack_loop`, `out_of_window_flood`), inline in the JSON.
     #[serde(flatten)]
     pub flow: Option<FlowFacts>,
