@@ -47,6 +47,7 @@ use crate::{
     hooks::{self, Probes},
     netns,
     session::{self, ReportFilter},
+    workload::Workloads,
 };
 
 #[derive(clap::Args, Debug)]
@@ -122,6 +123,8 @@ pub async fn run(args: AgentArgs) -> Result<i32> {
         dupacks: HashMap::new(),
         exported: &exported,
         flows: FlowMonitor::new(&probes.hooks),
+        workloads: Workloads::default(),
+        unattributed: Vec::new(),
         started,
     };
     let mut tick = tokio::time::interval(config.interval);
@@ -165,6 +168,10 @@ struct Agent<'a> {
     exported: &'a Mutex<Exported>,
     /// The ACK-loop detector, fed the kernel's per-flow counts every cycle.
     flows: FlowMonitor,
+    /// Who is behind each namespace, rescanned off this thread when a new one shows up.
+    workloads: Workloads,
+    /// Namespaces of the last report's findings that had no workload yet.
+    unattributed: Vec<u32>,
     started: Instant,
 }
 
@@ -175,8 +182,25 @@ impl Agent<'_> {
         self.flows.poll(self.probes)?;
         let report = {
             let aggregator = self.aggregator.lock().unwrap_or_else(|e| e.into_inner());
-            session::build_report(self.probes, &aggregator, &self.flows, self.watch_counters, &filter, self.started)?
+            let mut seen: Vec<u32> = aggregator.peers.keys().map(|id| id.netns).collect();
+            seen.extend(self.flows.namespaces());
+            seen.append(&mut self.unattributed);
+            self.workloads.refresh_in_background(&seen);
+            let table = self.workloads.table();
+            session::build_report(self.probes, &aggregator, &self.flows, self.watch_counters, &filter, table, self.started)?
         };
+        let known = netns::named().unwrap_or_default();
+        self.unattributed = report
+            .findings
+            .iter()
+            .filter(|f| f.workload.is_none())
+            .filter_map(|f| known.iter().find(|n| n.name == f.netns).map(|n| n.inode).or_else(|| f.netns.strip_prefix("inode:")?.parse().ok()))
+            .collect();
+        let workload_labels = report
+            .findings
+            .iter()
+            .filter_map(|f| Some((f.netns.clone(), f.workload.as_ref()?.label())))
+            .collect();
         // A kind missing from config::DETECTORS (a detector newer than that list) is exported
         // rather than silently dropped.
         let findings = report
@@ -199,6 +223,7 @@ impl Agent<'_> {
             .collect();
 
         let mut exported = self.exported.lock().unwrap_or_else(|e| e.into_inner());
+        exported.workloads = workload_labels;
         exported.record(&rises, now);
         for count in exported.active.values_mut() {
             *count = 0;
