@@ -111,7 +111,7 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
         opts.duration.as_secs_f64()
     );
     let mut flows = FlowMonitor::new(&probes.hooks);
-    let mut workloads = Workloads::default();
+    let mut workloads = Workloads::scanned_now();
     let mut poll_flows = || {
         if let Err(e) = flows.poll(&probes) {
             log::warn!("reading per-flow counts: {e:#}");

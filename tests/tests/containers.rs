@@ -180,6 +180,7 @@ fn syns_unanswered_behind_a_nat_name_the_server_and_gateway_containers() {
     let unanswered = findings_for(&report, "unanswered_syns", &nat);
     assert_eq!(unanswered.len(), 1, "{:#}", report["findings"]);
     let finding = unanswered[0];
+    eprintln!("{finding:#}");
     assert_eq!(finding["variant"], "time_wait_paws", "{finding:#}");
     assert_eq!(finding["count"].as_u64(), Some(run.rejected_syns), "{finding:#}");
     assert_names(&finding["workload"], &server, finding);

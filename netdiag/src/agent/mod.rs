@@ -123,7 +123,7 @@ pub async fn run(args: AgentArgs) -> Result<i32> {
         dupacks: HashMap::new(),
         exported: &exported,
         flows: FlowMonitor::new(&probes.hooks),
-        workloads: Workloads::default(),
+        workloads: Workloads::scanned_now(),
         unattributed: Vec::new(),
         started,
     };

@@ -253,7 +253,8 @@ struct Maps {
 
 impl View {
     fn new(probes: &Probes, interval_s: f64) -> View {
-        View::showing(kernel_release(), probes.hooks.clone(), probes.reasons.clone(), interval_s)
+        let shown = View::showing(kernel_release(), probes.hooks.clone(), probes.reasons.clone(), interval_s);
+        View { workloads: Workloads::scanned_now(), ..shown }
     }
 
     /// An empty view of these hooks, before the first refresh.

@@ -276,6 +276,13 @@ impl Workloads {
         Workloads { roots, table: Table::default(), scanned: None, pending: None }
     }
 
+    /// Scanned once now, before any event: what runs at the start is named from the first report.
+    pub fn scanned_now() -> Workloads {
+        let mut workloads = Workloads::default();
+        workloads.settle();
+        workloads
+    }
+
     /// The table as it stands, without scanning.
     pub fn table(&self) -> &Table {
         &self.table
