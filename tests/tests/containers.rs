@@ -9,10 +9,15 @@
 use std::{
     path::Path,
     process::{Command, Stdio},
+    time::{Duration, Instant},
 };
 
 use netdiag::scenario::{self, CLIENT_V4, NAT_PUBLIC_V4, NatTopology, PawsTopology};
-use netdiag_tests::{Diagnose, findings_for, require_root};
+use netdiag_tests::{
+    Diagnose,
+    agent::{Agent, TempDir, value_of},
+    findings_for, require_root,
+};
 use serde_json::Value;
 
 const IMAGE: &str = "localhost/netdiag-test:busybox";
@@ -195,6 +200,47 @@ fn syns_unanswered_behind_a_nat_name_the_server_and_gateway_containers() {
     assert!(header.is_some_and(|l| l.contains(&gateway_shown)), "want `{gateway_shown}`:\n{}", text.stdout);
     assert!(!text.stdout.contains("inode:"), "{}", text.stdout);
     drop(run);
+}
+
+#[test]
+fn the_agent_labels_metrics_and_json_lines_with_the_containers() {
+    require_root();
+    let topo = PawsTopology::new("ctragent").unwrap();
+    let server = Container::start("ag-srv", &topo.server_path());
+    let client = Container::start("ag-cli", &topo.client_path());
+    let dir = TempDir::new("containers");
+    let jsonl = dir.0.join("findings.jsonl");
+    // Only this test's server namespace: tests running meanwhile may cause PAWS drops elsewhere.
+    let config = format!(
+        "json_lines = \"{}\"\ninterval_s = 0.5\n[filters]\nnetns = [\"{}\"]\n",
+        jsonl.display(),
+        topo.server_ns
+    );
+    let agent = Agent::start(&dir.0, &config);
+    let run = scenario::paws_time_wait(&topo).unwrap();
+
+    let client_addr = CLIENT_V4.to_string();
+    let workload = format!("container/{}", server.name);
+    let labels =
+        [("peer", client_addr.as_str()), ("variant", "time_wait"), ("netns", topo.server_ns.as_str()), ("workload", &workload)];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut served = None;
+    while served != Some(run.injected as f64) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        served = value_of(&agent.metrics(), "netdiag_paws_rejections_total", &labels);
+    }
+    assert_eq!(served, Some(run.injected as f64), "series {labels:?}:\n{}", agent.metrics());
+
+    let lines = std::fs::read_to_string(&jsonl).unwrap();
+    let opened: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["event"] == "open" && l["kind"] == "paws_rejections" && l["variant"] == "time_wait")
+        .collect();
+    assert_eq!(opened.len(), 1, "{lines}");
+    assert_names(&opened[0]["workload"], &server, &opened[0]);
+    assert_names(&opened[0]["peer_workload"], &client, &opened[0]);
+    agent.stop();
 }
 
 #[test]
