@@ -114,6 +114,8 @@ impl Workload {
 #[derive(Clone, Debug)]
 struct Entry {
     workload: Workload,
+    /// Each container in the namespace (one, or a pod's), for `--container`.
+    containers: Vec<Workload>,
     /// Addresses the namespace holds (for naming a peer that lives on this host).
     addresses: Vec<IpAddr>,
 }
@@ -162,8 +164,19 @@ impl Table {
         let mut by_netns = HashMap::new();
         for (inode, ns) in &seen {
             for (id, (runtime, _, _)) in &ns.containers {
-                metadata.entry(id.clone()).or_insert_with(|| roots.read(*runtime, id));
+                if !metadata.contains_key(id) {
+                    let meta = roots.read(*runtime, id);
+                    // Kept only once found: files still being written are read again next scan.
+                    if meta != ContainerMeta::default() {
+                        metadata.insert(id.clone(), meta);
+                    }
+                }
             }
+            let containers = ns
+                .containers
+                .iter()
+                .map(|(id, (runtime, _, _))| container_workload(id, *runtime, metadata.get(id).cloned().unwrap_or_default()))
+                .collect();
             let workload = if Some(*inode) == root {
                 Workload::host()
             } else {
@@ -173,12 +186,12 @@ impl Table {
             let read = |file: &str| std::fs::read_to_string(format!("/proc/{}/net/{file}", ns.pid)).unwrap_or_default();
             let mut addresses = addresses::local_v4(&read("fib_trie"));
             addresses.extend(addresses::local_v6(&read("if_inet6")));
-            by_netns.insert(*inode, Entry { workload, addresses });
+            by_netns.insert(*inode, Entry { workload, containers, addresses });
         }
         for ns in &named {
             by_netns.entry(ns.inode).or_insert_with(|| {
                 let workload = if Some(ns.inode) == root { Workload::host() } else { netns_workload(Some(ns.name.clone())) };
-                Entry { workload, addresses: Vec::new() }
+                Entry { workload, containers: Vec::new(), addresses: Vec::new() }
             });
         }
         Table { by_netns, metadata }
@@ -205,9 +218,14 @@ impl Table {
         }
     }
 
-    /// Namespaces whose workload `wanted` accepts.
+    /// Namespaces whose workload, or one of whose containers, `wanted` accepts.
     pub fn namespaces_of(&self, wanted: impl Fn(&Workload) -> bool) -> Vec<u32> {
-        let mut found: Vec<u32> = self.by_netns.iter().filter(|(_, e)| wanted(&e.workload)).map(|(i, _)| *i).collect();
+        let mut found: Vec<u32> = self
+            .by_netns
+            .iter()
+            .filter(|(_, e)| wanted(&e.workload) || e.containers.iter().any(&wanted))
+            .map(|(i, _)| *i)
+            .collect();
         found.sort_unstable();
         found
     }
@@ -235,7 +253,18 @@ fn workload_of(ns: &Seen, metadata: &HashMap<String, ContainerMeta>, ip_name: Op
             namespace: meta.namespace,
         };
     }
-    Workload { kind: "container", runtime, id: Some((*id).clone()), name: meta.name, pod: meta.pod, namespace: meta.namespace }
+    container_workload(id, runtime.as_deref(), meta)
+}
+
+fn container_workload(id: &str, runtime: Option<&str>, meta: ContainerMeta) -> Workload {
+    Workload {
+        kind: "container",
+        runtime: runtime.map(String::from),
+        id: Some(id.to_string()),
+        name: meta.name,
+        pod: meta.pod,
+        namespace: meta.namespace,
+    }
 }
 
 fn netns_workload(name: Option<String>) -> Workload {
@@ -421,6 +450,27 @@ mod tests {
         let metadata = HashMap::from([(ID.to_string(), meta.clone()), (other, meta)]);
         let w = workload_of(&ns, &metadata, None);
         assert_eq!((w.kind, w.id, w.pod.as_deref(), w.namespace.as_deref()), ("pod", pod_uid, Some("api-0"), Some("shop")));
+    }
+
+    #[test]
+    fn a_pods_containers_select_its_namespace_and_a_peer_is_named_by_its_only_container_holder() {
+        let pod = Workload { kind: "pod", pod: Some("web-0".into()), namespace: Some("shop".into()), ..Workload::default() };
+        let addr: IpAddr = "198.51.100.2".parse().unwrap();
+        let entry = |workload: Workload, containers: Vec<Workload>| Entry { workload, containers, addresses: vec![addr] };
+        let table = Table {
+            by_netns: HashMap::from([
+                (1, entry(pod.clone(), vec![container()])),
+                (2, entry(netns_workload(Some("lab".into())), Vec::new())),
+                (3, entry(Workload::host(), Vec::new())),
+            ]),
+            metadata: HashMap::new(),
+        };
+        assert_eq!(table.namespaces_of(|w| w.is_container("web")), [1]);
+        assert_eq!(table.namespaces_of(|w| w.is_pod("shop", "web-0")), [1]);
+        // Three namespaces hold the address; one of them is a pod.
+        assert_eq!(table.holding(addr, 3), Some(&pod));
+        assert_eq!(table.holding(addr, 1), None, "two plain namespaces: ambiguous");
+        assert_eq!(table.holding("203.0.113.9".parse().unwrap(), 3), None);
     }
 
     #[test]
