@@ -134,11 +134,14 @@ fn time_wait_reconnects_name_the_server_and_client_containers_and_container_filt
     // By name for one, by a short id (as `podman ps` shows it) for the other.
     let on_server = Diagnose::start(&["--container", &server.name]).unwrap();
     let on_client = Diagnose::start(&["--container", &client.id[..12]]).unwrap();
+    let client_addr = CLIENT_V4.to_string();
+    let peer_args = ["peer", &client_addr, "--json", "--duration", "300", "--container", &server.name];
+    let drill_down = Diagnose::start_command(&peer_args).unwrap();
     let run = scenario::paws_time_wait(&topo).unwrap();
     let server_report = on_server.finish().unwrap();
     let client_report = on_client.finish().unwrap();
+    let drill = drill_down.finish().unwrap();
 
-    let client_addr = CLIENT_V4.to_string();
     let time_wait: Vec<&Value> = findings_for(&server_report, "paws_rejections", &client_addr)
         .into_iter()
         .filter(|f| f["variant"] == "time_wait")
@@ -164,6 +167,17 @@ fn time_wait_reconnects_name_the_server_and_client_containers_and_container_filt
         assert_names(&finding["workload"], &client, finding);
     }
     assert!(client_report["peers"].as_array().unwrap().iter().all(|p| p["netns"] == topo.client_ns.as_str()));
+
+    // `netdiag peer --container`: the findings name the container, and the sockets are the
+    // container's (the server holds the client's 4-tuple in TIME_WAIT).
+    let drilled: Vec<&Value> = findings_for(&drill, "paws_rejections", &client_addr);
+    assert!(!drilled.is_empty(), "{drill:#}");
+    for finding in &drilled {
+        assert_names(&finding["workload"], &server, finding);
+    }
+    let sockets = drill["sockets"].as_array().unwrap();
+    assert!(sockets.iter().any(|s| s["state"] == "TIME-WAIT"), "{:#}", drill["sockets"]);
+    assert!(sockets.iter().all(|s| s["netns"] == topo.server_ns.as_str()), "{:#}", drill["sockets"]);
 }
 
 #[test]

@@ -212,7 +212,7 @@ impl Report {
 
 /// Where a finding was seen, for a person: the container or pod by name, with the namespace's
 /// `ip netns` name if it has one (never a bare inode beside a name); else the namespace.
-fn place(netns: &str, workload: Option<&Workload>) -> String {
+pub fn place(netns: &str, workload: Option<&Workload>) -> String {
     match workload.filter(|w| w.is_container_or_pod()) {
         Some(w) if netns.starts_with("inode:") => w.describe(),
         Some(w) => format!("{}, netns {netns}", w.describe()),
