@@ -111,15 +111,14 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
         opts.duration.as_secs_f64()
     );
     let mut flows = FlowMonitor::new(&probes.hooks);
-    let mut workloads = Workloads::scanned_now();
+    let workloads = Workloads::watch();
     let mut poll_flows = || {
         if let Err(e) = flows.poll(&probes) {
             log::warn!("reading per-flow counts: {e:#}");
         }
         flows.namespaces()
     };
-    wait_for_end(opts.duration, stop_signals, done, &aggregator, &mut watch_counters, &mut workloads, started, &mut poll_flows)
-        .await;
+    wait_for_end(opts.duration, stop_signals, done, &aggregator, &mut watch_counters, started, &mut poll_flows).await;
     poll_flows();
 
     let _ = stop_tx.send(true);
@@ -135,7 +134,7 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
     };
     let aggregator = aggregator.lock().unwrap_or_else(|e| e.into_inner());
     let (mut report, netns_names) =
-        build(&probes, &aggregator, &flows, &mut watch_counters, &filter, workloads.settle(), started)?;
+        build(&probes, &aggregator, &flows, &mut watch_counters, &filter, &workloads.settle(), started)?;
     report.pcap = opts.pcap.as_ref().zip(pcap_packets).map(|(target, packets)| PcapSummary {
         path: target.path.display().to_string(),
         packets,
@@ -439,7 +438,6 @@ async fn wait_for_end(
     done: impl Future<Output = ()>,
     aggregator: &Mutex<Aggregator>,
     watch: &mut CounterWatch,
-    workloads: &mut Workloads,
     started: Instant,
     poll_flows: &mut dyn FnMut() -> Vec<u32>,
 ) {
@@ -462,8 +460,6 @@ async fn wait_for_end(
                 if ticks.is_multiple_of(2) {
                     seen.extend(poll_flows());
                 }
-                // A namespace new to the table is looked up now, while its processes live.
-                workloads.refresh_in_background(&seen);
                 if ticks % 4 == 0 || seen.iter().any(|inode| !watch.has_reading(*inode)) {
                     if let Err(e) = watch.refresh(&seen) {
                         log::warn!("reading counters: {e:#}");

@@ -220,8 +220,6 @@ fn syns_unanswered_behind_a_nat_name_the_server_and_gateway_containers() {
 fn the_agent_labels_metrics_and_json_lines_with_the_containers() {
     require_root();
     let topo = PawsTopology::new("ctragent").unwrap();
-    let server = Container::start("ag-srv", &topo.server_path());
-    let client = Container::start("ag-cli", &topo.client_path());
     let dir = TempDir::new("containers");
     let jsonl = dir.0.join("findings.jsonl");
     // Only this test's server namespace: tests running meanwhile may cause PAWS drops elsewhere.
@@ -231,6 +229,11 @@ fn the_agent_labels_metrics_and_json_lines_with_the_containers() {
         topo.server_ns
     );
     let agent = Agent::start(&dir.0, &config);
+    // Started after the agent: it must notice them (it looks for new namespaces, or processes
+    // in namespaces that had none, every second).
+    let server = Container::start("ag-srv", &topo.server_path());
+    let client = Container::start("ag-cli", &topo.client_path());
+    std::thread::sleep(Duration::from_secs(2));
     let run = scenario::paws_time_wait(&topo).unwrap();
 
     let client_addr = CLIENT_V4.to_string();

@@ -123,8 +123,7 @@ pub async fn run(args: AgentArgs) -> Result<i32> {
         dupacks: HashMap::new(),
         exported: &exported,
         flows: FlowMonitor::new(&probes.hooks),
-        workloads: Workloads::scanned_now(),
-        unattributed: Vec::new(),
+        workloads: Workloads::watch(),
         started,
     };
     let mut tick = tokio::time::interval(config.interval);
@@ -170,8 +169,6 @@ struct Agent<'a> {
     flows: FlowMonitor,
     /// Who is behind each namespace, rescanned off this thread when a new one shows up.
     workloads: Workloads,
-    /// Namespaces of the last report's findings that had no workload yet.
-    unattributed: Vec<u32>,
     started: Instant,
 }
 
@@ -182,20 +179,9 @@ impl Agent<'_> {
         self.flows.poll(self.probes)?;
         let report = {
             let aggregator = self.aggregator.lock().unwrap_or_else(|e| e.into_inner());
-            let mut seen: Vec<u32> = aggregator.peers.keys().map(|id| id.netns).collect();
-            seen.extend(self.flows.namespaces());
-            seen.append(&mut self.unattributed);
-            self.workloads.refresh_in_background(&seen);
             let table = self.workloads.table();
-            session::build_report(self.probes, &aggregator, &self.flows, self.watch_counters, &filter, table, self.started)?
+            session::build_report(self.probes, &aggregator, &self.flows, self.watch_counters, &filter, &table, self.started)?
         };
-        let known = netns::named().unwrap_or_default();
-        self.unattributed = report
-            .findings
-            .iter()
-            .filter(|f| f.workload.is_none())
-            .filter_map(|f| known.iter().find(|n| n.name == f.netns).map(|n| n.inode).or_else(|| f.netns.strip_prefix("inode:")?.parse().ok()))
-            .collect();
         let workload_labels = report
             .findings
             .iter()

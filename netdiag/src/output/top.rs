@@ -254,7 +254,7 @@ struct Maps {
 impl View {
     fn new(probes: &Probes, interval_s: f64) -> View {
         let shown = View::showing(kernel_release(), probes.hooks.clone(), probes.reasons.clone(), interval_s);
-        View { workloads: Workloads::scanned_now(), ..shown }
+        View { workloads: Workloads::watch(), ..shown }
     }
 
     /// An empty view of these hooks, before the first refresh.
@@ -283,9 +283,6 @@ impl View {
         let elapsed_s = now.duration_since(self.previous_at).as_secs_f64().max(1e-3);
         // Namespaces come and go while top runs: name them afresh each time.
         let known = netns::named().unwrap_or_default();
-        let inodes: Vec<u32> = totals.keys().map(|peer| peer.netns).collect();
-        // Scanned on another thread: a new namespace gets its workload at a later refresh.
-        self.workloads.refresh_in_background(&inodes);
         let table = self.workloads.table();
         self.rows = totals
             .iter()

@@ -1,18 +1,21 @@
 //! Workload attribution: the container, pod or host behind a network namespace, from the
 //! processes in it (`/proc/*/ns/net`), their cgroup paths and the runtimes' metadata on disk.
 //!
-//! A [`Table`] is one scan of `/proc`; [`Workloads`] keeps the last one and rescans when a
-//! namespace it does not know shows up. Scans read files only, at report time or on a blocking
-//! thread ([`Workloads::refresh_in_background`]), never on the ring-buffer path.
+//! A [`Table`] is one scan of `/proc`; [`Workloads`] keeps the last one, rescanned on a thread
+//! of its own when a namespace appears. Scans read files only, never on the ring-buffer path.
 pub mod addresses;
 pub mod cgroup;
 pub mod metadata;
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, HashSet},
     net::IpAddr,
     os::unix::fs::MetadataExt as _,
-    time::{Duration, Instant},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
 };
 
 use serde::Serialize;
@@ -279,88 +282,73 @@ fn pids() -> impl Iterator<Item = u32> {
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
 }
 
-/// No more than one scan a second, however many unknown namespaces ask for one.
-const MIN_RESCAN: Duration = Duration::from_secs(1);
-/// A namespace seen without a container may be one whose container is still starting: its
-/// answer is looked at again after this long.
-const RECHECK_PLAIN: Duration = Duration::from_secs(10);
+/// How often the watcher looks for a namespace that is new, or has its first process.
+const WATCH_PERIOD: Duration = Duration::from_secs(1);
 
-/// The last scan, and when to make the next.
-pub struct Workloads {
-    roots: Roots,
-    table: Table,
-    scanned: Option<Instant>,
-    /// A background scan's answer, once it is done.
-    pending: Option<std::sync::mpsc::Receiver<Table>>,
+/// Namespaces some process is in: one `stat` per process, cheap enough to do every period.
+fn inodes_with_processes() -> HashSet<u32> {
+    pids().filter_map(|pid| std::fs::metadata(format!("/proc/{pid}/ns/net")).ok()).map(|m| m.ino() as u32).collect()
 }
 
-impl Default for Workloads {
-    fn default() -> Workloads {
-        Workloads::with_roots(Roots::default())
-    }
+fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
+    table.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The latest scan, kept by a thread that rescans whenever the set of namespaces with processes
+/// changes (a container started, or a process joined a namespace that had none), so lookups
+/// never scan and nothing waits for a scan but [`Workloads::settle`].
+#[derive(Default)]
+pub struct Workloads {
+    table: Arc<Mutex<Table>>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Workloads {
-    pub fn with_roots(roots: Roots) -> Workloads {
-        Workloads { roots, table: Table::default(), scanned: None, pending: None }
-    }
-
-    /// Scanned once now, before any event: what runs at the start is named from the first report.
-    pub fn scanned_now() -> Workloads {
-        let mut workloads = Workloads::default();
-        workloads.settle();
+    /// Scans now, so what already runs is named from the first report, then watches.
+    pub fn watch() -> Workloads {
+        let roots = Roots::default();
+        let mut last = inodes_with_processes();
+        let workloads = Workloads { table: Arc::new(Mutex::new(Table::scan(&roots, HashMap::new()))), stop: Arc::default() };
+        let (shared, stop) = (workloads.table.clone(), workloads.stop.clone());
+        let watcher = std::thread::Builder::new().name("netdiag-workloads".into()).spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(WATCH_PERIOD);
+                let now = inodes_with_processes();
+                if now != last {
+                    last = now;
+                    let metadata = lock(&shared).metadata.clone();
+                    let fresh = Table::scan(&roots, metadata);
+                    *lock(&shared) = fresh;
+                }
+            }
+        });
+        if let Err(e) = watcher {
+            log::warn!("cannot watch for new containers ({e}); workloads are named as they were at the start");
+        }
         workloads
     }
 
-    /// The table as it stands, without scanning.
-    pub fn table(&self) -> &Table {
-        &self.table
+    /// The table as it stands.
+    pub fn table(&self) -> MutexGuard<'_, Table> {
+        lock(&self.table)
     }
 
     /// At the end of a session: a fresh scan, keeping what the last one knew of namespaces that
     /// have gone since (a container that exited during the session is still named).
-    pub fn settle(&mut self) -> &Table {
-        let mut fresh = Table::scan(&self.roots, std::mem::take(&mut self.table.metadata));
-        for (inode, entry) in self.table.by_netns.drain() {
+    pub fn settle(&self) -> MutexGuard<'_, Table> {
+        let mut table = lock(&self.table);
+        let mut fresh = Table::scan(&Roots::default(), std::mem::take(&mut table.metadata));
+        for (inode, entry) in table.by_netns.drain() {
             fresh.by_netns.entry(inode).or_insert(entry);
         }
-        self.table = fresh;
-        self.scanned = Some(Instant::now());
-        &self.table
+        *table = fresh;
+        table
     }
+}
 
-    /// For a session's tick: takes a finished background scan, and starts one on a blocking
-    /// thread if any of `inodes` is new. Never waits.
-    pub fn refresh_in_background(&mut self, inodes: &[u32]) {
-        if let Some(pending) = &self.pending {
-            match pending.try_recv() {
-                Ok(table) => {
-                    self.table = table;
-                    self.pending = None;
-                }
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => self.pending = None,
-                Err(std::sync::mpsc::TryRecvError::Empty) => return,
-            }
-        }
-        if self.wants_scan(inodes) {
-            let (roots, metadata) = (self.roots.clone(), self.table.metadata.clone());
-            let (done, answer) = std::sync::mpsc::channel();
-            std::thread::spawn(move || done.send(Table::scan(&roots, metadata)));
-            self.scanned = Some(Instant::now());
-            self.pending = Some(answer);
-        }
-    }
-
-    fn wants_scan(&self, inodes: &[u32]) -> bool {
-        let since = self.scanned.map(|t| t.elapsed());
-        if since.is_some_and(|s| s < MIN_RESCAN) {
-            return false;
-        }
-        since.is_none()
-            || inodes.iter().any(|inode| match self.table.of(*inode) {
-                None => true,
-                Some(w) => w.kind == "netns" && since.is_some_and(|s| s >= RECHECK_PLAIN),
-            })
+impl Drop for Workloads {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
