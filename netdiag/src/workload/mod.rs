@@ -143,7 +143,7 @@ struct Seen {
 
 impl Table {
     /// Reads `/proc` and the runtimes' metadata under `roots`; `previous` lends its metadata.
-    pub fn scan(roots: &Roots, previous: HashMap<String, ContainerMeta>) -> Table {
+    fn scan(roots: &Roots, previous: HashMap<String, ContainerMeta>) -> Table {
         let mut seen: HashMap<u32, Seen> = HashMap::new();
         for pid in pids() {
             let proc_dir = format!("/proc/{pid}");
@@ -222,7 +222,7 @@ impl Table {
     }
 
     /// Namespaces whose workload, or one of whose containers, `wanted` accepts.
-    pub fn namespaces_of(&self, wanted: impl Fn(&Workload) -> bool) -> Vec<u32> {
+    fn namespaces_of(&self, wanted: impl Fn(&Workload) -> bool) -> Vec<u32> {
         let mut found: Vec<u32> = self
             .by_netns
             .iter()
