@@ -155,7 +155,7 @@ impl Report {
                 let drops: Vec<String> = f.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 out += &format!(
                     "  {:<24} {:<18} {:>6} {:>7} {:>8} {:>8} {:>7} {:>10}  {}\n",
-                    r.peer, r.netns, r.port, f.syns, f.synacks, f.synack_retransmits, f.handshakes, f.unanswered,
+                    r.peer, self.netns_shown(&r.netns), r.port, f.syns, f.synacks, f.synack_retransmits, f.handshakes, f.unanswered,
                     if drops.is_empty() { "-".to_string() } else { drops.join(", ") }
                 );
             }
@@ -167,13 +167,13 @@ impl Report {
         }
         for (ns, counters) in &self.counters {
             let list: Vec<String> = counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            out += &wrap(&format!("{ns}: {}", list.join(", ")), "  ");
+            out += &wrap(&format!("{}: {}", self.netns_shown(ns), list.join(", ")), "  ");
             out += "\n";
         }
         for a in &self.attribution {
             out += &format!(
                 "  {} {}: kernel counted {}, attributed to named peers {}\n",
-                a.netns, a.counter, a.kernel_delta, a.attributed
+                self.netns_shown(&a.netns), a.counter, a.kernel_delta, a.attributed
             );
         }
         if let Some(pcap) = &self.pcap {
@@ -191,6 +191,14 @@ impl Report {
             self.probe_stats.peer_map_entries, self.probe_stats.peer_map_evictions
         );
         out
+    }
+
+    /// A namespace in the tables: a bare inode is replaced by the container or pod a finding or
+    /// peer row found behind it (`container/web`).
+    fn netns_shown(&self, netns: &str) -> String {
+        let workloads = self.findings.iter().map(|f| (&f.netns, &f.workload)).chain(self.peers.iter().map(|p| (&p.netns, &p.workload)));
+        let found = workloads.filter(|(ns, _)| *ns == netns && netns.starts_with("inode:")).find_map(|(_, w)| w.as_ref());
+        found.filter(|w| w.is_container_or_pod()).map_or_else(|| netns.to_string(), Workload::label)
     }
 
     /// Peers with drops of the reasons `--reason` added, busiest first, exact kernel counts.
@@ -292,6 +300,8 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("inode:"), "{text}");
+        report.counters = BTreeMap::from([("inode:4026532178".to_string(), Counters::from([("TcpExtPAWSTimewait".to_string(), 4)]))]);
+        assert!(report.to_text().contains("  container/web: TcpExtPAWSTimewait 4\n"), "{}", report.to_text());
         report.findings = vec![Finding { netns: "srv".into(), workload: Some(Workload { kind: "netns", ..Workload::default() }), peer_workload: None, ..finding }];
         assert!(report.to_text().contains("peer 198.51.100.2 (netns srv) → -"), "{}", report.to_text());
     }
