@@ -123,6 +123,7 @@ pub async fn run(args: AgentArgs) -> Result<i32> {
         dupacks: HashMap::new(),
         exported: &exported,
         flows: FlowMonitor::new(&probes.hooks),
+        // After keep_only: capabilities are per thread, and the watcher's must be the reduced ones.
         workloads: Workloads::watch(),
         started,
     };
