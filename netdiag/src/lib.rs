@@ -24,6 +24,7 @@ pub mod selftest;
 pub mod session;
 pub mod tracefs;
 pub mod verdict;
+pub mod workload;
 
 /// The compiled kernel programs, built by build.rs.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netdiag"));

@@ -9,6 +9,7 @@ use netdiag::{
     hooks, operator,
     output::pcap::PcapTarget,
     session::{self, DiagnoseOptions},
+    workload::Selector,
 };
 
 /// Names the peer behind TCP PAWS rejections, unanswered SYNs and ACK loops.
@@ -38,6 +39,13 @@ enum Command {
         /// Only report this network namespace (`root` or an `ip netns` name).
         #[arg(long, value_name = "NAME")]
         netns: Option<String>,
+        /// Only report the network namespace of this container: its name, its id, or an id prefix
+        /// of at least 12 digits (podman, docker, containerd, CRI-O).
+        #[arg(long, value_name = "NAME|ID", conflicts_with_all = ["netns", "pod"])]
+        container: Option<String>,
+        /// Only report the network namespace of this Kubernetes pod.
+        #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "netns")]
+        pod: Option<String>,
         /// Which attach mechanism may serve the hooks: the best one per hook, or only this one (hooks
         /// that exist only as tracepoints keep them).
         #[arg(long, value_enum, env = "NETDIAG_BACKEND", default_value_t = hooks::BackendChoice::Auto)]
@@ -97,11 +105,13 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Diagnose { duration, json, peer, port, netns, backend, pcap, overwrite, reasons } => {
+        Command::Diagnose { duration, json, peer, port, netns, container, pod, backend, pcap, overwrite, reasons } => {
             let watched_reasons = hooks::watched_with(&reasons)?;
             let hooks = hooks::Options { backend, watched_reasons, ..hooks::Options::default() };
             let pcap = pcap.map(|path| PcapTarget { path, overwrite });
-            let opts = DiagnoseOptions { duration: Duration::from_secs_f64(duration), peer, port, netns, hooks, pcap };
+            let workload = container.map(Selector::Container).or(pod.map(Selector::Pod));
+            let opts =
+                DiagnoseOptions { duration: Duration::from_secs_f64(duration), peer, port, netns, workload, hooks, pcap };
             let report = session::diagnose(&opts).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -16,10 +16,11 @@ use crate::{
     events::ip_from,
     filter::PeerFilter,
     hooks::{self, HookStatus},
-    netns,
-    output::{PcapSummary, PeerReport, pcap::PcapTarget},
+    netns::{self, Netns},
+    output::{self, PcapSummary, PeerReport, pcap::PcapTarget},
     session::{self, DiagnoseOptions, Details},
     verdict::{Finding, nat_clocks::PeerClocks, syn_funnel::FunnelRow},
+    workload::Selector,
 };
 
 #[derive(clap::Args)]
@@ -35,6 +36,12 @@ pub struct PeerArgs {
     /// Only this network namespace (`root` or an `ip netns` name).
     #[arg(long, value_name = "NAME")]
     pub netns: Option<String>,
+    /// Only the network namespace of this container (name, id, or 12+ digits of its id).
+    #[arg(long, value_name = "NAME|ID", conflicts_with_all = ["netns", "pod"])]
+    pub container: Option<String>,
+    /// Only the network namespace of this Kubernetes pod.
+    #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "netns")]
+    pub pod: Option<String>,
     /// Only what concerns this local port.
     #[arg(long, value_name = "N")]
     pub port: Option<u16>,
@@ -128,11 +135,22 @@ pub struct PeerDrilldown {
 pub async fn run(args: PeerArgs) -> Result<i32> {
     let filter: PeerFilter = args.ip.to_string().parse().map_err(crate::error::usage)?;
     let defaults = hooks::Options::default();
+    let workload = args.container.clone().map(Selector::Container).or(args.pod.clone().map(Selector::Pod));
+    // Not root: that one line first, before any look at other processes.
+    hooks::privileges::check()?;
+    // Before tracing: a container's namespace is reached through its processes while they run.
+    let named = netns::named()?;
+    let socket_namespaces: Vec<Netns> = match (&args.netns, &workload) {
+        (Some(name), _) => named.into_iter().filter(|ns| &ns.name == name).collect(),
+        (None, Some(selected)) => netns::find(selected.netns()?, &named).into_iter().collect(),
+        (None, None) => named,
+    };
     let opts = DiagnoseOptions {
         duration: Duration::from_secs_f64(args.duration),
         peer: Some(filter),
         port: args.port,
         netns: args.netns.clone(),
+        workload,
         hooks: hooks::Options {
             backend: args.backend,
             watched_reasons: defaults.watched_reasons.iter().cloned().chain(OUT_OF_WINDOW_REASONS.iter().map(|r| r.to_string())).collect(),
@@ -153,7 +171,7 @@ pub async fn run(args: PeerArgs) -> Result<i32> {
             .map(|f| PawsCount { netns: f.netns.clone(), variant: f.variant.to_string(), count: f.count })
             .collect(),
         out_of_window: out_of_window(&details, args.ip, &report.peers),
-        sockets: sockets_to(args.ip, args.netns.as_deref())?,
+        sockets: sockets_to(args.ip, &socket_namespaces),
         hooks: report.hooks,
         syn_funnel: report.syn_funnel,
         drops: report.peers,
@@ -227,10 +245,10 @@ fn out_of_window(details: &Details, peer: IpAddr, drops: &[PeerReport]) -> Vec<O
         .collect()
 }
 
-/// The TCP sockets of every named namespace (or only `only`) whose remote address is `peer`.
-fn sockets_to(peer: IpAddr, only: Option<&str>) -> Result<Vec<Socket>> {
+/// The TCP sockets in `namespaces` whose remote address is `peer`.
+fn sockets_to(peer: IpAddr, namespaces: &[Netns]) -> Vec<Socket> {
     let mut out = Vec::new();
-    for ns in netns::named()?.into_iter().filter(|ns| only.is_none_or(|name| ns.name == name)) {
+    for ns in namespaces {
         // The namespace may vanish while we look; what it held no longer matters then.
         let Ok(tables) = netns::run_in(&ns.path, || {
             let v4 = std::fs::read_to_string("/proc/thread-self/net/tcp").context("/proc/net/tcp")?;
@@ -253,7 +271,7 @@ fn sockets_to(peer: IpAddr, only: Option<&str>) -> Result<Vec<Socket>> {
             }
         }
     }
-    Ok(out)
+    out
 }
 
 fn unmapped(addr: IpAddr) -> IpAddr {
@@ -385,7 +403,7 @@ impl PeerDrilldown {
         }
         out += &format!("\nfindings ({}):\n", self.findings.len());
         for f in &self.findings {
-            out += &format!("  [{} / {}] {} ({}): {}\n", f.kind, f.variant, f.peer, f.netns, f.summary);
+            out += &format!("  [{} / {}] {} ({}): {}\n", f.kind, f.variant, f.peer, output::place(&f.netns, f.workload.as_ref()), f.summary);
             out += &format!("    What to do: {}\n", f.advice);
         }
         if let Some(pcap) = &self.pcap {

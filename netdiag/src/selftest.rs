@@ -216,6 +216,7 @@ async fn traced<Topo: Send + Sync + 'static, T: Send + 'static>(
         peer: None,
         port: None,
         netns: netns.map(str::to_string),
+        workload: None,
         hooks: hooks::Options::default(),
         pcap: None,
     };

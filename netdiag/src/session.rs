@@ -26,7 +26,8 @@ use crate::{
         Attribution, PcapSummary, PeerReport, Report,
         pcap::{self, PcapTarget, PcapWriter},
     },
-    verdict::{paws, scorecard},
+    verdict::{Finding, paws, scorecard},
+    workload::{self, Table, Workloads},
 };
 
 #[derive(Clone, Debug)]
@@ -37,6 +38,8 @@ pub struct DiagnoseOptions {
     pub port: Option<u16>,
     /// Only this namespace (`root` or an `ip netns` name); all when `None`.
     pub netns: Option<String>,
+    /// Only the namespace of this container or pod (`--container`, `--pod`).
+    pub workload: Option<workload::Selector>,
     pub hooks: hooks::Options,
     /// Write the headers of dropped segments here as pcapng.
     pub pcap: Option<PcapTarget>,
@@ -77,7 +80,11 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
     // Registered before anything attaches: Ctrl-C or SIGTERM (kill, systemd, timeout) at any
     // moment after this ends the session with a report instead of killing the process.
     let stop_signals = StopSignals::register()?;
-    let netns_filter = opts.netns.as_deref().map(netns_inode_by_name).transpose()?;
+    let netns_filter = match (&opts.netns, &opts.workload) {
+        (Some(name), _) => Some(netns_inode_by_name(name)?),
+        (None, Some(selected)) => Some(selected.netns()?),
+        (None, None) => None,
+    };
     // Before attaching: a file that cannot be created is the user's to fix, and says so at once.
     let pcap_writer = opts.pcap.as_ref().map(PcapWriter::create).transpose()?;
     let mut watch_counters = CounterWatch::start()?;
@@ -104,6 +111,7 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
         opts.duration.as_secs_f64()
     );
     let mut flows = FlowMonitor::new(&probes.hooks);
+    let workloads = Workloads::watch();
     let mut poll_flows = || {
         if let Err(e) = flows.poll(&probes) {
             log::warn!("reading per-flow counts: {e:#}");
@@ -125,7 +133,8 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
         netns: netns_filter.into_iter().collect(),
     };
     let aggregator = aggregator.lock().unwrap_or_else(|e| e.into_inner());
-    let (mut report, netns_names) = build(&probes, &aggregator, &flows, &mut watch_counters, &filter, started)?;
+    let (mut report, netns_names) =
+        build(&probes, &aggregator, &flows, &mut watch_counters, &filter, &workloads.settle(), started)?;
     report.pcap = opts.pcap.as_ref().zip(pcap_packets).map(|(target, packets)| PcapSummary {
         path: target.path.display().to_string(),
         packets,
@@ -183,16 +192,18 @@ impl ReportFilter {
 
 /// The report of everything gathered since `started`: the kernel's per-peer maps and program
 /// stats as they are now, the samples, and the counter deltas. `diagnose` calls it once at the
-/// end, `agent` every cycle, so both see the same findings from every detector.
+/// end, `agent` every cycle, so both see the same findings from every detector. Findings and
+/// peers are given the workloads `workloads` knows.
 pub fn build_report(
     probes: &Probes,
     aggregator: &Aggregator,
     flows: &FlowMonitor,
     watch_counters: &mut CounterWatch,
     filter: &ReportFilter,
+    workloads: &Table,
     started: Instant,
 ) -> Result<Report> {
-    Ok(build(probes, aggregator, flows, watch_counters, filter, started)?.0)
+    Ok(build(probes, aggregator, flows, watch_counters, filter, workloads, started)?.0)
 }
 
 /// [`build_report`], and the display names of the namespaces it spoke of, by inode.
@@ -202,6 +213,7 @@ fn build(
     flows: &FlowMonitor,
     watch_counters: &mut CounterWatch,
     filter: &ReportFilter,
+    workloads: &Table,
     started: Instant,
 ) -> Result<(Report, HashMap<u32, String>)> {
     // Stats, then the map: a peer inserted in between is present but not counted as inserted,
@@ -282,7 +294,11 @@ fn build(
         .chain(names.keys())
         .map(|inode| (*inode, display_name(*inode, &names, root)))
         .collect();
-    let peers = peer_reports(&kernel_counts, reasons, &names, root);
+    attribute(&mut findings, &shown, workloads);
+    let mut peers = peer_reports(&kernel_counts, reasons, &names, root);
+    for peer in &mut peers {
+        peer.workload = inode_named(&peer.netns, &shown).and_then(|inode| workloads.of(inode)).cloned();
+    }
     // Each finding beside the kernel facts it rests on (the scorecard), in the report itself.
     let reasons_of = |peer: &str, netns: &str| {
         peers.iter().filter(|p| p.addr == peer && p.netns == netns).flat_map(|p| p.by_reason.clone()).collect()
@@ -307,6 +323,24 @@ fn build(
         timestamp_clocks: handshakes.clocks,
     };
     Ok((report, shown))
+}
+
+/// Gives each finding the workload behind its namespace and, when one local workload holds the
+/// peer's address, the peer's.
+fn attribute(findings: &mut [Finding], shown: &HashMap<u32, String>, workloads: &Table) {
+    for finding in findings {
+        let Some(inode) = inode_named(&finding.netns, shown) else { continue };
+        finding.workload = workloads.of(inode).cloned();
+        finding.peer_workload =
+            finding.peer.parse().ok().and_then(|addr| workloads.holding(addr, inode)).cloned();
+    }
+}
+
+/// The inode of a namespace as the report names it.
+fn inode_named(name: &str, shown: &HashMap<u32, String>) -> Option<u32> {
+    name.strip_prefix("inode:")
+        .and_then(|n| n.parse().ok())
+        .or_else(|| shown.iter().find(|(_, shown)| *shown == name).map(|(inode, _)| *inode))
 }
 
 /// The session's filters, applied to evidence as to the report.
@@ -487,7 +521,7 @@ fn peer_reports(
     }
     let mut peers: Vec<PeerReport> = by_peer
         .into_iter()
-        .map(|((addr, netns), by_reason)| PeerReport { addr, netns, by_reason })
+        .map(|((addr, netns), by_reason)| PeerReport { addr, netns, workload: None, by_reason })
         .collect();
     peers.sort_by_key(|p| std::cmp::Reverse(p.by_reason.values().sum::<u64>()));
     peers

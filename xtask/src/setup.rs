@@ -39,6 +39,12 @@ const APT_PACKAGES: &[&str] = &[
     // the binary on a loopback port with their own storage); systemd-analyze verifies the unit.
     "prometheus",
     "systemd",
+    // Workload attribution is tested with real containers: podman runs them through runc
+    // (Debian 12's crun refuses hosts with cgroup v1 and v2 mounted together); netavark named
+    // so apt does not pick the older CNI plugins for podman's network stack.
+    "podman",
+    "runc",
+    "netavark",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";

@@ -1,12 +1,14 @@
 //! What /metrics shows, in the Prometheus text format (prometheus-client's encoder).
 //!
-//! Each finding kind becomes a counter family `netdiag_<kind>_total{variant,peer,netns}`,
+//! Each finding kind becomes a counter family `netdiag_<kind>_total{variant,peer,netns,workload}`,
 //! generated from the findings, so a new detector's findings are exported with no change here.
 //! Cardinality is bounded: per family, only the `top_peers` most active (peer, namespace) pairs
 //! (by a rate that halves every minute) have series of their own; every other rise goes to
 //! `peer="other",netns="other"`. A per-peer series is removed once its peer has been quiet for
 //! `series_expiry` or has been pushed out of the top by busier peers. Each rise lands in exactly
-//! one series, so `sum(rate(...))` over a family is the exact rate.
+//! one series, so `sum(rate(...))` over a family is the exact rate. `workload` names the
+//! container or pod behind the namespace (`container/web`, `pod/shop/web-0`, `netns/srv`,
+//! `host`): one per namespace, so it adds no series; `other` for the aggregate.
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex},
@@ -42,6 +44,8 @@ struct SeriesKey {
 struct Named {
     value: u64,
     last_rise: Instant,
+    /// The namespace's workload label as of the last rise.
+    workload: String,
 }
 
 /// One finding kind's counters: the top peers' own series and the `other` aggregate.
@@ -55,7 +59,15 @@ struct PeerSeries {
 }
 
 impl PeerSeries {
-    fn record(&mut self, rises: &[(&FindingKey, u64)], now: Instant, since_last: Duration, top: usize, expiry: Duration) {
+    fn record(
+        &mut self,
+        rises: &[(&FindingKey, u64)],
+        now: Instant,
+        since_last: Duration,
+        top: usize,
+        expiry: Duration,
+        workloads: &HashMap<String, String>,
+    ) {
         let decay = 0.5f64.powf(since_last.as_secs_f64() / SCORE_HALF_LIFE.as_secs_f64());
         for score in self.scores.values_mut() {
             *score *= decay;
@@ -72,9 +84,11 @@ impl PeerSeries {
         for (key, rise) in rises {
             if leaders.contains(&(key.peer.clone(), key.netns.clone())) {
                 let series = SeriesKey { variant: key.variant, peer: key.peer.clone(), netns: key.netns.clone() };
-                let named = self.named.entry(series).or_insert(Named { value: 0, last_rise: now });
+                let workload = workload_label(&key.netns, workloads);
+                let named = self.named.entry(series).or_insert(Named { value: 0, last_rise: now, workload: String::new() });
                 named.value += rise;
                 named.last_rise = now;
+                named.workload = workload;
             } else {
                 *self.other.entry(key.variant).or_default() += rise;
             }
@@ -93,21 +107,36 @@ impl PeerSeries {
         let mut out: Vec<_> = self
             .named
             .iter()
-            .map(|(k, s)| (labels(k.variant, &k.peer, &k.netns), s.value))
+            .map(|(k, s)| (labels(k.variant, &k.peer, &k.netns, &s.workload), s.value))
             .collect();
-        out.extend(self.other.iter().map(|(variant, n)| (labels(variant, OTHER, OTHER), *n)));
+        out.extend(self.other.iter().map(|(variant, n)| (labels(variant, OTHER, OTHER, OTHER), *n)));
         out.sort();
         out
     }
 }
 
 /// A family without variants (the duplicate-ACK counters) has no `variant` label.
-fn labels(variant: &'static str, peer: &str, netns: &str) -> Vec<(&'static str, String)> {
-    let mut labels = vec![("variant", variant.to_string()), ("peer", peer.to_string()), ("netns", netns.to_string())];
+fn labels(variant: &'static str, peer: &str, netns: &str, workload: &str) -> Vec<(&'static str, String)> {
+    let mut labels = vec![
+        ("variant", variant.to_string()),
+        ("peer", peer.to_string()),
+        ("netns", netns.to_string()),
+        ("workload", workload.to_string()),
+    ];
     if variant.is_empty() {
         labels.remove(0);
     }
     labels
+}
+
+/// The label of the workload behind namespace `netns`: as the findings named it, else the
+/// namespace itself.
+fn workload_label(netns: &str, workloads: &HashMap<String, String>) -> String {
+    match workloads.get(netns) {
+        Some(label) => label.clone(),
+        None if netns == "root" => "host".to_string(),
+        None => format!("netns/{netns}"),
+    }
 }
 
 /// One kernel map: how full, how big, and how many entries were seen to vanish (LRU evictions:
@@ -153,6 +182,8 @@ pub struct Exported {
     pub cycles: u64,
     /// Entries of the agent's own tables that grow with peers, to show they stay bounded.
     pub tables: Vec<(&'static str, u64)>,
+    /// Workload label by namespace name, from this cycle's findings.
+    pub workloads: HashMap<String, String>,
     top_peers: usize,
     series_expiry: Duration,
     last_record: Option<Instant>,
@@ -172,6 +203,7 @@ impl Exported {
             deep: Vec::new(),
             cycles: 0,
             tables: Vec::new(),
+            workloads: HashMap::new(),
             top_peers,
             series_expiry,
             last_record: None,
@@ -191,7 +223,7 @@ impl Exported {
         }
         for (kind, family) in &mut self.families {
             let rises = by_kind.get(kind).map(Vec::as_slice).unwrap_or_default();
-            family.record(rises, now, since_last, self.top_peers, self.series_expiry);
+            family.record(rises, now, since_last, self.top_peers, self.series_expiry, &self.workloads);
         }
     }
 
@@ -398,6 +430,7 @@ mod tests {
     fn top_peers_get_series_and_the_rest_add_up_in_other() {
         let now = Instant::now();
         let mut exported = Exported::new(2, Duration::from_secs(60), &["paws_rejections".into()]);
+        exported.workloads = HashMap::from([("srv".to_string(), "container/web".to_string())]);
         let rises: Vec<_> = [("198.51.100.2", 50), ("198.51.100.3", 20), ("198.51.100.4", 5), ("198.51.100.5", 1)]
             .iter()
             .map(|(p, n)| (key(p), *n))
@@ -405,7 +438,10 @@ mod tests {
         exported.record(&rises, now);
         assert_eq!(exported.per_peer_series(), 2);
         let text = render_of(exported);
-        let series = |peer: &str| format!("netdiag_paws_rejections_total{{variant=\"established\",peer=\"{peer}\",netns=\"{}\"}}", if peer == OTHER { OTHER } else { "srv" });
+        let series = |peer: &str| {
+            let (netns, workload) = if peer == OTHER { (OTHER, OTHER) } else { ("srv", "container/web") };
+            format!("netdiag_paws_rejections_total{{variant=\"established\",peer=\"{peer}\",netns=\"{netns}\",workload=\"{workload}\"}}")
+        };
         assert_eq!(sample(&text, &series("198.51.100.2")), Some(50.0), "{text}");
         assert_eq!(sample(&text, &series("198.51.100.3")), Some(20.0));
         assert_eq!(sample(&text, &series("198.51.100.4")), None);
@@ -421,7 +457,7 @@ mod tests {
         let mut exported = Exported::new(2, Duration::from_secs(60), &[]);
         exported.record(&[(dupacks, 9)], Instant::now());
         let text = render_of(exported);
-        assert_eq!(sample(&text, "netdiag_dupacks_sent_total{peer=\"198.51.100.2\",netns=\"srv\"}"), Some(9.0), "{text}");
+        assert_eq!(sample(&text, "netdiag_dupacks_sent_total{peer=\"198.51.100.2\",netns=\"srv\",workload=\"netns/srv\"}"), Some(9.0), "{text}");
     }
 
     #[test]

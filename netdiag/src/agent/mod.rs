@@ -48,6 +48,7 @@ use crate::{
     hooks::{self, Probes},
     netns,
     session::{self, ReportFilter},
+    workload::Workloads,
 };
 
 #[derive(clap::Args, Debug)]
@@ -133,6 +134,8 @@ pub async fn run(args: AgentArgs) -> Result<i32> {
         peer_map: KeyWatch::default(),
         dupacks: HashMap::new(),
         exported: &exported,
+        // After keep_only: capabilities are per thread, and the watcher's must be the reduced ones.
+        workloads: Workloads::watch(),
         started,
     };
     let mut tick = tokio::time::interval(config.interval);
@@ -178,6 +181,8 @@ struct Agent<'a> {
     exported: &'a Mutex<Exported>,
     /// The ACK-loop detector, fed the kernel's per-flow counts every cycle.
     flows: FlowMonitor,
+    /// Who is behind each namespace, rescanned off this thread when a new one shows up.
+    workloads: Workloads,
     started: Instant,
 }
 
@@ -188,7 +193,8 @@ impl Agent<'_> {
         self.flows.poll(self.probes)?;
         let report = {
             let aggregator = self.aggregator.lock().unwrap_or_else(|e| e.into_inner());
-            session::build_report(self.probes, &aggregator, &self.flows, self.watch_counters, &filter, self.started)?
+            let table = self.workloads.table();
+            session::build_report(self.probes, &aggregator, &self.flows, self.watch_counters, &filter, &table, self.started)?
         };
         if let Some(arming) = &mut self.arming {
             for change in arming.step(self.probes, &report.counters, Instant::now())? {
@@ -202,6 +208,11 @@ impl Agent<'_> {
                 }
             }
         }
+        let workload_labels = report
+            .findings
+            .iter()
+            .filter_map(|f| Some((f.netns.clone(), f.workload.as_ref()?.label())))
+            .collect();
         // A kind missing from config::DETECTORS (a detector newer than that list) is exported
         // rather than silently dropped.
         let findings = report
@@ -224,6 +235,7 @@ impl Agent<'_> {
             .collect();
 
         let mut exported = self.exported.lock().unwrap_or_else(|e| e.into_inner());
+        exported.workloads = workload_labels;
         exported.record(&rises, now);
         for count in exported.active.values_mut() {
             *count = 0;

@@ -10,12 +10,16 @@ use crate::{
     counters::Counters,
     hooks::{HookStatus, PAWS_REASONS, ProbeStats},
     verdict::{Finding, nat_clocks::PeerClocks, syn_funnel::FunnelRow},
+    workload::Workload,
 };
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PeerReport {
     pub addr: String,
     pub netns: String,
+    /// The container, pod or host behind `netns`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<crate::workload::Workload>,
     /// Drop counts by kernel reason name, exact (kept in a kernel map).
     pub by_reason: BTreeMap<String, u64>,
 }
@@ -110,11 +114,12 @@ impl Report {
         }
         for f in &self.findings {
             out += &format!(
-                "  [{} / {}] peer {} (netns {}) → {}: {} {}, {:.2}/s, {} … {}\n",
+                "  [{} / {}] peer {}{} ({}) → {}: {} {}, {:.2}/s, {} … {}\n",
                 f.kind,
                 f.variant,
                 f.peer,
-                f.netns,
+                f.peer_workload.as_ref().filter(|w| w.is_container_or_pod()).map(|w| format!(" [{}]", w.describe())).unwrap_or_default(),
+                place(&f.netns, f.workload.as_ref()),
                 if f.local.is_empty() { "-".to_string() } else { f.local.join(", ") },
                 f.count,
                 counted(f.kind),
@@ -150,7 +155,7 @@ impl Report {
                 let drops: Vec<String> = f.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 out += &format!(
                     "  {:<24} {:<18} {:>6} {:>7} {:>8} {:>8} {:>7} {:>10}  {}\n",
-                    r.peer, r.netns, r.port, f.syns, f.synacks, f.synack_retransmits, f.handshakes, f.unanswered,
+                    r.peer, self.netns_shown(&r.netns), r.port, f.syns, f.synacks, f.synack_retransmits, f.handshakes, f.unanswered,
                     if drops.is_empty() { "-".to_string() } else { drops.join(", ") }
                 );
             }
@@ -162,13 +167,13 @@ impl Report {
         }
         for (ns, counters) in &self.counters {
             let list: Vec<String> = counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            out += &wrap(&format!("{ns}: {}", list.join(", ")), "  ");
+            out += &wrap(&format!("{}: {}", self.netns_shown(ns), list.join(", ")), "  ");
             out += "\n";
         }
         for a in &self.attribution {
             out += &format!(
                 "  {} {}: kernel counted {}, attributed to named peers {}\n",
-                a.netns, a.counter, a.kernel_delta, a.attributed
+                self.netns_shown(&a.netns), a.counter, a.kernel_delta, a.attributed
             );
         }
         if let Some(pcap) = &self.pcap {
@@ -188,6 +193,14 @@ impl Report {
         out
     }
 
+    /// A namespace in the tables: a bare inode is replaced by the container or pod a finding or
+    /// peer row found behind it (`container/web`).
+    fn netns_shown(&self, netns: &str) -> String {
+        let workloads = self.findings.iter().map(|f| (&f.netns, &f.workload)).chain(self.peers.iter().map(|p| (&p.netns, &p.workload)));
+        let found = workloads.filter(|(ns, _)| *ns == netns && netns.starts_with("inode:")).find_map(|(_, w)| w.as_ref());
+        found.filter(|w| w.is_container_or_pod()).map_or_else(|| netns.to_string(), Workload::label)
+    }
+
     /// Peers with drops of the reasons `--reason` added, busiest first, exact kernel counts.
     fn other_reasons_text(&self) -> String {
         let other = |p: &&PeerReport| p.by_reason.keys().any(|r| !PAWS_REASONS.contains(&r.as_str()));
@@ -199,9 +212,19 @@ impl Report {
         let mut out = format!("peers by drop reason (top {} of {total}):\n", shown.len());
         for peer in shown {
             let reasons: Vec<String> = peer.by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
-            out += &format!("  {} (netns {}): {}\n", peer.addr, peer.netns, reasons.join(", "));
+            out += &format!("  {} ({}): {}\n", peer.addr, place(&peer.netns, peer.workload.as_ref()), reasons.join(", "));
         }
         out + "\n"
+    }
+}
+
+/// Where a finding was seen, for a person: the container or pod by name, with the namespace's
+/// `ip netns` name if it has one (never a bare inode beside a name); else the namespace.
+pub fn place(netns: &str, workload: Option<&Workload>) -> String {
+    match workload.filter(|w| w.is_container_or_pod()) {
+        Some(w) if netns.starts_with("inode:") => w.describe(),
+        Some(w) => format!("{}, netns {netns}", w.describe()),
+        None => format!("netns {netns}"),
     }
 }
 
@@ -231,7 +254,7 @@ mod tests {
     }
 
     fn peer(addr: &str, reason: &str, count: u64) -> PeerReport {
-        PeerReport { addr: addr.into(), netns: "srv".into(), by_reason: BTreeMap::from([(reason.into(), count)]) }
+        PeerReport { addr: addr.into(), netns: "srv".into(), workload: None, by_reason: BTreeMap::from([(reason.into(), count)]) }
     }
 
     #[test]
@@ -249,6 +272,38 @@ mod tests {
     fn text_has_no_reason_list_when_only_paws_is_watched() {
         let text = report_with(vec![peer("198.51.100.2", "TCP_RFC7323_PAWS", 5)], ProbeStats::default()).to_text();
         assert!(!text.contains("peers by drop reason"), "{text}");
+    }
+
+    #[test]
+    fn text_names_the_container_not_the_inode() {
+        let container = |name: &str, id: char| Workload {
+            kind: "container",
+            runtime: Some("podman".into()),
+            id: Some(id.to_string().repeat(64)),
+            name: Some(name.into()),
+            ..Workload::default()
+        };
+        let finding = Finding {
+            kind: "paws_rejections",
+            variant: "time_wait",
+            peer: "198.51.100.2".into(),
+            netns: "inode:4026532178".into(),
+            workload: Some(container("web", 'a')),
+            peer_workload: Some(container("client", 'b')),
+            ..Finding::default()
+        };
+        let mut report = report_with(Vec::new(), ProbeStats::default());
+        report.findings = vec![finding.clone()];
+        let text = report.to_text();
+        assert!(
+            text.contains("peer 198.51.100.2 [container client (podman bbbbbbbbbbbb)] (container web (podman aaaaaaaaaaaa)) → -"),
+            "{text}"
+        );
+        assert!(!text.contains("inode:"), "{text}");
+        report.counters = BTreeMap::from([("inode:4026532178".to_string(), Counters::from([("TcpExtPAWSTimewait".to_string(), 4)]))]);
+        assert!(report.to_text().contains("  container/web: TcpExtPAWSTimewait 4\n"), "{}", report.to_text());
+        report.findings = vec![Finding { netns: "srv".into(), workload: Some(Workload { kind: "netns", ..Workload::default() }), peer_workload: None, ..finding }];
+        assert!(report.to_text().contains("peer 198.51.100.2 (netns srv) → -"), "{}", report.to_text());
     }
 
     #[test]

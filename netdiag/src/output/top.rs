@@ -31,6 +31,7 @@ use crate::{
     hooks::{self, HookStatus, Probes, ReasonTable},
     netns,
     verdict::paws,
+    workload::{Workload, Workloads},
 };
 
 #[derive(clap::Args, Debug)]
@@ -142,6 +143,8 @@ struct Totals {
 struct PeerRow {
     peer: PeerId,
     netns: String,
+    /// The container or pod behind the namespace (`container/web`), as metrics label it.
+    workload: String,
     totals: Totals,
     paws_per_s: f64,
 }
@@ -201,9 +204,11 @@ struct Column {
     width: Constraint,
 }
 
-const COLUMNS: [Column; 9] = [
+/// The numbers sit between the two name columns at the left and the workload at the right.
+const COLUMNS: [Column; 10] = [
     Column { title: "peer", sort: Some(SortBy::Peer), hooks: &[], width: Constraint::Length(39) },
-    Column { title: "netns", sort: None, hooks: &[], width: Constraint::Fill(1) },
+    // Wide enough for a lab's `nd-<tag>-<pid>-<n>-<role>`; the workload takes what is left.
+    Column { title: "netns", sort: None, hooks: &[], width: Constraint::Min(21) },
     Column { title: "PAWS drops", sort: Some(SortBy::PawsTotal), hooks: &["paws_checks", "paws_time_wait"], width: Constraint::Length(11) },
     Column { title: "PAWS/s", sort: Some(SortBy::PawsRate), hooks: &["paws_checks", "paws_time_wait"], width: Constraint::Length(9) },
     Column { title: "out-of-window", sort: Some(SortBy::OutOfWindow), hooks: &["oow_received"], width: Constraint::Length(14) },
@@ -211,6 +216,7 @@ const COLUMNS: [Column; 9] = [
     Column { title: "suppressed", sort: Some(SortBy::Suppressed), hooks: &["oow_limiter"], width: Constraint::Length(11) },
     Column { title: "unanswered SYNs", sort: Some(SortBy::Unanswered), hooks: &["synack_sent"], width: Constraint::Length(16) },
     Column { title: "SYNs seen", sort: Some(SortBy::Syns), hooks: &["conn_request"], width: Constraint::Length(10) },
+    Column { title: "workload", sort: None, hooks: &[], width: Constraint::Fill(1) },
 ];
 
 fn column_title(sort: SortBy) -> &'static str {
@@ -234,6 +240,7 @@ struct View {
     detail: Option<PeerId>,
     /// The kernel's maps as last read, for the drill-down.
     maps: Maps,
+    workloads: Workloads,
 }
 
 /// The kernel's per-peer and per-flow maps, read once per refresh.
@@ -246,7 +253,8 @@ struct Maps {
 
 impl View {
     fn new(probes: &Probes, interval_s: f64) -> View {
-        View::showing(kernel_release(), probes.hooks.clone(), probes.reasons.clone(), interval_s)
+        let shown = View::showing(kernel_release(), probes.hooks.clone(), probes.reasons.clone(), interval_s);
+        View { workloads: Workloads::watch(), ..shown }
     }
 
     /// An empty view of these hooks, before the first refresh.
@@ -264,6 +272,7 @@ impl View {
             selected: 0,
             detail: None,
             maps: Maps::default(),
+            workloads: Workloads::default(),
         }
     }
 
@@ -274,6 +283,7 @@ impl View {
         let elapsed_s = now.duration_since(self.previous_at).as_secs_f64().max(1e-3);
         // Namespaces come and go while top runs: name them afresh each time.
         let known = netns::named().unwrap_or_default();
+        let table = self.workloads.table();
         self.rows = totals
             .iter()
             .map(|(peer, totals)| {
@@ -281,6 +291,7 @@ impl View {
                 PeerRow {
                     peer: *peer,
                     netns: netns::display_name(peer.netns, &known),
+                    workload: table.of(peer.netns).map(Workload::label).unwrap_or_default(),
                     totals: *totals,
                     paws_per_s: totals.paws.saturating_sub(before) as f64 / elapsed_s,
                 }
@@ -431,6 +442,7 @@ impl View {
     fn cells(&self, row: &PeerRow) -> Vec<Cell<'static>> {
         let mut cells = vec![Cell::from(row.peer.addr.to_string()), Cell::from(row.netns.clone())];
         cells.extend(self.numbers(row).into_iter().map(|n| Cell::from(Line::from(n).right_aligned())));
+        cells.push(Cell::from(row.workload.clone()));
         cells
     }
 
@@ -520,6 +532,7 @@ mod tests {
         PeerRow {
             peer: PeerId { addr: addr.parse().unwrap(), netns: 1 },
             netns: "root".into(),
+            workload: "host".into(),
             totals: Totals { paws, dupacks, ..Totals::default() },
             paws_per_s: paws as f64,
         }

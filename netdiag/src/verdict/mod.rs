@@ -52,6 +52,12 @@ pub struct Finding {
     /// fact → what the kernel said. Empty: nothing the kernel reported backs it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_facts: Option<BTreeMap<String, u64>>,
+    /// The container, pod or host behind `netns` (set by the session, not the detectors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<crate::workload::Workload>,
+    /// The workload on this host that holds the peer's address, when exactly one does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_workload: Option<crate::workload::Workload>,
     /// Facts of a finding about one flow (`ack_loop`, `out_of_window_flood`), inline in the JSON.
     #[serde(flatten)]
     pub flow: Option<FlowFacts>,

@@ -11,10 +11,10 @@ use super::{cargo, command_stdout, workspace_root};
 
 const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 /// Test binaries that need host tools the guest lacks (bash and groff, tmux, tshark, prometheus,
-/// promtool, systemd-analyze), or a million packets that emulation (TCG) would take far too long
-/// to send (flood): they run on the host only. What they check of the kernel, the guests check
-/// through the other tests.
-const HOST_ONLY_TESTS: &[&str] = &["agent", "completions", "flood", "pcap", "top"];
+/// promtool, systemd-analyze, podman and runc for containers), or a million packets that
+/// emulation (TCG) would take far too long to send (flood): they run on the host only. What they
+/// check of the kernel, the guests check through the other tests.
+const HOST_ONLY_TESTS: &[&str] = &["agent", "completions", "containers", "flood", "pcap", "top"];
 
 pub struct GuestBinaries {
     pub netdiag: PathBuf,
@@ -38,6 +38,8 @@ pub fn build() -> Result<GuestBinaries> {
         .filter(|artifact| artifact.is_test && !HOST_ONLY_TESTS.contains(&artifact.name.as_str()))
         .map(|artifact| TestBinary { name: artifact.name, path: artifact.path })
         .collect();
+    // Said once per run, so a reader of the table knows these were left out, not lost.
+    eprintln!("xtask: host-only tests, not run in the guests (tools the guests lack): {}", HOST_ONLY_TESTS.join(", "));
     // Cargo reports artifacts in completion order; sorted, the guest runs them in a stable one.
     tests.sort_by(|a, b| a.name.cmp(&b.name));
     if let Some(pair) = tests.windows(2).find(|pair| pair[0].name == pair[1].name) {

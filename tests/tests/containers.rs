@@ -1,0 +1,273 @@
+//! Workload attribution with real containers. podman (Debian's package, run through runc) starts
+//! containers from an image made here from busybox-static (no registry). Each container joins a
+//! namespace a scenario created (`--network ns:/run/netns/NAME`), so the incident's traffic runs
+//! in the containers' own network namespaces, and netdiag must name them from `/proc` and the
+//! files podman keeps on disk. `podman inspect` is the reference.
+//!
+//! Host only: the qemu guests have no container runtime, and `cargo xtask vmtest` leaves this
+//! file out of its list (see `xtask/src/vmtest/binaries.rs`).
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use netdiag::scenario::{self, CLIENT_V4, NAT_PUBLIC_V4, NatTopology, PawsTopology};
+use netdiag_tests::{
+    Diagnose,
+    agent::{Agent, TempDir, value_of},
+    findings_for, require_root,
+};
+use serde_json::Value;
+
+const IMAGE: &str = "localhost/netdiag-test:busybox";
+
+/// The containers' only process: long enough for any test here, and removed at drop anyway.
+const CONTAINER_LIFETIME_S: &str = "300";
+
+/// `podman ARGS`; its stdout, or a panic with its stderr and what it was asked.
+fn podman(args: &[&str]) -> String {
+    let out = Command::new("podman").args(args).stdin(Stdio::null()).output().unwrap_or_else(|e| {
+        panic!("podman cannot be run ({e}): `cargo xtask setup` installs it (Debian packages podman and runc)")
+    });
+    assert!(
+        out.status.success(),
+        "podman {} failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The test image, imported once from a rootfs of busybox-static.
+fn image() -> &'static str {
+    let exists = Command::new("podman").args(["image", "exists", IMAGE]).stderr(Stdio::null()).status();
+    if exists.is_ok_and(|s| s.success()) {
+        return IMAGE;
+    }
+    let busybox = Path::new("/bin/busybox");
+    assert!(busybox.exists(), "/bin/busybox is missing: `cargo xtask setup` installs busybox-static");
+    let dir = std::env::temp_dir().join(format!("netdiag-rootfs-{}", std::process::id()));
+    let bin = dir.join("rootfs/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(busybox, bin.join("busybox")).unwrap();
+    for applet in ["sh", "sleep"] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+    }
+    let tar = dir.join("rootfs.tar");
+    let packed = Command::new("tar").arg("-C").arg(dir.join("rootfs")).arg("-cf").arg(&tar).arg(".").status().unwrap();
+    assert!(packed.success(), "tar of the rootfs failed");
+    podman(&["import", tar.to_str().unwrap(), IMAGE]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    IMAGE
+}
+
+/// A running container, removed (killed at once) when dropped.
+struct Container {
+    name: String,
+    id: String,
+}
+
+impl Container {
+    /// Starts `sleep` in a container called `netdiag-<role>-<pid>` that lives in the network
+    /// namespace at `netns`.
+    fn start(role: &str, netns: &Path) -> Container {
+        let name = format!("netdiag-{role}-{}", std::process::id());
+        let network = format!("ns:{}", netns.display());
+        let id = podman(&[
+            "run",
+            "--detach",
+            "--rm",
+            "--name",
+            &name,
+            "--network",
+            &network,
+            // Debian 12's crun refuses hosts with cgroup v1 and v2 mounted together ("cgroups in
+            // hybrid mode not supported"); runc runs on both.
+            "--runtime",
+            "runc",
+            // podman's default limits are above what a root without CAP_SYS_RESOURCE (a
+            // container CI runner) may set.
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            image(),
+            "sleep",
+            CONTAINER_LIFETIME_S,
+        ]);
+        let container = Container { name, id };
+        let pid = podman(&["inspect", "--format", "{{.State.Pid}}", &container.name]);
+        let in_netns = std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        let want = std::fs::metadata(netns).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        assert_eq!(in_netns.unwrap(), want.unwrap(), "{} is not in {}", container.name, netns.display());
+        container
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("podman").args(["rm", "--force", "--time", "0", &self.name]).output();
+    }
+}
+
+/// Asserts that `workload` (a finding's, a peer's) is `container`, by name and full id.
+fn assert_names(workload: &Value, container: &Container, context: &Value) {
+    assert_eq!(workload["kind"], "container", "{context:#}");
+    assert_eq!(workload["runtime"], "podman", "{context:#}");
+    assert_eq!(workload["name"], container.name.as_str(), "{context:#}");
+    assert_eq!(workload["id"], container.id.as_str(), "{context:#}");
+}
+
+/// Findings seen from namespace `netns`.
+fn in_ns<'a>(report: &'a Value, netns: &str) -> Vec<&'a Value> {
+    report["findings"].as_array().unwrap().iter().filter(|f| f["netns"] == netns).collect()
+}
+
+#[test]
+fn time_wait_reconnects_name_the_server_and_client_containers_and_container_filters() {
+    require_root();
+    let topo = PawsTopology::new("ctrtw").unwrap();
+    let server = Container::start("tw-srv", &topo.server_path());
+    let client = Container::start("tw-cli", &topo.client_path());
+    // By name for one, by a short id (as `podman ps` shows it) for the other.
+    let on_server = Diagnose::start(&["--container", &server.name]).unwrap();
+    let on_client = Diagnose::start(&["--container", &client.id[..12]]).unwrap();
+    let client_addr = CLIENT_V4.to_string();
+    let peer_args = ["peer", &client_addr, "--json", "--duration", "300", "--container", &server.name];
+    let drill_down = Diagnose::start_command(&peer_args).unwrap();
+    let run = scenario::paws_time_wait(&topo).unwrap();
+    let server_report = on_server.finish().unwrap();
+    let client_report = on_client.finish().unwrap();
+    let drill = drill_down.finish().unwrap();
+
+    let time_wait: Vec<&Value> = findings_for(&server_report, "paws_rejections", &client_addr)
+        .into_iter()
+        .filter(|f| f["variant"] == "time_wait")
+        .collect();
+    assert_eq!(time_wait.len(), 1, "one TIME_WAIT finding about the client: {:#}", server_report["findings"]);
+    let finding = time_wait[0];
+    assert_eq!(finding["netns"], topo.server_ns.as_str());
+    assert_eq!(finding["count"].as_u64(), Some(run.injected), "{finding:#}");
+    assert_names(&finding["workload"], &server, finding);
+    assert_names(&finding["peer_workload"], &client, finding);
+    let peer_row = server_report["peers"].as_array().unwrap().iter().find(|p| p["addr"] == client_addr.as_str());
+    assert_names(&peer_row.expect("a peer row for the client")["workload"], &server, &server_report["peers"]);
+
+    // --container covers that container's namespace only.
+    assert!(
+        server_report["findings"].as_array().unwrap().iter().all(|f| f["netns"] == topo.server_ns.as_str()),
+        "{:#}",
+        server_report["findings"]
+    );
+    assert!(in_ns(&client_report, &topo.server_ns).is_empty(), "{:#}", client_report["findings"]);
+    for finding in client_report["findings"].as_array().unwrap() {
+        assert_eq!(finding["netns"], topo.client_ns.as_str(), "{finding:#}");
+        assert_names(&finding["workload"], &client, finding);
+    }
+    assert!(client_report["peers"].as_array().unwrap().iter().all(|p| p["netns"] == topo.client_ns.as_str()));
+
+    // `netdiag peer --container`: the findings name the container, and the sockets are the
+    // container's (the server holds the client's 4-tuple in TIME_WAIT).
+    let drilled: Vec<&Value> = findings_for(&drill, "paws_rejections", &client_addr);
+    assert!(!drilled.is_empty(), "{drill:#}");
+    for finding in &drilled {
+        assert_names(&finding["workload"], &server, finding);
+    }
+    let sockets = drill["sockets"].as_array().unwrap();
+    assert!(sockets.iter().any(|s| s["state"] == "TIME-WAIT"), "{:#}", drill["sockets"]);
+    assert!(sockets.iter().all(|s| s["netns"] == topo.server_ns.as_str()), "{:#}", drill["sockets"]);
+}
+
+#[test]
+fn syns_unanswered_behind_a_nat_name_the_server_and_gateway_containers() {
+    require_root();
+    let topo = NatTopology::new("ctrnat", 2, 1).unwrap();
+    let server = Container::start("nat-srv", &topo.lab().ns_path(&topo.server_ns));
+    let gateway = Container::start("nat-gw", &topo.lab().ns_path(&topo.router_ns));
+    let tracer = Diagnose::start(&["--container", &server.name]).unwrap();
+    // The text report, selected by the full id.
+    let text_tracer = Diagnose::start_command(&["diagnose", "--duration", "300", "--container", &server.id]).unwrap();
+    let run = scenario::nat_time_wait(&topo).unwrap();
+    let report = tracer.finish().unwrap();
+    let text = text_tracer.end_with(libc::SIGINT).unwrap();
+    assert!(text.status.success(), "{}", text.stderr.join("\n"));
+    eprintln!("{}", text.stdout);
+
+    let nat = NAT_PUBLIC_V4.to_string();
+    let unanswered = findings_for(&report, "unanswered_syns", &nat);
+    assert_eq!(unanswered.len(), 1, "{:#}", report["findings"]);
+    let finding = unanswered[0];
+    eprintln!("{finding:#}");
+    assert_eq!(finding["variant"], "time_wait_paws", "{finding:#}");
+    assert_eq!(finding["count"].as_u64(), Some(run.rejected_syns), "{finding:#}");
+    assert_names(&finding["workload"], &server, finding);
+    assert_names(&finding["peer_workload"], &gateway, finding);
+    let clocks = findings_for(&report, "nat_timestamp_clocks", &nat);
+    assert_eq!(clocks.len(), 1, "{:#}", report["findings"]);
+    assert_names(&clocks[0]["workload"], &server, clocks[0]);
+    // The text names both containers with the short id `podman ps` shows, never an inode.
+    let server_shown = format!("(container {} (podman {}), netns {})", server.name, &server.id[..12], topo.server_ns);
+    let gateway_shown = format!("peer {nat} [container {} (podman {})] {server_shown}", gateway.name, &gateway.id[..12]);
+    let header = text.stdout.lines().find(|l| l.contains("[unanswered_syns / time_wait_paws]"));
+    assert!(header.is_some_and(|l| l.contains(&gateway_shown)), "want `{gateway_shown}`:\n{}", text.stdout);
+    assert!(!text.stdout.contains("inode:"), "{}", text.stdout);
+    drop(run);
+}
+
+#[test]
+fn the_agent_labels_metrics_and_json_lines_with_the_containers() {
+    require_root();
+    let topo = PawsTopology::new("ctragent").unwrap();
+    let dir = TempDir::new("containers");
+    let jsonl = dir.0.join("findings.jsonl");
+    // Only this test's server namespace: tests running meanwhile may cause PAWS drops elsewhere.
+    let config = format!(
+        "json_lines = \"{}\"\ninterval_s = 0.5\n[filters]\nnetns = [\"{}\"]\n",
+        jsonl.display(),
+        topo.server_ns
+    );
+    let agent = Agent::start(&dir.0, &config);
+    // Started after the agent: it must notice them (it looks for new namespaces, or processes
+    // in namespaces that had none, every second).
+    let server = Container::start("ag-srv", &topo.server_path());
+    let client = Container::start("ag-cli", &topo.client_path());
+    std::thread::sleep(Duration::from_secs(2));
+    let run = scenario::paws_time_wait(&topo).unwrap();
+
+    let client_addr = CLIENT_V4.to_string();
+    let workload = format!("container/{}", server.name);
+    let labels =
+        [("peer", client_addr.as_str()), ("variant", "time_wait"), ("netns", topo.server_ns.as_str()), ("workload", &workload)];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut served = None;
+    while served != Some(run.injected as f64) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        served = value_of(&agent.metrics(), "netdiag_paws_rejections_total", &labels);
+    }
+    assert_eq!(served, Some(run.injected as f64), "series {labels:?}:\n{}", agent.metrics());
+
+    let lines = std::fs::read_to_string(&jsonl).unwrap();
+    let opened: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["event"] == "open" && l["kind"] == "paws_rejections" && l["variant"] == "time_wait")
+        .collect();
+    assert_eq!(opened.len(), 1, "{lines}");
+    assert_names(&opened[0]["workload"], &server, &opened[0]);
+    assert_names(&opened[0]["peer_workload"], &client, &opened[0]);
+    agent.stop();
+}
+
+#[test]
+fn an_unknown_container_is_a_usage_error() {
+    require_root();
+    let out = Command::new(netdiag_tests::netdiag_bin())
+        .args(["diagnose", "--duration", "1", "--container", "netdiag-no-such-container"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no running container named `netdiag-no-such-container`"), "{stderr}");
+}
