@@ -56,9 +56,22 @@ fn free_loopback_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// kubernetes-validate, as a module of the python3 it was installed for (its script may not be
+/// on PATH yet, behind pyenv's shims).
+fn kubernetes_validate() -> Command {
+    let installed = Command::new("python3").args(["-m", "kubernetes_validate", "--version"]).output();
+    assert!(
+        installed.is_ok_and(|o| o.status.success()),
+        "kubernetes-validate is not installed for python3: cargo xtask setup installs it from PyPI"
+    );
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "kubernetes_validate"]);
+    cmd
+}
+
 /// The manifest's documents as JSON, read by PyYAML (kubernetes-validate depends on it).
 fn manifest_documents() -> Vec<Value> {
-    require_tool("kubernetes-validate", "cargo xtask setup installs it from PyPI");
+    kubernetes_validate();
     let json = checked(
         Command::new("python3")
             .args(["-c", "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))"])
@@ -255,8 +268,7 @@ fn the_deb_installs_into_a_fresh_debian_root_runs_and_purges_cleanly() {
 /// annotations a node agent needs.
 #[test]
 fn the_daemonset_passes_the_kubernetes_schemas_and_grants_the_units_capabilities() {
-    require_tool("kubernetes-validate", "cargo xtask setup installs it from PyPI");
-    let text = checked(Command::new("kubernetes-validate").args(["--strict"]).arg(repo(DAEMONSET)));
+    let text = checked(kubernetes_validate().args(["--strict"]).arg(repo(DAEMONSET)));
     for kind in ["namespace", "configmap", "daemonset"] {
         assert!(text.contains(&format!("passed for resource {kind}/")), "{text}");
     }
@@ -264,7 +276,7 @@ fn the_daemonset_passes_the_kubernetes_schemas_and_grants_the_units_capabilities
     let misspelt = dir.0.join("misspelt.yaml");
     let manifest = std::fs::read_to_string(repo(DAEMONSET)).unwrap();
     std::fs::write(&misspelt, manifest.replace("hostPID: true", "hostPid: true")).unwrap();
-    let out = Command::new("kubernetes-validate").args(["--strict"]).arg(&misspelt).output().unwrap();
+    let out = kubernetes_validate().args(["--strict"]).arg(&misspelt).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stdout).contains("'hostPid' was unexpected"), "{out:?}");
 
     let documents = manifest_documents();

@@ -77,7 +77,8 @@ const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
 /// kubernetes-validate checks ops/kubernetes against the Kubernetes API schemas it ships (no
 /// cluster needed); its PyYAML also reads the manifest for the test that runs the image.
 fn kubernetes_validate() -> Result<()> {
-    let installed = Command::new("kubernetes-validate").arg("--version").output();
+    // As a module: the script may not be on PATH yet, behind pyenv's shims.
+    let installed = Command::new("python3").args(["-m", "kubernetes_validate", "--version"]).output();
     if installed.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == KUBERNETES_VALIDATE_VERSION) {
         return Ok(());
     }
