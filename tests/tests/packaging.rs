@@ -455,22 +455,28 @@ fn the_image_builds_and_runs_the_agent_as_the_daemonset_does() {
         assert!(Instant::now() < deadline, "the container never counted {} PAWS drops for {CLIENT_V4}: {body}", run.injected);
         std::thread::sleep(Duration::from_millis(300));
     };
-    // What the memory limit has to hold: the process and the kernel maps it created (both are
-    // charged to the container's memory cgroup).
-    let rss = value_of(&metrics, "netdiag_process_resident_memory_bytes", &[]).unwrap();
+    // It runs under the manifest's memory limit, which holds the process and the kernel maps
+    // it created (both are charged to the container's memory cgroup).
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    // cgroup v2's file, else v1's memory controller's.
-    let charged: Option<f64> = cgroup
-        .lines()
-        .filter_map(|l| {
-            let (_, path) = l.split_once(":memory:").or_else(|| l.split_once("::"))?;
-            Some([format!("/sys/fs/cgroup{path}/memory.current"), format!("/sys/fs/cgroup/memory{path}/memory.usage_in_bytes")])
-        })
-        .flatten()
-        .find_map(|file| std::fs::read_to_string(file).ok()?.trim().parse().ok());
+    let memory_cgroup_file = |v2: &str, v1: &str| -> Option<f64> {
+        // cgroup v2's file, else v1's memory controller's.
+        cgroup
+            .lines()
+            .filter_map(|l| l.split_once(":memory:").or_else(|| l.split_once("::")).map(|(_, path)| path))
+            .flat_map(|path| [format!("/sys/fs/cgroup{path}/{v2}"), format!("/sys/fs/cgroup/memory{path}/{v1}")])
+            .find_map(|file| std::fs::read_to_string(file).ok()?.trim().parse().ok())
+    };
+    let limit = memory_cgroup_file("memory.max", "memory.limit_in_bytes").expect("no memory limit file for the container");
+    let limit_mib: f64 = limits["memory"].as_str().unwrap().trim_end_matches("Mi").parse().unwrap();
+    assert_eq!(limit, limit_mib * 1048576.0, "the container's memory limit is the manifest's");
+    let charged = memory_cgroup_file("memory.current", "memory.usage_in_bytes").unwrap();
+    let rss = value_of(&metrics, "netdiag_process_resident_memory_bytes", &[]).unwrap();
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
-    let charged = charged.expect("no memory cgroup file for the container");
-    eprintln!("containerised agent: {:.1} MiB resident, {:.1} MiB charged to its cgroup, {fds} open files", rss / 1048576.0, charged / 1048576.0);
+    eprintln!(
+        "containerised agent: {:.1} MiB resident, {:.1} MiB charged to its cgroup (limit {limit_mib} MiB), {fds} open files",
+        rss / 1048576.0,
+        charged / 1048576.0
+    );
     let line = json_lines.recv_timeout(Duration::from_secs(10)).expect("no JSON line on the container's stdout");
     let line: Value = serde_json::from_str(&line).unwrap();
     assert_eq!((&line["event"], &line["kind"], &line["peer"]), (&Value::from("open"), &Value::from("paws_rejections"), &Value::from(client.as_str())), "{line}");
