@@ -4,7 +4,8 @@
 # Debian base is made here (debian-base.sh) and imported once as
 # localhost/netdiag-debian-base:bookworm.
 #
-#   ops/image/build.sh && podman push localhost/netdiag-agent:0.1.0 REGISTRY/netdiag-agent:0.1.0
+#   sudo env PATH="$PATH" ops/image/build.sh && sudo podman push localhost/netdiag-agent:0.1.0 REGISTRY/netdiag-agent:0.1.0
+# As root: rootful podman, whose store is where a container that loads BPF programs runs from.
 set -eu
 cd "$(dirname "$0")/../.."
 command -v podman > /dev/null || { echo "podman is missing (cargo xtask setup installs it)" >&2; exit 1; }
