@@ -5,7 +5,8 @@
 //! - bpf-linker, built against the very libLLVM that nightly rustc ships, so the bitcode rustc
 //!   emits and the linker reads come from the same LLVM;
 //! - the musl target for the static binaries the VM guests run;
-//! - cargo-fuzz for the fuzz targets in tests/fuzz.
+//! - cargo-fuzz for the fuzz targets in tests/fuzz;
+//! - cargo-deb and kubernetes-validate for the packaging tests (tests/tests/packaging.rs).
 use std::{
     fs,
     os::unix::fs::symlink,
@@ -39,12 +40,15 @@ const APT_PACKAGES: &[&str] = &[
     // the binary on a loopback port with their own storage); systemd-analyze verifies the unit.
     "prometheus",
     "systemd",
-    // Workload attribution is tested with real containers: podman runs them through runc
-    // (Debian 12's crun refuses hosts with cgroup v1 and v2 mounted together); netavark named
-    // so apt does not pick the older CNI plugins for podman's network stack.
+    // Workload attribution and the packaging tests use real containers: podman runs them
+    // through runc (Debian 12's crun refuses hosts with cgroup v1 and v2 mounted together);
+    // netavark named so apt does not pick the older CNI plugins for podman's network stack. The
+    // agent's image has no registry to come from: its Debian base is made with debootstrap
+    // from the Debian mirror, and the .deb is installed with `dpkg --root` into a copy of it.
     "podman",
     "runc",
     "netavark",
+    "debootstrap",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
@@ -55,7 +59,34 @@ pub fn setup() -> Result<()> {
     run(Command::new("rustup").args(["target", "add", MUSL_TARGET]))?;
     bpf_linker()?;
     cargo_fuzz()?;
+    cargo_deb()?;
+    kubernetes_validate()?;
     Ok(())
+}
+
+const CARGO_DEB_VERSION: &str = "3.8.0";
+
+/// `cargo deb` builds the .deb of ops/deb/build.sh from netdiag/Cargo.toml's metadata.
+fn cargo_deb() -> Result<()> {
+    let installed = Command::new("cargo").args(["deb", "--version"]).output();
+    if installed.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_DEB_VERSION)) {
+        return Ok(());
+    }
+    run(Command::new("cargo").args(["install", "--locked", "cargo-deb", "--version", CARGO_DEB_VERSION]))
+}
+
+const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
+
+/// kubernetes-validate checks ops/kubernetes against the Kubernetes API schemas it ships (no
+/// cluster needed); its PyYAML also reads the manifest for the test that runs the image.
+fn kubernetes_validate() -> Result<()> {
+    // As a module: the script may not be on PATH yet, behind pyenv's shims.
+    let installed = Command::new("python3").args(["-m", "kubernetes_validate", "--version"]).output();
+    if installed.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == KUBERNETES_VALIDATE_VERSION) {
+        return Ok(());
+    }
+    run(Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", &format!("kubernetes-validate=={KUBERNETES_VALIDATE_VERSION}")]))
 }
 
 const CARGO_FUZZ_VERSION: &str = "0.13.2";

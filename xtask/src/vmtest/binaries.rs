@@ -11,10 +11,10 @@ use super::{cargo, command_stdout, workspace_root};
 
 const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 /// Test binaries that need host tools the guest lacks (bash and groff, tmux, tshark, prometheus,
-/// promtool, systemd-analyze, podman and runc for containers), or a million packets that
-/// emulation (TCG) would take far too long to send (flood): they run on the host only. What they
-/// check of the kernel, the guests check through the other tests.
-const HOST_ONLY_TESTS: &[&str] = &["agent", "completions", "containers", "flood", "pcap", "top"];
+/// promtool, systemd-analyze, podman, runc, dpkg, cargo-deb, kubernetes-validate), or a million
+/// packets that emulation (TCG) would take far too long to send (flood): they run on the host
+/// only. What they check of the kernel, the guests check through the other tests.
+const HOST_ONLY_TESTS: &[&str] = &["agent", "completions", "containers", "flood", "packaging", "pcap", "top"];
 
 pub struct GuestBinaries {
     pub netdiag: PathBuf,
