@@ -24,53 +24,24 @@ pub trait Args {
     fn word(&self, n: usize) -> u64;
 }
 
-impl Args for FEntryContext {
-    type Mem = Typed;
-    #[inline(always)]
-    fn ptr(&self, n: usize) -> *const u8 {
-        self.arg(n)
-    }
-    #[inline(always)]
-    fn word(&self, n: usize) -> u64 {
-        self.arg(n)
-    }
+/// Contexts whose `arg(n)` reads argument `n` directly, and the memory access that goes with it.
+macro_rules! positional_args {
+    ($($context:ty => $mem:ty),+ $(,)?) => {
+        $(impl Args for $context {
+            type Mem = $mem;
+            #[inline(always)]
+            fn ptr(&self, n: usize) -> *const u8 {
+                self.arg(n)
+            }
+            #[inline(always)]
+            fn word(&self, n: usize) -> u64 {
+                self.arg(n)
+            }
+        })+
+    };
 }
 
-impl Args for FExitContext {
-    type Mem = Typed;
-    #[inline(always)]
-    fn ptr(&self, n: usize) -> *const u8 {
-        self.arg(n)
-    }
-    #[inline(always)]
-    fn word(&self, n: usize) -> u64 {
-        self.arg(n)
-    }
-}
-
-impl Args for BtfTracePointContext {
-    type Mem = Typed;
-    #[inline(always)]
-    fn ptr(&self, n: usize) -> *const u8 {
-        self.arg(n)
-    }
-    #[inline(always)]
-    fn word(&self, n: usize) -> u64 {
-        self.arg(n)
-    }
-}
-
-impl Args for RawTracePointContext {
-    type Mem = Probe;
-    #[inline(always)]
-    fn ptr(&self, n: usize) -> *const u8 {
-        self.arg(n)
-    }
-    #[inline(always)]
-    fn word(&self, n: usize) -> u64 {
-        self.arg(n)
-    }
-}
+positional_args!(FEntryContext => Typed, FExitContext => Typed, BtfTracePointContext => Typed, RawTracePointContext => Probe);
 
 impl Args for ProbeContext {
     type Mem = Probe;

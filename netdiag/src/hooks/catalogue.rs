@@ -272,22 +272,25 @@ macro_rules! device_candidates {
     };
 }
 
+/// SYNs at the listener (with the TIME_WAIT program, for `syn_timestamps`), else as they
+/// arrive: `conn_request` and `syn_timestamps` share these programs.
+const SYN_CANDIDATES: &[Candidate] = &[
+    Candidate { attach: Attach::Fentry { program: "on_conn_request_fentry", function: &TCP_CONN_REQUEST }, needs: PACKET },
+    Candidate { attach: Attach::Kprobe { program: "on_conn_request_kprobe", function: &TCP_CONN_REQUEST }, needs: PACKET },
+    Candidate { attach: Attach::BtfTracepoint { program: "on_rx_btf", name: "netif_receive_skb" }, needs: PACKET },
+    Candidate { attach: Attach::RawTracepoint { program: "on_rx_raw", name: "netif_receive_skb" }, needs: PACKET },
+    Candidate {
+        attach: Attach::Tracepoint { program: "on_rx_perf", category: "net", name: "netif_receive_skb" },
+        needs: &[Need::Packet, Need::Record("net", "netif_receive_skb")],
+    },
+];
+
 pub const CATALOGUE: &[LogicalHook] = &[
     LogicalHook {
         name: "conn_request",
         counts: "SYNs per peer, netns and listener port (reaching the listener with fentry/kprobe; as they \
                  arrive on the receive path otherwise)",
-        candidates: &[
-            Candidate { attach: Attach::Fentry { program: "on_conn_request_fentry", function: &TCP_CONN_REQUEST }, needs: PACKET },
-            Candidate { attach: Attach::Kprobe { program: "on_conn_request_kprobe", function: &TCP_CONN_REQUEST }, needs: PACKET },
-            // Every SYN as it arrives, counted in the SYN funnel (kept for ports with a listener).
-            Candidate { attach: Attach::BtfTracepoint { program: "on_rx_btf", name: "netif_receive_skb" }, needs: PACKET },
-            Candidate { attach: Attach::RawTracepoint { program: "on_rx_raw", name: "netif_receive_skb" }, needs: PACKET },
-            Candidate {
-                attach: Attach::Tracepoint { program: "on_rx_perf", category: "net", name: "netif_receive_skb" },
-                needs: &[Need::Packet, Need::Record("net", "netif_receive_skb")],
-            },
-        ],
+        candidates: SYN_CANDIDATES,
     },
     LogicalHook {
         name: "dupack_sent",
@@ -321,16 +324,7 @@ pub const CATALOGUE: &[LogicalHook] = &[
         name: "syn_timestamps",
         counts: "TSval of every SYN, sampled for the timestamp clocks (at the listener and at TIME_WAIT sockets \
                  with fentry/kprobe; as they arrive otherwise)",
-        candidates: &[
-            Candidate { attach: Attach::Fentry { program: "on_conn_request_fentry", function: &TCP_CONN_REQUEST }, needs: PACKET },
-            Candidate { attach: Attach::Kprobe { program: "on_conn_request_kprobe", function: &TCP_CONN_REQUEST }, needs: PACKET },
-            Candidate { attach: Attach::BtfTracepoint { program: "on_rx_btf", name: "netif_receive_skb" }, needs: PACKET },
-            Candidate { attach: Attach::RawTracepoint { program: "on_rx_raw", name: "netif_receive_skb" }, needs: PACKET },
-            Candidate {
-                attach: Attach::Tracepoint { program: "on_rx_perf", category: "net", name: "netif_receive_skb" },
-                needs: &[Need::Packet, Need::Record("net", "netif_receive_skb")],
-            },
-        ],
+        candidates: SYN_CANDIDATES,
     },
     LogicalHook {
         name: "synack_sent",
