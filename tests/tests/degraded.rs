@@ -62,10 +62,11 @@ fn without_the_drop_tracepoint_every_refusal_is_named() {
     let hide = "mount -t tmpfs none /sys/kernel/tracing/events/skb";
     let (_, hooks_out) = run_with_hidden(hide, "hooks --json >&2");
     let survey: serde_json::Value = serde_json::from_str(&hooks_out).unwrap_or_else(|e| panic!("{e}: {hooks_out}"));
-    // The programs on the drop function need no tracepoint; without them nothing serves.
+    // The programs on the drop function need no tracefs entry, nor does the BTF-typed
+    // tracepoint (it attaches by BTF); without them nothing serves.
     let paws = survey["hooks"].as_array().unwrap().iter().find(|h| h["name"] == "paws_checks").unwrap();
     if paws["active"] == true {
-        assert!(["fentry", "kprobe"].contains(&paws["backend"].as_str().unwrap()), "{paws:#}");
+        assert!(["fentry", "kprobe", "tp_btf"].contains(&paws["backend"].as_str().unwrap()), "{paws:#}");
     } else {
         assert!(paws["detail"].as_str().unwrap().contains("skb:kfree_skb is not available"), "{paws:#}");
     }

@@ -181,8 +181,8 @@ fn the_conn_request_hook_says_which_backend_serves_it() {
     let conn_request = hook(&report, "conn_request");
     assert_eq!(conn_request["active"], true, "{conn_request:#}");
     let backend = conn_request["backend"].as_str().unwrap();
-    assert!(["fentry", "kprobe", "raw_tracepoint", "tracepoint"].contains(&backend), "{conn_request:#}");
-    if backend.ends_with("tracepoint") {
+    assert!(["fentry", "kprobe", "tp_btf", "raw_tracepoint", "tracepoint"].contains(&backend), "{conn_request:#}");
+    if backend.ends_with("tracepoint") || backend == "tp_btf" {
         assert!(conn_request["target"].as_str().unwrap().ends_with("netif_receive_skb"), "{conn_request:#}");
         assert!(conn_request["refused"].as_array().unwrap().len() >= 2, "fentry and kprobe were refused first");
     }
