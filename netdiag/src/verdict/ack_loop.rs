@@ -244,10 +244,11 @@ impl Detector {
         }
         let from = self.last_at;
         self.last_at = at;
+        let flows = placed(flows);
         let mut changes = Vec::new();
         let mut seen: HashSet<FlowId> = HashSet::with_capacity(flows.len());
         let mut deltas: Vec<(FlowId, Totals)> = Vec::with_capacity(flows.len());
-        for (flow, totals) in flows {
+        for (flow, totals) in &flows {
             seen.insert(*flow);
             if !self.tracks.contains_key(flow) && self.tracks.len() >= MAX_TRACKS {
                 continue;
@@ -263,9 +264,15 @@ impl Detector {
                 all
             });
         for (flow, delta) in deltas {
+            // The busiest end elsewhere: counts the kernel could not place in a namespace
+            // (and one tuple reused in several namespaces) must not stand in for it.
             let other_end = by_ends
                 .get(&(flow.remote, flow.local))
-                .and_then(|ends| ends.iter().find(|(netns, _)| *netns != flow.netns))
+                .and_then(|ends| {
+                    ends.iter()
+                        .filter(|(netns, _)| *netns != flow.netns && *netns != UNKNOWN_NETNS)
+                        .max_by_key(|(_, d)| d.oow() + d.dupacks_out)
+                })
                 .copied();
             let Some(track) = self.tracks.get_mut(&flow) else { continue };
             let interval = Interval { from, to: at, delta, other_end };
@@ -287,6 +294,25 @@ impl Detector {
         all.sort_by(|a, b| a.started.total_cmp(&b.started).then(a.flow.cmp(&b.flow)));
         all
     }
+}
+
+/// The namespace of counts the kernel could not place: the packet carried no device, socket
+/// or route to read it from (6.1 drops segments processed from a socket's backlog with all
+/// three gone).
+pub const UNKNOWN_NETNS: u32 = 0;
+
+/// `flows` with each unplaced flow's counts added to the one namespace that holds the same
+/// connection; unplaced flows whose tuple no namespace, or several, hold stay as they are.
+fn placed(flows: &[(FlowId, Totals)]) -> Vec<(FlowId, Totals)> {
+    let mut placed: Vec<(FlowId, Totals)> = flows.iter().filter(|(f, _)| f.netns != UNKNOWN_NETNS).copied().collect();
+    for (unplaced, totals) in flows.iter().filter(|(f, _)| f.netns == UNKNOWN_NETNS) {
+        let mut holders = placed.iter_mut().filter(|(f, _)| f.local == unplaced.local && f.remote == unplaced.remote);
+        match (holders.next(), holders.next()) {
+            (Some((_, into)), None) => into.add(totals),
+            _ => placed.push((*unplaced, *totals)),
+        }
+    }
+    placed
 }
 
 fn step(rules: &Rules, flow: FlowId, track: &mut Track, interval: Interval, over: &mut Vec<Episode>) -> Option<Change> {
@@ -841,5 +867,38 @@ mod tests {
         }
         let kinds: Vec<Kind> = episodes_of(&detector, flow()).iter().map(|e| e.kind).collect();
         assert_eq!(kinds, [Kind::UnthrottledFlood]);
+    }
+
+    #[test]
+    fn counts_the_kernel_could_not_place_join_the_one_namespace_holding_the_flow() {
+        // 6.1 loses the namespace of segments dropped from a socket's backlog: some of the
+        // other end's counts come under namespace 0, listed first. Both ends are still a loop.
+        let unplaced = FlowId { netns: UNKNOWN_NETNS, ..other_end() };
+        let mut detector = Detector::new(Rules::default(), 1000.0);
+        for i in 1..=6u64 {
+            let ends = Totals { oow_sequence: 75_000 * i, oow_pure_ack: 75_000 * i, dupacks_out: 75_000 * i, ..Totals::default() };
+            let stray = Totals { oow_sequence: 100 * i, oow_pure_ack: 100 * i, ..Totals::default() };
+            let mut other = ends;
+            other.oow_sequence -= stray.oow_sequence;
+            other.oow_pure_ack -= stray.oow_pure_ack;
+            detector.observe(1000.0 + 0.5 * i as f64, &[(unplaced, stray), (flow(), ends), (other_end(), other)]);
+        }
+        for end in [flow(), other_end()] {
+            let episodes = episodes_of(&detector, end);
+            assert_eq!(episodes.len(), 1, "{episodes:#?}");
+            assert_eq!(episodes[0].kind, Kind::AckLoop, "{episodes:#?}");
+            assert_eq!(episodes[0].totals.oow(), 6 * 75_000, "the unplaced counts are the other end's");
+        }
+        assert!(episodes_of(&detector, unplaced).is_empty());
+    }
+
+    #[test]
+    fn unplaced_counts_of_a_tuple_several_namespaces_hold_stay_apart() {
+        let twin = FlowId { netns: 9, ..flow() };
+        let unplaced = FlowId { netns: UNKNOWN_NETNS, ..flow() };
+        let some = Totals { oow_sequence: 5, ..Totals::default() };
+        let flows = placed(&[(unplaced, some), (flow(), some), (twin, some)]);
+        assert_eq!(flows.len(), 3);
+        assert!(flows.iter().all(|(_, t)| t.oow() == 5), "{flows:?}");
     }
 }
