@@ -269,8 +269,9 @@ async fn check_overflow() -> Result<Outcome> {
     Ok(Outcome::new(OVERFLOW_INCIDENT, "none (TcpExtListenOverflows)", status, detail).scored(&report, &[&topo.server_ns]))
 }
 
-/// One host whose SYN is replayed on its live 4-tuple: the replays are accounted for (challenge
-/// ACKs, TCP_CSUM), and no NAT is claimed.
+/// One host whose SYN is replayed on its live 4-tuple: the replays are accounted for as the
+/// kernel handled them (challenge ACKs from 6.12 on; on 6.1, which checks PAWS first, PAWS
+/// rejections of a stale TSval), and no NAT is claimed.
 async fn check_replay(btf: &Btf) -> Result<Outcome> {
     let reason = "TCP_INVALID_SYN";
     let outcome = |status, detail| Outcome::new(REPLAY_INCIDENT, reason, status, detail);
@@ -283,18 +284,25 @@ async fn check_replay(btf: &Btf) -> Result<Outcome> {
     let client = run.client.ip().to_string();
     let nat_claimed = report.findings.iter().any(|f| f.kind == "nat_timestamp_clocks" && f.peer == client);
     let unknown = finding_count(&report, "unanswered_syns", &client, "unknown");
-    let challenged: u64 = report
-        .syn_funnel
-        .iter()
-        .filter(|r| r.peer == client && r.port == run.server.port())
-        .map(|r| r.funnel.challenge_acks)
-        .sum();
+    let counter = |name: &str| report.counters.get(&topo.server_ns).and_then(|c| c.get(name)).copied().unwrap_or(0);
+    let (accounted, how) = if counter("TcpExtTCPSYNChallenge") > 0 {
+        let challenged: u64 = report
+            .syn_funnel
+            .iter()
+            .filter(|r| r.peer == client && r.port == run.server.port())
+            .map(|r| r.funnel.challenge_acks)
+            .sum();
+        (challenged, "answered by a challenge ACK")
+    } else {
+        let paws = finding_count(&report, "paws_rejections", &client, "established");
+        (paws.saturating_sub(run.stale_segments), "rejected by PAWS (this kernel checks PAWS before the SYN)")
+    };
     let detail = format!(
-        "{challenged} of {} replayed SYNs answered by a challenge ACK; {}; {unknown} unexplained",
+        "{accounted} of {} replayed SYNs {how}; {}; {unknown} unexplained",
         run.intact_replays,
         if nat_claimed { "a NAT claimed" } else { "no NAT claimed" }
     );
-    let status = if challenged == run.intact_replays && !nat_claimed && unknown == 0 { Status::Seen } else { Status::NotSeen };
+    let status = if accounted == run.intact_replays && !nat_claimed && unknown == 0 { Status::Seen } else { Status::NotSeen };
     Ok(outcome(status, detail).scored(&report, &[&topo.server_ns]))
 }
 

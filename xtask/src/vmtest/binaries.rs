@@ -14,11 +14,7 @@ const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 /// promtool, systemd-analyze, podman, runc, dpkg, cargo-deb, kubernetes-validate), or a million
 /// packets that emulation (TCG) would take far too long to send (flood): they run on the host
 /// only. What they check of the kernel, the guests check through the other tests.
-/// `replay` is here for now, with a reason of its own: in the 6.1 and 6.12 guests the kernel
-/// itself counts no `TCPSYNChallenge` for its replayed SYNs, and with function hooks SYN
-/// retransmissions to a request socket (handled in `tcp_check_req`) are not sampled at
-/// `tcp_conn_request`; both wait for a test that follows the kernel it runs on.
-const HOST_ONLY_TESTS: &[&str] = &["agent", "completions", "containers", "flood", "packaging", "pcap", "replay", "top"];
+const HOST_ONLY_TESTS: &[&str] = &["agent", "completions", "containers", "flood", "packaging", "pcap", "top"];
 
 pub struct GuestBinaries {
     pub netdiag: PathBuf,
