@@ -346,20 +346,10 @@ impl PeerDrilldown {
             );
         }
         out += "\nSYN funnel:\n";
-        for r in &self.syn_funnel {
-            let f = &r.funnel;
-            let drops: Vec<String> = f.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            out += &format!(
-                "  {} :{}  {} SYNs → {} SYN-ACKs ({} retransmitted) → {} handshakes; {} unanswered; drops: {}\n",
-                r.netns,
-                r.port,
-                f.syns,
-                f.synacks,
-                f.synack_retransmits,
-                f.handshakes,
-                f.unanswered,
-                if drops.is_empty() { "none".to_string() } else { drops.join(", ") }
-            );
+        if self.syn_funnel.is_empty() {
+            out += "  none\n";
+        } else {
+            out += &output::funnel_table(&self.syn_funnel, |ns| output::netns_shown(ns, &self.findings, &self.drops));
         }
         out += "\nPAWS rejections by variant:\n";
         if self.paws_by_variant.is_empty() {
@@ -402,10 +392,7 @@ impl PeerDrilldown {
             out += &format!("  {:<20} {:<10} {:>6} {:>6} {} ↔ {}\n", s.netns, s.state, s.recv_q, s.send_q, s.local, s.remote);
         }
         out += &format!("\nfindings ({}):\n", self.findings.len());
-        for f in &self.findings {
-            out += &format!("  [{} / {}] {} ({}): {}\n", f.kind, f.variant, f.peer, output::place(&f.netns, f.workload.as_ref()), f.summary);
-            out += &format!("    What to do: {}\n", f.advice);
-        }
+        out += &self.findings.iter().map(output::finding_text).collect::<Vec<_>>().join("\n");
         if let Some(pcap) = &self.pcap {
             out += &format!(
                 "\nevidence: {} packet(s) written to {} ({} not captured: rate limit)\n",

@@ -113,52 +113,13 @@ impl Report {
             out += "  none: no watched drop was attributed to any peer during the session\n";
         }
         for f in &self.findings {
-            out += &format!(
-                "  [{} / {}] peer {}{} ({}) → {}: {} {}, {:.2}/s, {} … {}\n",
-                f.kind,
-                f.variant,
-                f.peer,
-                f.peer_workload.as_ref().filter(|w| w.is_container_or_pod()).map(|w| format!(" [{}]", w.describe())).unwrap_or_default(),
-                place(&f.netns, f.workload.as_ref()),
-                if f.local.is_empty() { "-".to_string() } else { f.local.join(", ") },
-                f.count,
-                counted(f.kind),
-                f.rate_per_s,
-                f.first_seen,
-                f.last_seen
-            );
-            if let Some(flow) = &f.flow {
-                out += &format!(
-                    "    {:.1} out-of-window/s in, {:.1} duplicate ACKs/s out, {:.1}/s suppressed; why: {}; {} … {}\n",
-                    flow.oow_in_per_s,
-                    flow.dupacks_out_per_s,
-                    flow.dupacks_suppressed_per_s,
-                    flow.why,
-                    flow.started,
-                    flow.ended.as_deref().unwrap_or("ongoing")
-                );
-            }
-            out += &wrap(&f.summary, "    ");
+            out += &finding_text(f);
             out += "\n";
-            out += &wrap(&format!("What to do: {}", f.advice), "    ");
-            out += "\n\n";
         }
         out += &self.other_reasons_text();
         if !self.syn_funnel.is_empty() {
             out += "SYN funnel (per peer and listening port):\n";
-            out += &format!(
-                "  {:<24} {:<18} {:>6} {:>7} {:>8} {:>8} {:>7} {:>10}  drops\n",
-                "peer", "netns", "port", "SYNs", "SYN-ACKs", "(retx)", "done", "unanswered"
-            );
-            for r in &self.syn_funnel {
-                let f = &r.funnel;
-                let drops: Vec<String> = f.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                out += &format!(
-                    "  {:<24} {:<18} {:>6} {:>7} {:>8} {:>8} {:>7} {:>10}  {}\n",
-                    r.peer, self.netns_shown(&r.netns), r.port, f.syns, f.synacks, f.synack_retransmits, f.handshakes, f.unanswered,
-                    if drops.is_empty() { "-".to_string() } else { drops.join(", ") }
-                );
-            }
+            out += &funnel_table(&self.syn_funnel, |ns| self.netns_shown(ns));
             out += "\n";
         }
         out += "kernel counters (session deltas, per namespace):\n";
@@ -193,12 +154,8 @@ impl Report {
         out
     }
 
-    /// A namespace in the tables: a bare inode is replaced by the container or pod a finding or
-    /// peer row found behind it (`container/web`).
     fn netns_shown(&self, netns: &str) -> String {
-        let workloads = self.findings.iter().map(|f| (&f.netns, &f.workload)).chain(self.peers.iter().map(|p| (&p.netns, &p.workload)));
-        let found = workloads.filter(|(ns, _)| *ns == netns && netns.starts_with("inode:")).find_map(|(_, w)| w.as_ref());
-        found.filter(|w| w.is_container_or_pod()).map_or_else(|| netns.to_string(), Workload::label)
+        netns_shown(netns, &self.findings, &self.peers)
     }
 
     /// Peers with drops of the reasons `--reason` added, busiest first, exact kernel counts.
@@ -218,6 +175,106 @@ impl Report {
     }
 }
 
+/// A namespace in the tables: a bare inode is replaced by the container or pod a finding or
+/// peer row found behind it (`container/web`).
+pub fn netns_shown(netns: &str, findings: &[Finding], peers: &[PeerReport]) -> String {
+    let workloads = findings.iter().map(|f| (&f.netns, &f.workload)).chain(peers.iter().map(|p| (&p.netns, &p.workload)));
+    let found = workloads.filter(|(ns, _)| *ns == netns && netns.starts_with("inode:")).find_map(|(_, w)| w.as_ref());
+    found.filter(|w| w.is_container_or_pod()).map_or_else(|| netns.to_string(), Workload::label)
+}
+
+/// One finding as the text views print it: who, where and how much; a flow finding's rates;
+/// the summary, what it rests on, and what to do.
+pub fn finding_text(f: &Finding) -> String {
+    let mut out = format!(
+        "  [{} / {}] peer {}{} ({}) → {}: {} {}, {:.2}/s, {} … {}\n",
+        f.kind,
+        f.variant,
+        f.peer,
+        f.peer_workload.as_ref().filter(|w| w.is_container_or_pod()).map(|w| format!(" [{}]", w.describe())).unwrap_or_default(),
+        place(&f.netns, f.workload.as_ref()),
+        if f.local.is_empty() { "-".to_string() } else { f.local.join(", ") },
+        f.count,
+        counted(f.kind),
+        f.rate_per_s,
+        f.first_seen,
+        f.last_seen
+    );
+    if let Some(flow) = &f.flow {
+        out += &format!(
+            "    {:.1} out-of-window/s in, {:.1} duplicate ACKs/s out, {:.1}/s suppressed; why: {}; {} … {}\n",
+            flow.oow_in_per_s,
+            flow.dupacks_out_per_s,
+            flow.dupacks_suppressed_per_s,
+            flow.why,
+            flow.started,
+            flow.ended.as_deref().unwrap_or("ongoing")
+        );
+    }
+    out += &wrap(&f.summary, "    ");
+    out += "\n";
+    out += &grounds_text(f);
+    out += &wrap(&format!("What to do: {}", f.advice), "    ");
+    out + "\n"
+}
+
+/// What a finding rests on, so the text never names a NAT, a loop or a firewall without it:
+/// its evidence, the kernel facts the scorecard matched, and what would prove it wrong. Parts
+/// the finding does not carry are left out.
+fn grounds_text(f: &Finding) -> String {
+    let mut out = String::new();
+    if let Some(evidence) = f.evidence.as_ref().filter(|e| !e.is_empty()) {
+        out += "    Evidence:\n";
+        for line in evidence {
+            out += &bullet(line);
+            out += "\n";
+        }
+    }
+    if let Some(facts) = f.kernel_facts.as_ref().filter(|k| !k.is_empty()) {
+        let pairs: Vec<String> = facts.iter().map(|(name, value)| format!("{name} {value}")).collect();
+        out += &wrap(&format!("Kernel facts: {}", pairs.join(", ")), "    ");
+        out += "\n";
+    }
+    if let Some(disproof) = &f.disproved_by {
+        out += &wrap(&format!("Would be disproved by: {disproof}"), "    ");
+        out += "\n";
+    }
+    out
+}
+
+/// `text` as a list item under a 4-space heading: `- ` first, continuation lines aligned with
+/// the text.
+fn bullet(text: &str) -> String {
+    const HANGING: &str = "      ";
+    format!("    - {}", &wrap(text, HANGING)[HANGING.len()..])
+}
+
+/// The SYN funnel rows as a table, namespaces as `netns_shown` names them.
+pub fn funnel_table(rows: &[FunnelRow], netns_shown: impl Fn(&str) -> String) -> String {
+    let mut out = format!(
+        "  {:<24} {:<18} {:>6} {:>7} {:>8} {:>8} {:>9} {:>7} {:>10}  drops\n",
+        "peer", "netns", "port", "SYNs", "SYN-ACKs", "(retx)", "challenge", "done", "unanswered"
+    );
+    for r in rows {
+        let f = &r.funnel;
+        let drops: Vec<String> = f.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        out += &format!(
+            "  {:<24} {:<18} {:>6} {:>7} {:>8} {:>8} {:>9} {:>7} {:>10}  {}\n",
+            r.peer,
+            netns_shown(&r.netns),
+            r.port,
+            f.syns,
+            f.synacks,
+            f.synack_retransmits,
+            f.challenge_acks,
+            f.handshakes,
+            f.unanswered,
+            if drops.is_empty() { "-".to_string() } else { drops.join(", ") }
+        );
+    }
+    out
+}
+
 /// Where a finding was seen, for a person: the container or pod by name, with the namespace's
 /// `ip netns` name if it has one (never a bare inode beside a name); else the namespace.
 pub fn place(netns: &str, workload: Option<&Workload>) -> String {
@@ -234,6 +291,7 @@ const OTHER_REASON_PEERS: usize = 10;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verdict::syn_funnel::Funnel;
 
     fn report_with(peers: Vec<PeerReport>, probe_stats: ProbeStats) -> Report {
         Report {
@@ -304,6 +362,69 @@ mod tests {
         assert!(report.to_text().contains("  container/web: TcpExtPAWSTimewait 4\n"), "{}", report.to_text());
         report.findings = vec![Finding { netns: "srv".into(), workload: Some(Workload { kind: "netns", ..Workload::default() }), peer_workload: None, ..finding }];
         assert!(report.to_text().contains("peer 198.51.100.2 (netns srv) → -"), "{}", report.to_text());
+    }
+
+    fn report_with_finding(finding: Finding) -> Report {
+        Report { findings: vec![finding], ..report_with(Vec::new(), ProbeStats::default()) }
+    }
+
+    #[test]
+    fn text_shows_what_a_finding_rests_on_before_what_to_do() {
+        let long = "an evidence line long enough to be wrapped onto a second line of the report under its bullet, \
+                    aligned with its text";
+        let finding = Finding {
+            kind: "nat_timestamp_clocks",
+            variant: "several_hosts",
+            peer: "198.51.100.7".into(),
+            summary: "Several hosts share 198.51.100.7.".into(),
+            advice: "Give the NAT more addresses.".into(),
+            evidence: Some(vec!["source port 41000 carried TSvals of 2 clocks".into(), long.into()]),
+            kernel_facts: Some(BTreeMap::from([("TCP_RFC7323_TW_PAWS".into(), 4), ("TcpExtPAWSTimewait".into(), 4)])),
+            disproved_by: Some("one clock explaining every TSval".into()),
+            ..Finding::default()
+        };
+        let text = report_with_finding(finding).to_text();
+        let grounds = "    Several hosts share 198.51.100.7.\n    Evidence:\n    - source port 41000 carried TSvals of 2 clocks\n    - an evidence";
+        assert!(text.contains(grounds), "{text}");
+        let continued = text.lines().skip_while(|l| !l.starts_with("    - an evidence")).nth(1).unwrap();
+        assert!(continued.starts_with("      ") && !continued.starts_with("       "), "{text}");
+        assert!(text.lines().filter(|l| l.starts_with("    ")).all(|l| l.len() <= WIDTH), "{text}");
+        let rest = "\n    Kernel facts: TCP_RFC7323_TW_PAWS 4, TcpExtPAWSTimewait 4\n    Would be disproved by: one clock explaining \
+                    every TSval\n    What to do: Give the NAT more addresses.\n";
+        assert!(text.contains(rest), "{text}");
+    }
+
+    #[test]
+    fn text_has_no_grounds_headings_for_a_finding_without_them() {
+        let bare = Finding {
+            kind: "paws_rejections",
+            summary: "Stale timestamps.".into(),
+            advice: "Find the rewriter.".into(),
+            ..Finding::default()
+        };
+        let empty = Finding { evidence: Some(Vec::new()), kernel_facts: Some(BTreeMap::new()), ..bare.clone() };
+        for finding in [bare, empty] {
+            let text = report_with_finding(finding).to_text();
+            for heading in ["Evidence:", "Kernel facts:", "Would be disproved by:"] {
+                assert!(!text.contains(heading), "{heading}: {text}");
+            }
+            assert!(text.contains("    Stale timestamps.\n    What to do: Find the rewriter.\n"), "{text}");
+        }
+    }
+
+    #[test]
+    fn funnel_table_counts_challenge_acks_beside_the_syn_acks() {
+        // Built field by field: the row's namespace inode is private to the funnel.
+        let mut row = FunnelRow::default();
+        (row.peer, row.netns, row.port) = ("198.51.100.7".into(), "srv".into(), 443);
+        row.funnel = Funnel { syns: 4, synacks: 1, challenge_acks: 2, handshakes: 1, unanswered: 1, ..Funnel::default() };
+        let mut report = report_with(Vec::new(), ProbeStats::default());
+        report.syn_funnel = vec![row];
+        let text = report.to_text();
+        let table: Vec<Vec<&str>> =
+            text.lines().skip_while(|l| !l.starts_with("SYN funnel")).skip(1).take(2).map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(table[0], ["peer", "netns", "port", "SYNs", "SYN-ACKs", "(retx)", "challenge", "done", "unanswered", "drops"]);
+        assert_eq!(table[1], ["198.51.100.7", "srv", "443", "4", "1", "0", "2", "1", "1", "-"]);
     }
 
     #[test]

@@ -121,7 +121,7 @@ pub struct Funnel {
 }
 
 /// A funnel row of the report.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct FunnelRow {
     pub peer: String,
     pub netns: String,
