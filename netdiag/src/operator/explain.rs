@@ -45,11 +45,13 @@ fn explanation(entry: &Entry) -> String {
         out.push_str("\nnetdiag only labels this counter (in `netdiag counters`); it does not tie it to peers.\n");
         return out;
     };
-    for (title, text) in [
-        ("What usually causes it", detail.causes),
-        ("How netdiag attributes it", detail.attribution),
-        ("What to do", detail.action),
-    ] {
+    let sections = [
+        ("What usually causes it", Some(detail.causes)),
+        ("How netdiag attributes it", Some(detail.attribution)),
+        ("What it requires", detail.requires),
+        ("What to do", Some(detail.action)),
+    ];
+    for (title, text) in sections.into_iter().filter_map(|(title, text)| Some((title, text?))) {
         out.push_str(&format!("\n{title}\n"));
         out.push_str(&wrapped(text, 2));
     }
@@ -91,6 +93,16 @@ mod tests {
         }
         assert!(text.contains("TCP_RFC7323_TW_PAWS"), "{text}");
         assert!(text.trim_end().lines().last().unwrap().starts_with("See also: "));
+    }
+
+    #[test]
+    fn a_finding_says_what_it_requires_before_what_to_do() {
+        let text = explanation(knowledge::lookup("ack_loop").unwrap());
+        let requires = text.find("\nWhat it requires\n  ").unwrap_or_else(|| panic!("no requirements:\n{text}"));
+        assert!(requires > text.find("How netdiag attributes it").unwrap() && requires < text.find("What to do").unwrap());
+        assert!(text.contains("unthrottled"), "seen from one end only it is a flood:\n{text}");
+        let counter = explanation(knowledge::lookup("PAWSTimewait").unwrap());
+        assert!(!counter.contains("What it requires"), "{counter}");
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub struct Detail {
     /// Which hook, drop reason or counter netdiag reads to tie it to a peer.
     pub attribution: &'static str,
     pub action: &'static str,
+    /// Findings: what netdiag must have seen before it reports one, and what proves nothing
+    /// (the README's "What each kind requires"); None for counters and drop reasons.
+    pub requires: Option<&'static str>,
     /// Names of other entries worth reading next.
     pub related: &'static [&'static str],
 }
@@ -108,6 +111,7 @@ pub static ENTRIES: &[Entry] = &[
                      peer's address, read nat_timestamp_clocks. Keep net.ipv4.tcp_invalid_ratelimit above 0 so \
                      a disagreement cannot become an ACK storm. net.ipv4.tcp_timestamps=0 stops the drops but \
                      loses RTT precision and wrapped-sequence protection: a stopgap, not a fix.",
+            requires: None,
             related: &[
                 "TCP_RFC7323_PAWS",
                 "TcpExtTCPACKSkippedPAWS",
@@ -133,6 +137,7 @@ pub static ENTRIES: &[Entry] = &[
                           reports them as paws_rejections with variant syn_sent, naming the remote server.",
             action: "Capture the handshake and compare our SYN's TSval with the SYN-ACK's TSecr. If they \
                      differ, find the device between the hosts that rewrites them and fix or bypass it.",
+            requires: None,
             related: &["TCP_RFC7323_PAWS", "paws_rejections"],
         }),
     },
@@ -157,6 +162,7 @@ pub static ENTRIES: &[Entry] = &[
             action: "Find out whether the peer is a NAT or load balancer (nat_timestamp_clocks). Let clients \
                      close first or keep connections alive, so the server does not hold TIME_WAIT for their \
                      4-tuples; a NAT with more addresses or a wider port range reuses a 4-tuple less often.",
+            requires: None,
             related: &["TCP_RFC7323_TW_PAWS", "TcpExtTCPACKSkippedTimeWait", "nat_timestamp_clocks", "unanswered_syns"],
         }),
     },
@@ -174,6 +180,7 @@ pub static ENTRIES: &[Entry] = &[
             attribution: "Drops with reason TCP_RFC7323_PAWS_ACK; `netdiag diagnose` includes them in \
                           paws_rejections (variant established) and reconciles them with this counter.",
             action: "Usually nothing. Look further only if TcpExtPAWSEstab rises along with it.",
+            requires: None,
             related: &["TCP_RFC7323_PAWS_ACK", "TcpExtPAWSEstab"],
         }),
     },
@@ -193,6 +200,7 @@ pub static ENTRIES: &[Entry] = &[
             action: "Capture both sides of a failing handshake and compare the SYN-ACK's TSval with the ACK's \
                      TSecr; the hop where they diverge is the culprit (SYN proxies, NATs and load balancers \
                      that rewrite timestamps first).",
+            requires: None,
             related: &["TCP_RFC7323_TSECR", "TcpExtTCPACKSkippedSynRecv", "paws_rejections"],
         }),
     },
@@ -211,6 +219,7 @@ pub static ENTRIES: &[Entry] = &[
                           which netdiag keys per peer and namespace (finding out_of_window_flood).",
             action: "Name the peer, then capture both ends and compare sequence numbers and windows; suspect \
                      sequence-rewriting firewalls and load-balancer failovers first.",
+            requires: None,
             related: &["TCP_INVALID_SEQUENCE", "TcpExtTCPACKSkippedSeq", "out_of_window_flood"],
         }),
     },
@@ -231,6 +240,7 @@ pub static ENTRIES: &[Entry] = &[
                           the limiter at work.",
             action: "A few are fine: the limiter is doing its job. If it climbs steadily, find the peer with \
                      `netdiag diagnose`.",
+            requires: None,
             related: &["TcpExtTSEcrRejected", "TCP_RFC7323_TSECR", "ack_loop"],
         }),
     },
@@ -250,6 +260,7 @@ pub static ENTRIES: &[Entry] = &[
                           connections.",
             action: "Name the peer with `netdiag diagnose` and read ack_loop; keep \
                      net.ipv4.tcp_invalid_ratelimit above 0.",
+            requires: None,
             related: &["TcpExtPAWSEstab", "TCP_RFC7323_PAWS", "ack_loop"],
         }),
     },
@@ -269,6 +280,7 @@ pub static ENTRIES: &[Entry] = &[
                           out_of_window_flood).",
             action: "Find the peer, capture both ends and compare sequence numbers; look for a firewall or load \
                      balancer that rewrites them or lost the flow's state.",
+            requires: None,
             related: &[
                 "TcpExtBeyondWindow",
                 "TCP_INVALID_SEQUENCE",
@@ -291,6 +303,7 @@ pub static ENTRIES: &[Entry] = &[
                           which netdiag attributes per peer.",
             action: "Usually a side effect of a misbehaving peer during close; if it keeps rising, name the peer \
                      and capture the close sequence.",
+            requires: None,
             related: &["TcpExtTCPACKSkippedTimeWait", "TcpExtTCPACKSkippedSeq"],
         }),
     },
@@ -307,6 +320,7 @@ pub static ENTRIES: &[Entry] = &[
             attribution: "The PAWS part is attributed through TCP_RFC7323_TW_PAWS drops (paws_rejections, \
                           variant time_wait).",
             action: "Read TcpExtPAWSTimewait and nat_timestamp_clocks.",
+            requires: None,
             related: &["TcpExtPAWSTimewait", "TCP_RFC7323_TW_PAWS", "nat_timestamp_clocks"],
         }),
     },
@@ -326,6 +340,7 @@ pub static ENTRIES: &[Entry] = &[
                           TCP_INVALID_SYN, which netdiag's drop probe can key per peer like the others.",
             action: "Compare with TcpExtTCPChallengeACK; capture to see whether the RSTs and SYNs come from the \
                      real peer (a restarted or confused stack) or from elsewhere (spoofing).",
+            requires: None,
             related: &["TcpExtTCPChallengeACK", "TcpExtTCPSYNChallenge"],
         }),
     },
@@ -345,6 +360,7 @@ pub static ENTRIES: &[Entry] = &[
                           TCP_RESET or TCP_INVALID_SYN.",
             action: "Check TcpExtTCPSYNChallenge for the SYN-triggered share. A burst after a peer reboots is \
                      normal; a steady flow from many sources suggests spoofed resets: capture to tell.",
+            requires: None,
             related: &["TcpExtTCPSYNChallenge", "TcpExtTCPACKSkippedChallenge"],
         }),
     },
@@ -379,6 +395,7 @@ pub static ENTRIES: &[Entry] = &[
             action: "Find the listener (`netdiag check`, or `ss -ltn`: Recv-Q against Send-Q), make the \
                      application accept faster, and raise its listen() backlog together with \
                      net.core.somaxconn.",
+            requires: None,
             related: &["TcpExtListenDrops", "TCP_LISTEN_OVERFLOW", "unanswered_syns"],
         }),
     },
@@ -396,6 +413,7 @@ pub static ENTRIES: &[Entry] = &[
             action: "If it equals ListenOverflows, treat it as an accept-queue problem. If it is larger, check \
                      TcpExtTCPReqQFullDrop, net.ipv4.tcp_syncookies (`netdiag check`) and memory pressure \
                      (TcpExtTCPMemoryPressures).",
+            requires: None,
             related: &["TcpExtListenOverflows", "TcpExtTCPReqQFullDrop", "TcpExtSyncookiesSent"],
         }),
     },
@@ -415,6 +433,7 @@ pub static ENTRIES: &[Entry] = &[
             action: "Occasional cookies during bursts are harmless. A steady rate means the listener's backlog is \
                      too small for its SYN rate or a flood is under way: raise the application's listen() \
                      backlog and net.core.somaxconn, and look at where the SYNs come from.",
+            requires: None,
             related: &[
                 "TcpExtSyncookiesRecv",
                 "TcpExtSyncookiesFailed",
@@ -434,6 +453,7 @@ pub static ENTRIES: &[Entry] = &[
                      received is clients that never completed, normal under a flood of spoofed SYNs.",
             attribution: "Counter only.",
             action: "Nothing by itself; read it against TcpExtSyncookiesSent.",
+            requires: None,
             related: &["TcpExtSyncookiesSent", "TcpExtSyncookiesFailed"],
         }),
     },
@@ -449,6 +469,7 @@ pub static ENTRIES: &[Entry] = &[
             attribution: "Counter only.",
             action: "A handful is noise. Many mean forged ACKs aimed at the cookie check or very slow clients; \
                      look at their sources.",
+            requires: None,
             related: &["TcpExtSyncookiesSent", "TcpExtSyncookiesRecv"],
         }),
     },
@@ -465,6 +486,7 @@ pub static ENTRIES: &[Entry] = &[
             attribution: "Counter only (it also raises TcpExtListenDrops).",
             action: "Turn SYN cookies on (net.ipv4.tcp_syncookies=1, the default; `netdiag check` flags 0) and \
                      raise the listener's backlog.",
+            requires: None,
             related: &["TcpExtTCPReqQFullDoCookies", "TcpExtSyncookiesSent", "TcpExtListenDrops", "unanswered_syns"],
         }),
     },
@@ -683,6 +705,7 @@ pub static ENTRIES: &[Entry] = &[
                           the running kernel), keys each drop by peer address, namespace and socket state, and \
                           counts them exactly in a per-CPU kernel map; diagnose turns them into paws_rejections.",
             action: "Read TcpExtPAWSEstab; name the peer with `netdiag diagnose`.",
+            requires: None,
             related: &["TcpExtPAWSEstab", "TcpExtPAWSActive", "paws_rejections"],
         }),
     },
@@ -697,6 +720,7 @@ pub static ENTRIES: &[Entry] = &[
             attribution: "Watched with the other PAWS reasons and included in paws_rejections (variant \
                           established); TcpExtPAWSOldAck is the matching counter.",
             action: "Usually nothing; read TcpExtPAWSOldAck.",
+            requires: None,
             related: &["TcpExtPAWSOldAck", "paws_rejections"],
         }),
     },
@@ -712,6 +736,7 @@ pub static ENTRIES: &[Entry] = &[
             attribution: "netdiag keys these drops per peer and namespace and reports paws_rejections with \
                           variant time_wait; TcpExtPAWSTimewait is the matching counter.",
             action: "Read TcpExtPAWSTimewait and nat_timestamp_clocks.",
+            requires: None,
             related: &["TcpExtPAWSTimewait", "nat_timestamp_clocks", "unanswered_syns"],
         }),
     },
@@ -726,6 +751,7 @@ pub static ENTRIES: &[Entry] = &[
             attribution: "netdiag keys these drops per peer (paws_rejections, variant tsecr); \
                           TcpExtTSEcrRejected is the matching counter.",
             action: "Read TcpExtTSEcrRejected.",
+            requires: None,
             related: &["TcpExtTSEcrRejected", "paws_rejections"],
         }),
     },
@@ -742,6 +768,7 @@ pub static ENTRIES: &[Entry] = &[
                           the PAWS reasons (finding out_of_window_flood when sustained).",
             action: "Ignore a trickle. A flood from one peer means it or a middlebox is out of step with the \
                      connection: capture and compare sequence numbers.",
+            requires: None,
             related: &["TCP_INVALID_SEQUENCE", "TcpExtTCPACKSkippedSeq", "out_of_window_flood"],
         }),
     },
@@ -758,6 +785,7 @@ pub static ENTRIES: &[Entry] = &[
             attribution: "netdiag's drop probe keys these per peer and namespace (finding out_of_window_flood) \
                           and compares them with TcpExtBeyondWindow.",
             action: "Read TcpExtBeyondWindow.",
+            requires: None,
             related: &["TcpExtBeyondWindow", "TCP_OLD_SEQUENCE", "out_of_window_flood"],
         }),
     },
@@ -774,6 +802,7 @@ pub static ENTRIES: &[Entry] = &[
             attribution: "netdiag's drop probe can tie these drops to peers; `netdiag check` shows which listener \
                           is full right now; TcpExtListenOverflows is the total, refused SYNs included.",
             action: "Read TcpExtListenOverflows.",
+            requires: None,
             related: &["TcpExtListenOverflows", "TcpExtListenDrops", "unanswered_syns"],
         }),
     },
@@ -796,6 +825,11 @@ pub static ENTRIES: &[Entry] = &[
                           sum beside each PAWS counter's delta.",
             action: "Follow the finding's advice: it depends on the variant and on this host's \
                      net.ipv4.tcp_timestamps and tcp_invalid_ratelimit.",
+            requires: Some("Drops the kernel itself gave a PAWS drop reason, or that the paws_time_wait hook found \
+                            by recomputing tcp_paws_reject (kernels that drop PAWS against TIME_WAIT without a \
+                            reason), counted per peer; a PAWS counter that rose with no such drop names no peer and \
+                            makes no finding. Its kernel facts are those per-peer counts and the namespace's PAWS \
+                            counters."),
             related: &[
                 "TcpExtPAWSEstab",
                 "TcpExtPAWSTimewait",
@@ -830,6 +864,13 @@ pub static ENTRIES: &[Entry] = &[
                      capture on both sides to find the device that rewrites sequence numbers or timestamps. \
                      Turning timestamps off ends a timestamp loop too, but only hides the cause and costs PAWS \
                      and RTT precision.",
+            requires: Some("Both ends, each seen here: the same connection the other way round in another local \
+                            namespace, rejecting our duplicate ACKs and answering as many over the same intervals. \
+                            Per second, at least 10 out-of-window segments in, mostly pure ACKs, and as many \
+                            duplicate ACKs out within a factor of two, with no data moving. Seen from one end only \
+                            (the other on another host, or outside --netns) the same traffic is an \
+                            out_of_window_flood of variant unthrottled: nothing netdiag counts shows a remote end \
+                            answering ours."),
             related: &["TcpExtTCPACKSkippedPAWS", "TcpExtTCPACKSkippedSeq", "TcpExtPAWSEstab", "out_of_window_flood"],
         }),
     },
@@ -849,6 +890,11 @@ pub static ENTRIES: &[Entry] = &[
                           TcpExtBeyondWindow and TcpExtTCPACKSkippedSeq.",
             action: "Capture both ends and compare sequence and acknowledgment numbers to find where they shift; \
                      if the sources are many and random, treat it as an attack and filter upstream.",
+            requires: Some("A second with at least 10 out-of-window segments in on the flow, and either most answers \
+                            held back by tcp_invalid_ratelimit, or every segment answered (in and out within a \
+                            factor of two, no data moving) with no local other end answering ours: variant \
+                            unthrottled, whose advice is about the sender, not about a middlebox or a loop. The \
+                            episode ends after a second without."),
             related: &[
                 "TcpExtBeyondWindow",
                 "TcpExtTCPACKSkippedSeq",
@@ -879,6 +925,15 @@ pub static ENTRIES: &[Entry] = &[
             action: "PAWS: read nat_timestamp_clocks and TcpExtPAWSTimewait. Full queues: read \
                      TcpExtListenOverflows and TcpExtTCPReqQFullDrop. On a kernel older than 4.12, set \
                      net.ipv4.tcp_tw_recycle=0.",
+            requires: Some("SYNs counted in and fewer answers out. A challenge ACK is an answer: a SYN on a \
+                            connection this host holds open (TCP_INVALID_SYN, TcpExtTCPSYNChallenge) counts as \
+                            answered as far as the namespace's TcpExtTCPChallengeACK rose (funnel.challenge_acks). \
+                            Drops with TCP_CSUM, TCP_FLAGS, SOCKET_BACKLOG or NO_SOCKET (with --reason no_socket) \
+                            count too: at a listener or request always, on a connection as far as the drop samples \
+                            show SYNs; TcpInCsumErrors and TcpExtTCPSYNChallenge stand in for reasons not seen. \
+                            Variant unknown only when no reason, counter or answer accounts for the SYNs, and its \
+                            advice names places netdiag does not look (netfilter, rp_filter) as candidates, never as \
+                            the cause. The summary says NAT only beside a nat_timestamp_clocks finding."),
             related: &[
                 "TcpExtPAWSTimewait",
                 "TcpExtListenOverflows",
@@ -912,6 +967,12 @@ pub static ENTRIES: &[Entry] = &[
                      clients (let them close first, keep connections alive). NAT: more addresses or a wider port \
                      range make 4-tuple reuse rarer. Turning timestamps off on the server stops the drops but \
                      costs PAWS protection and RTT precision: the last resort.",
+            requires: Some("One of the proofs above in the SYNs' own TSvals; a SYN rejected against TIME_WAIT proves \
+                            a second host only with a TSval its clock had not sent. Left out of the estimate, as \
+                            proving nothing: a SYN whose TSval the address already sent (a replay or \
+                            retransmission), one within a clock's past on the same source port (an older SYN \
+                            replayed), and one the kernel dropped as TCP_INVALID_SYN or TCP_CSUM; they are counted \
+                            in timestamp_clocks[].excluded by why, and the evidence says how many were left out."),
             related: &["TcpExtPAWSTimewait", "TCP_RFC7323_TW_PAWS", "unanswered_syns", "paws_rejections"],
         }),
     },
@@ -1073,6 +1134,14 @@ mod tests {
                 assert_ne!(*name, entry.name);
                 assert!(ENTRIES.iter().any(|e| e.name == *name), "{} refers to unknown {name}", entry.name);
             }
+        }
+    }
+
+    #[test]
+    fn findings_and_only_findings_say_what_they_require() {
+        for entry in ENTRIES.iter().filter(|e| e.detail.is_some()) {
+            let requires = entry.detail.as_ref().and_then(|d| d.requires);
+            assert_eq!(requires.is_some(), entry.kind == Kind::Finding, "{}", entry.name);
         }
     }
 
