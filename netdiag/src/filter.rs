@@ -30,6 +30,13 @@ impl FromStr for PeerFilter {
     }
 }
 
+/// The one address.
+impl From<IpAddr> for PeerFilter {
+    fn from(addr: IpAddr) -> Self {
+        PeerFilter { network: addr, prefix: if addr.is_ipv4() { 32 } else { 128 } }
+    }
+}
+
 impl PeerFilter {
     pub fn contains(&self, addr: IpAddr) -> bool {
         let to_bits = |a: IpAddr| -> Option<u128> {

@@ -27,6 +27,8 @@ pub struct FlowMonitor {
     /// Settings of each namespace an episode happened in, read when it started (the namespace
     /// may be gone by the end).
     facts: HashMap<u32, NamespaceFacts>,
+    /// Whether episodes starting and ending are said on stderr.
+    announce: bool,
 }
 
 impl FlowMonitor {
@@ -42,7 +44,14 @@ impl FlowMonitor {
             detector: Detector::new(rules, epoch_now()),
             sources: Sources::new(serving("oow_received"), serving("flow_dupacks")),
             facts: HashMap::new(),
+            announce: true,
         }
+    }
+
+    /// Judges as [`FlowMonitor::new`] does, but says nothing on stderr: for `top`, whose screen
+    /// a line there would break.
+    pub fn silent(hooks: &[HookStatus]) -> FlowMonitor {
+        FlowMonitor { announce: false, ..FlowMonitor::new(hooks) }
     }
 
     /// Reads the kernel's counts now and judges the interval since the last poll.
@@ -55,7 +64,9 @@ impl FlowMonitor {
                 Change::Ended(e) => (e, "ended"),
             };
             self.facts.entry(episode.flow.netns).or_insert_with(|| namespace_facts(episode.flow.netns));
-            eprintln!("{LIVE_PREFIX} {} {what}: {}", episode.kind.name(), one_line(episode));
+            if self.announce {
+                eprintln!("{LIVE_PREFIX} {} {what}: {}", episode.kind.name(), one_line(episode));
+            }
         }
         Ok(())
     }

@@ -24,13 +24,16 @@ use tokio::{
 
 use netdiag_common::{FlowKey, FlowStats, FunnelKey, PeerKey, PeerStats, funnel_stage};
 
+use super::counted;
 use crate::{
-    aggregate::Aggregator,
+    aggregate::{Aggregator, flows::FlowMonitor},
+    counters::CounterWatch,
     error::usage,
     events::{self, ip_from},
     hooks::{self, HookStatus, Probes, ReasonTable},
     netns,
-    verdict::paws,
+    session::{self, ReportFilter},
+    verdict::{Finding, paws, syn_funnel::FunnelRow},
     workload::{Workload, Workloads},
 };
 
@@ -60,13 +63,20 @@ pub async fn run(args: TopArgs) -> Result<i32> {
             "`netdiag top` draws a live table and needs a terminal on stdout; use `netdiag diagnose` (add --json for scripts)",
         ));
     }
+    let counters = CounterWatch::start()?;
     let mut probes = Probes::attach(&hooks::Options::default())?;
-    // Top reads no samples, but an undrained ring fills up and then counts every sample as lost.
     let ring = probes.take_events()?;
+    let aggregator = Arc::new(Mutex::new(Aggregator::default()));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let pump = tokio::spawn(events::pump(ring, Arc::new(Mutex::new(Aggregator::default())), stop_rx));
+    let pump = tokio::spawn(events::pump(ring, aggregator.clone(), stop_rx));
+    let judging = Judging {
+        aggregator,
+        flows: FlowMonitor::silent(&probes.hooks),
+        counters,
+        started: Instant::now(),
+    };
 
-    let shown = show(&probes, Duration::from_secs_f64(args.interval)).await;
+    let shown = show(&probes, judging, Duration::from_secs_f64(args.interval)).await;
     let _ = stop_tx.send(true);
     pump.await??;
     drop(probes);
@@ -90,7 +100,37 @@ impl Drop for Screen {
     }
 }
 
-async fn show(probes: &Probes, interval: Duration) -> Result<()> {
+/// What `diagnose` and the agent judge findings from, gathered since top attached, so the
+/// drill-down shows the same findings they would.
+struct Judging {
+    /// The samples (SYNs and their timestamps, drops), filled from the ring.
+    aggregator: Arc<Mutex<Aggregator>>,
+    /// The ACK-loop detector, fed the per-flow counts at every refresh.
+    flows: FlowMonitor,
+    counters: CounterWatch,
+    started: Instant,
+}
+
+impl Judging {
+    /// The findings about one peer in one namespace and its SYN funnel, as `diagnose` would
+    /// report them now.
+    fn judge(&mut self, probes: &Probes, peer: PeerId, workloads: &Workloads) -> Result<Judged> {
+        let filter = ReportFilter { peers: vec![peer.addr.into()], port: None, netns: vec![peer.netns] };
+        let aggregator = self.aggregator.lock().unwrap_or_else(|e| e.into_inner());
+        let table = workloads.table();
+        let report = session::build_report(probes, &aggregator, &self.flows, &mut self.counters, &filter, &table, self.started)?;
+        Ok(Judged { peer, findings: report.findings, syn_funnel: report.syn_funnel })
+    }
+}
+
+/// The drill-down's findings and funnel, judged at the last refresh.
+struct Judged {
+    peer: PeerId,
+    findings: Vec<Finding>,
+    syn_funnel: Vec<FunnelRow>,
+}
+
+async fn show(probes: &Probes, mut judging: Judging, interval: Duration) -> Result<()> {
     // Raw mode turns Ctrl-C into a key, but a SIGINT or SIGTERM from elsewhere must also end
     // cleanly rather than leave the terminal raw and the programs attached.
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -102,10 +142,18 @@ async fn show(probes: &Probes, interval: Duration) -> Result<()> {
     let mut keys = tokio::time::interval(KEY_POLL);
     loop {
         tokio::select! {
-            _ = refresh.tick() => view.refresh(probes)?,
+            _ = refresh.tick() => {
+                judging.flows.poll(probes)?;
+                view.refresh(probes)?;
+                view.judge(probes, &mut judging)?;
+            }
             _ = keys.tick() => {
                 if view.handle_keys()? == Flow::Quit {
                     return Ok(());
+                }
+                // A peer just drilled into is judged at once, not at the next refresh.
+                if view.detail != view.judged.as_ref().map(|j| j.peer) {
+                    view.judge(probes, &mut judging)?;
                 }
             }
             _ = interrupt.recv() => return Ok(()),
@@ -240,6 +288,8 @@ struct View {
     detail: Option<PeerId>,
     /// The kernel's maps as last read, for the drill-down.
     maps: Maps,
+    /// The findings and SYN funnel of the peer drilled into.
+    judged: Option<Judged>,
     workloads: Workloads,
 }
 
@@ -272,6 +322,7 @@ impl View {
             selected: 0,
             detail: None,
             maps: Maps::default(),
+            judged: None,
             workloads: Workloads::default(),
         }
     }
@@ -301,6 +352,11 @@ impl View {
         self.previous = totals.iter().map(|(peer, t)| (*peer, t.paws)).collect();
         self.previous_at = now;
         self.lost_events = probes.stats()?.ring_lost;
+        Ok(())
+    }
+
+    fn judge(&mut self, probes: &Probes, judging: &mut Judging) -> Result<()> {
+        self.judged = self.detail.map(|peer| judging.judge(probes, peer, &self.workloads)).transpose()?;
         Ok(())
     }
 
@@ -353,7 +409,8 @@ impl View {
     }
 
     fn draw(&self, frame: &mut Frame) {
-        let detail = self.detail.map(|peer| self.detail_lines(peer)).unwrap_or_default();
+        let width = usize::from(frame.area().width);
+        let detail = self.detail.map(|peer| self.detail_lines(peer, width)).unwrap_or_default();
         let [header, table, drill, help] = Layout::vertical([
             Constraint::Length(3),
             Constraint::Fill(1),
@@ -367,9 +424,10 @@ impl View {
         frame.render_widget(Paragraph::new(HELP), help);
     }
 
-    /// The drill-down into one peer: its drops by reason and local port, its flows, its SYN
-    /// funnel per listening port, exact counts from the kernel's maps.
-    fn detail_lines(&self, peer: PeerId) -> Vec<Line<'static>> {
+    /// The drill-down into one peer: its drops by reason and local port, its flows, exact counts
+    /// from the kernel's maps; its SYN funnel per listening port, and each finding with the
+    /// evidence it rests on, as `diagnose` would report them. Lines are cut at `width`.
+    fn detail_lines(&self, peer: PeerId, width: usize) -> Vec<Line<'static>> {
         let known = netns::named().unwrap_or_default();
         let is_peer = |family: u8, addr: &[u8; 16], netns: u32| ip_from(family, addr) == Some(peer.addr) && netns == peer.netns;
         let mut lines = vec![Line::from(format!("peer {} in {} (Esc closes)", peer.addr, netns::display_name(peer.netns, &known)))
@@ -393,18 +451,27 @@ impl View {
                 s.dupacks_out
             )));
         }
-        let mut funnel: std::collections::BTreeMap<u16, [u64; 4]> = std::collections::BTreeMap::new();
-        for (k, s) in self.maps.funnel.iter().filter(|(k, _)| is_peer(k.family, &k.addr, k.netns)) {
-            if let Some(slot) = funnel.entry(k.port).or_default().get_mut(usize::from(k.stage).wrapping_sub(1)) {
-                *slot += s.count;
-            }
-        }
-        for (port, [syns, synacks, retransmits, done]) in funnel {
+        let judged = self.judged.as_ref().filter(|j| j.peer == peer);
+        for r in judged.into_iter().flat_map(|j| &j.syn_funnel) {
+            let f = &r.funnel;
             lines.push(Line::from(format!(
-                "  SYN funnel :{port}: {syns} SYNs, {synacks} SYN-ACKs ({retransmits} retransmitted), {done} handshakes done"
+                "  SYN funnel :{}: {} SYNs, {} SYN-ACKs ({} retransmitted), {} challenge ACKs, {} handshakes done",
+                r.port, f.syns, f.synacks, f.synack_retransmits, f.challenge_acks, f.handshakes
             )));
         }
-        lines
+        for f in judged.into_iter().flat_map(|j| &j.findings) {
+            lines.push(Line::from(format!(
+                "  [{} / {}] {} {}, {:.2}/s: {}",
+                f.kind,
+                f.variant,
+                f.count,
+                counted(f.kind),
+                f.rate_per_s,
+                f.summary
+            )));
+            lines.extend(f.evidence.iter().flatten().map(|e| Line::from(format!("    - {e}"))));
+        }
+        lines.into_iter().map(|line| cut(line, width)).collect()
     }
 
     fn header_lines(&self) -> Vec<Line<'static>> {
@@ -520,6 +587,15 @@ fn read_totals(probes: &Probes, maps: &Maps) -> Result<HashMap<PeerId, Totals>> 
     Ok(totals)
 }
 
+/// `line` no wider than `width` columns, ending in `…` where it was cut.
+fn cut(line: Line<'static>, width: usize) -> Line<'static> {
+    if line.width() <= width {
+        return line;
+    }
+    let text: String = line.to_string().chars().take(width.saturating_sub(1)).collect();
+    Line::from(text + "…").style(line.style)
+}
+
 fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
 }
@@ -557,6 +633,27 @@ mod tests {
         let hooks = vec![hook("paws_checks", true), hook("dupack_sent", true), hook("oow_limiter", false)];
         let view = View::showing(String::new(), hooks, ReasonTable::default(), 1.0);
         assert_eq!(view.numbers(&row("10.0.0.1", 5, 2)), ["5", "5.00", "-", "2", "-", "-", "-"]);
+    }
+
+    #[test]
+    fn drill_down_shows_challenge_acks_and_each_findings_evidence_within_the_width() {
+        let peer = PeerId { addr: "198.51.100.7".parse().unwrap(), netns: 1 };
+        let mut row = FunnelRow::default();
+        row.port = 443;
+        row.funnel = crate::verdict::syn_funnel::Funnel { syns: 4, synacks: 1, challenge_acks: 2, ..Default::default() };
+        let evidence = vec!["4 SYNs in, 1 SYN-ACKs out".to_string(), "x".repeat(200)];
+        let finding = Finding { kind: "unanswered_syns", variant: "invalid_syn", evidence: Some(evidence), ..Finding::default() };
+        let mut view = View::showing(String::new(), Vec::new(), ReasonTable::default(), 1.0);
+        view.judged = Some(Judged { peer, findings: vec![finding], syn_funnel: vec![row] });
+        let lines: Vec<String> = view.detail_lines(peer, 100).iter().map(Line::to_string).collect();
+        assert!(lines.iter().any(|l| l.starts_with("  SYN funnel :443: 4 SYNs, 1 SYN-ACKs (0 retransmitted), 2 challenge ACKs")), "{lines:#?}");
+        let shown = lines.iter().position(|l| l.starts_with("  [unanswered_syns / invalid_syn] 0 unanswered SYNs")).expect("the finding");
+        assert_eq!(lines[shown + 1], "    - 4 SYNs in, 1 SYN-ACKs out");
+        assert!(lines[shown + 2].starts_with("    - xxx") && lines[shown + 2].ends_with('…'), "{lines:#?}");
+        assert!(lines.iter().all(|l| l.chars().count() <= 100), "{lines:#?}");
+        // Another peer's judgement is not shown as this one's.
+        view.judged.as_mut().unwrap().peer.netns = 2;
+        assert!(!view.detail_lines(peer, 100).iter().any(|l| l.to_string().contains("challenge")));
     }
 
     #[test]
