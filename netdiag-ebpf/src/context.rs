@@ -7,6 +7,7 @@ use core::{
 };
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
+use netdiag_common::{FAMILY_IPV4, FAMILY_IPV6};
 
 use crate::{
     kmem::{Kmem, configured, read},
@@ -191,5 +192,33 @@ impl<M: Kmem> Packet<M> {
             return 0;
         }
         unsafe { M::member(self.sk, configured(&layout().sk_state)).unwrap_or(0) }
+    }
+}
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// Remote address of a socket (or of a request socket: both begin with `struct sock_common`). IPv4-mapped IPv6 peers are folded to IPv4, so a peer has the
+/// same key whether it came from a socket or a parsed packet. The IPv6 address is read
+/// through the helper: a 16-byte load spans members of `struct in6_addr`'s union.
+#[inline(always)]
+pub unsafe fn socket_peer<M: Kmem>(sk: *const u8) -> Option<(u8, [u8; 16])> {
+    let l = layout();
+    let mut addr = [0u8; 16];
+    match unsafe { M::member::<u16>(sk, configured(&l.sk_family))? } {
+        AF_INET => {
+            let v4: u32 = unsafe { M::member(sk, configured(&l.sk_daddr))? };
+            addr[..4].copy_from_slice(&v4.to_ne_bytes());
+            Some((FAMILY_IPV4, addr))
+        }
+        AF_INET6 => {
+            let v6: [u8; 16] = unsafe { read(sk, configured(&l.sk_v6_daddr))? };
+            if v6[..10] == [0; 10] && v6[10] == 0xff && v6[11] == 0xff {
+                addr[..4].copy_from_slice(&v6[12..]);
+                return Some((FAMILY_IPV4, addr));
+            }
+            Some((FAMILY_IPV6, v6))
+        }
+        _ => None,
     }
 }

@@ -40,7 +40,9 @@ const TIME_WAIT_FUNCTION: &str = "tcp_timewait_state_process";
 /// `oow_received` try both, in this order, with fentry, then kprobe.
 const DROP_FUNCTIONS: [&str; 2] = ["sk_skb_reason_drop", "kfree_skb_reason"];
 /// The SYN funnel's hooks, which exist only as tracepoints: served by them under any backend.
-const TRACEPOINT_ONLY: [&str; 3] = ["synack_sent", "synack_retransmit", "handshake_done"];
+const TRACEPOINT_ONLY: [&str; 2] = ["synack_retransmit", "handshake_done"];
+/// `synack_sent`: fentry, then kprobe on this function, then the transmit tracepoint.
+const SYNACK_FUNCTION: &str = "tcp_make_synack";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Trampoline {
@@ -66,7 +68,7 @@ impl KernelSupport {
         let functions = FUNCTION_HOOKS
             .iter()
             .map(|(_, function, kind)| (*function, *kind))
-            .chain([TIME_WAIT_FUNCTION].into_iter().chain(DROP_FUNCTIONS).map(|f| (f, Trampoline::Fentry)));
+            .chain([TIME_WAIT_FUNCTION, SYNACK_FUNCTION].into_iter().chain(DROP_FUNCTIONS).map(|f| (f, Trampoline::Fentry)));
         for (function, kind) in functions {
             trampoline.insert(function, trial::trampoline(&btf, function, kind));
             kprobe.insert(function, trial::kprobe(function));
@@ -265,7 +267,7 @@ fn auto_picks_the_best_backend_the_kernel_allows_for_each_hook() {
     }
 }
 
-/// `paws_checks`, `oow_received` and `flow_dupacks`: function programs first, then tracepoints;
+/// `paws_checks`, `oow_received`, `flow_dupacks` and `synack_sent`: function programs first, then tracepoints;
 /// the SYN funnel's tracepoint-only hooks are served whatever the backend.
 fn assert_drop_and_flow_hooks(report: &Value, support: &KernelSupport, forced: &str) {
     let tracepoint = std::path::Path::new("/sys/kernel/tracing/events/skb/kfree_skb").exists();
@@ -280,6 +282,7 @@ fn assert_drop_and_flow_hooks(report: &Value, support: &KernelSupport, forced: &
     let raw = [("tp_btf", tracepoint), ("raw_tracepoint", tracepoint), ("tracepoint", tracepoint)];
     assert_served(hook(report, "oow_received"), &support.candidates(&DROP_FUNCTIONS, &raw), forced);
     assert_served(hook(report, "flow_dupacks"), &support.candidates(&["tcp_send_dupack"], &raw), forced);
+    assert_served(hook(report, "synack_sent"), &support.candidates(&[SYNACK_FUNCTION], &raw), forced);
     for name in TRACEPOINT_ONLY {
         let funnel = hook(report, name);
         assert_eq!(funnel["active"], true, "{funnel:#}");

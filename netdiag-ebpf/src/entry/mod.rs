@@ -10,6 +10,7 @@ pub mod dupack;
 pub mod oow_limited;
 pub mod rx;
 pub mod socket;
+pub mod synack;
 pub mod timewait;
 pub mod tx;
 

@@ -1,14 +1,14 @@
-//! The SYN funnel, per peer, namespace and local port: SYNs in and SYN-ACKs out (on the
-//! receive and transmit paths, where no function hook counts them), SYN-ACK retransmissions
+//! The SYN funnel, per peer, namespace and local port: SYNs in and SYN-ACKs out (SYN-ACKs as
+//! `tcp_make_synack` builds them, else on the receive and transmit paths), SYN-ACK retransmissions
 //! and completed passive handshakes (socket tracepoints), and SYNs that reached a listener
 //! (`conn_request`, at `tcp_conn_request`). Drops with their reasons come from `on_drop`.
-use netdiag_common::{FunnelKey, SynKey, funnel_stage, tcp_flag};
+use netdiag_common::{FunnelKey, SynKey, funnel_stage, stat, tcp_flag};
 
 use crate::{
-    context::Packet,
-    kmem::Kmem,
-    layout::watched_netns,
-    maps::{SYN_FUNNEL, SYN_SEEN, count},
+    context::{Packet, socket_peer},
+    kmem::{Kmem, configured},
+    layout::{layout, watched_netns},
+    maps::{SYN_FUNNEL, SYN_SEEN, bump, count},
 };
 
 /// A SYN (no ACK, no RST) as it arrives.
@@ -40,6 +40,22 @@ pub fn synack_out<M: Kmem>(pkt: &Packet<M>) {
         let key =
             FunnelKey { addr: seg.daddr, netns, port: seg.sport, family: seg.family, stage: funnel_stage::SYNACK_OUT };
         count(&SYN_FUNNEL, &key, pkt.now());
+    }
+}
+
+/// A SYN-ACK built for the request socket `req` of the listener `pkt.sk`: counted for the
+/// request's peer and local port, in the listener's namespace.
+#[inline(always)]
+pub fn synack_built<M: Kmem>(pkt: &Packet<M>, req: *const u8) {
+    let peer = unsafe { socket_peer::<M>(req) };
+    let port: Option<u16> = unsafe { M::member(req, configured(&layout().sk_num)) };
+    let (Some((family, addr)), Some(port)) = (peer, port) else {
+        bump(stat::HOOK_UNPARSED);
+        return;
+    };
+    let netns = pkt.netns();
+    if watched_netns(netns) {
+        count(&SYN_FUNNEL, &FunnelKey { addr, netns, port, family, stage: funnel_stage::SYNACK_OUT }, pkt.now());
     }
 }
 

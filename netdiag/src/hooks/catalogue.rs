@@ -205,6 +205,12 @@ const TCP_CONN_REQUEST: KernelFunction = KernelFunction {
                 struct sock *, struct sk_buff *)",
 };
 
+const TCP_MAKE_SYNACK: KernelFunction = KernelFunction {
+    name: "tcp_make_synack",
+    signature: "struct sk_buff * tcp_make_synack(struct sock *, struct dst_entry *, struct request_sock *, \
+                struct tcp_fastopen_cookie *, enum tcp_synack_type, struct sk_buff *)",
+};
+
 const TCP_SEND_DUPACK: KernelFunction = KernelFunction {
     name: "tcp_send_dupack",
     signature: "void tcp_send_dupack(struct sock *, struct sk_buff *)",
@@ -258,10 +264,13 @@ macro_rules! drop_candidates {
     };
 }
 
-/// The receive and transmit programs (per packet), best first.
-macro_rules! device_candidates {
-    ($btf:literal, $raw:literal, $perf:literal, $tracepoint:literal) => {
+/// A slow-path function's fentry and kprobe programs, then the receive or transmit programs
+/// (per packet) on the device tracepoint `$tracepoint` where the kernel allows neither.
+macro_rules! function_then_device {
+    ($function:expr, $fentry:literal, $kprobe:literal; $btf:literal, $raw:literal, $perf:literal, $tracepoint:literal) => {
         &[
+            Candidate { attach: Attach::Fentry { program: $fentry, function: $function }, needs: PACKET },
+            Candidate { attach: Attach::Kprobe { program: $kprobe, function: $function }, needs: PACKET },
             Candidate { attach: Attach::BtfTracepoint { program: $btf, name: $tracepoint }, needs: PACKET },
             Candidate { attach: Attach::RawTracepoint { program: $raw, name: $tracepoint }, needs: PACKET },
             Candidate {
@@ -274,16 +283,10 @@ macro_rules! device_candidates {
 
 /// SYNs at the listener (with the TIME_WAIT program, for `syn_timestamps`), else as they
 /// arrive: `conn_request` and `syn_timestamps` share these programs.
-const SYN_CANDIDATES: &[Candidate] = &[
-    Candidate { attach: Attach::Fentry { program: "on_conn_request_fentry", function: &TCP_CONN_REQUEST }, needs: PACKET },
-    Candidate { attach: Attach::Kprobe { program: "on_conn_request_kprobe", function: &TCP_CONN_REQUEST }, needs: PACKET },
-    Candidate { attach: Attach::BtfTracepoint { program: "on_rx_btf", name: "netif_receive_skb" }, needs: PACKET },
-    Candidate { attach: Attach::RawTracepoint { program: "on_rx_raw", name: "netif_receive_skb" }, needs: PACKET },
-    Candidate {
-        attach: Attach::Tracepoint { program: "on_rx_perf", category: "net", name: "netif_receive_skb" },
-        needs: &[Need::Packet, Need::Record("net", "netif_receive_skb")],
-    },
-];
+const SYN_CANDIDATES: &[Candidate] = function_then_device!(
+    &TCP_CONN_REQUEST, "on_conn_request_fentry", "on_conn_request_kprobe";
+    "on_rx_btf", "on_rx_raw", "on_rx_perf", "netif_receive_skb"
+);
 
 pub const CATALOGUE: &[LogicalHook] = &[
     LogicalHook {
@@ -329,7 +332,11 @@ pub const CATALOGUE: &[LogicalHook] = &[
     LogicalHook {
         name: "synack_sent",
         counts: "SYN-ACKs sent, per peer, netns and local port",
-        candidates: device_candidates!("on_tx_btf", "on_tx_raw", "on_tx_perf", "net_dev_queue"),
+        // As the stack builds them where function hooks work; else every packet leaving.
+        candidates: function_then_device!(
+            &TCP_MAKE_SYNACK, "on_synack_fentry", "on_synack_kprobe";
+            "on_tx_btf", "on_tx_raw", "on_tx_perf", "net_dev_queue"
+        ),
     },
     LogicalHook {
         name: "synack_retransmit",
@@ -372,16 +379,10 @@ pub const CATALOGUE: &[LogicalHook] = &[
         name: "flow_dupacks",
         counts: "duplicate ACKs sent, per flow (the stack's answers to out-of-window segments with \
                  fentry/kprobe; pure ACKs repeating the flow's last segment as they leave otherwise)",
-        candidates: &[
-            Candidate { attach: Attach::Fentry { program: "on_dupack_fentry", function: &TCP_SEND_DUPACK }, needs: PACKET },
-            Candidate { attach: Attach::Kprobe { program: "on_dupack_kprobe", function: &TCP_SEND_DUPACK }, needs: PACKET },
-            Candidate { attach: Attach::BtfTracepoint { program: "on_tx_btf", name: "net_dev_queue" }, needs: PACKET },
-            Candidate { attach: Attach::RawTracepoint { program: "on_tx_raw", name: "net_dev_queue" }, needs: PACKET },
-            Candidate {
-                attach: Attach::Tracepoint { program: "on_tx_perf", category: "net", name: "net_dev_queue" },
-                needs: &[Need::Packet, Need::Record("net", "net_dev_queue")],
-            },
-        ],
+        candidates: function_then_device!(
+            &TCP_SEND_DUPACK, "on_dupack_fentry", "on_dupack_kprobe";
+            "on_tx_btf", "on_tx_raw", "on_tx_perf", "net_dev_queue"
+        ),
     },
 ];
 
@@ -437,7 +438,7 @@ mod tests {
         assert_eq!(programs("paws_checks"), programs("oow_received"));
         assert_eq!(programs("conn_request"), programs("syn_timestamps"));
         assert_eq!(programs("dupack_sent"), programs("flow_dupacks")[..2]);
-        assert_eq!(programs("synack_sent"), programs("flow_dupacks")[2..]);
+        assert_eq!(programs("synack_sent")[2..], programs("flow_dupacks")[2..]);
     }
 
     #[test]

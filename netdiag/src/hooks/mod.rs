@@ -141,7 +141,7 @@ pub struct Probes {
 pub enum DeepHook {
     /// The receive program (`conn_request`, `syn_timestamps` where no function hook serves them).
     Receive,
-    /// The transmit program (`synack_sent`; `flow_dupacks` where no function hook serves it).
+    /// The transmit program (`synack_sent`, `flow_dupacks` where no function hook serves them).
     Transmit,
 }
 
