@@ -22,6 +22,7 @@ pub mod peer;
 pub mod scenario;
 pub mod selftest;
 pub mod session;
+pub mod top;
 pub mod tracefs;
 pub mod verdict;
 pub mod workload;

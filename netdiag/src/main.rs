@@ -75,7 +75,7 @@ enum Command {
         target: cli_docs::Target,
     },
     /// Live table of peers by problem rate, refreshed from the kernel's exact per-peer counts.
-    Top(netdiag::output::top::TopArgs),
+    Top(netdiag::top::TopArgs),
     /// Reproduce each known incident in throwaway namespaces and check netdiag sees it here.
     Selftest(netdiag::selftest::SelftestArgs),
     /// Run the detectors until SIGTERM, serving Prometheus metrics and writing JSON lines.
@@ -120,7 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Top(args) => netdiag::output::top::run(args).await,
+        Command::Top(args) => netdiag::top::run(args).await,
         Command::Selftest(args) => netdiag::selftest::run(args).await,
         Command::Peer(args) => netdiag::peer::run(args).await,
         Command::Counters(args) => operator::counters::run(args).await,

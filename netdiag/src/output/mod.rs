@@ -1,6 +1,5 @@
 //! Output: the diagnose report as JSON (a contract others parse) and as text for a person.
 pub mod pcap;
-pub mod top;
 
 use std::collections::BTreeMap;
 
@@ -70,7 +69,7 @@ pub struct Report {
 const WIDTH: usize = 96;
 
 /// What a finding's `count` counts.
-fn counted(kind: &str) -> &'static str {
+pub fn counted(kind: &str) -> &'static str {
     match kind {
         "unanswered_syns" => "unanswered SYNs",
         "nat_timestamp_clocks" => "SYNs sampled",
@@ -219,8 +218,8 @@ pub fn finding_text(f: &Finding) -> String {
 }
 
 /// What a finding rests on, so the text never names a NAT, a loop or a firewall without it:
-/// its evidence, the kernel facts the scorecard matched, and what would prove it wrong. Parts
-/// the finding does not carry are left out.
+/// its evidence, the kernel facts the scorecard matched (`none` when it matched none), and what
+/// would prove it wrong. Parts the finding does not carry are left out.
 fn grounds_text(f: &Finding) -> String {
     let mut out = String::new();
     if let Some(evidence) = f.evidence.as_ref().filter(|e| !e.is_empty()) {
@@ -230,9 +229,11 @@ fn grounds_text(f: &Finding) -> String {
             out += "\n";
         }
     }
-    if let Some(facts) = f.kernel_facts.as_ref().filter(|k| !k.is_empty()) {
+    if let Some(facts) = &f.kernel_facts {
+        // Said when empty: a finding nothing from the kernel backs must not read as a proven one.
         let pairs: Vec<String> = facts.iter().map(|(name, value)| format!("{name} {value}")).collect();
-        out += &wrap(&format!("Kernel facts: {}", pairs.join(", ")), "    ");
+        let listed = if pairs.is_empty() { "none: nothing the kernel reported backs this finding".to_string() } else { pairs.join(", ") };
+        out += &wrap(&format!("Kernel facts: {listed}"), "    ");
         out += "\n";
     }
     if let Some(disproof) = &f.disproved_by {
@@ -395,21 +396,23 @@ mod tests {
     }
 
     #[test]
-    fn text_has_no_grounds_headings_for_a_finding_without_them() {
+    fn text_has_no_grounds_headings_for_a_finding_without_them_but_says_unbacked() {
         let bare = Finding {
             kind: "paws_rejections",
             summary: "Stale timestamps.".into(),
             advice: "Find the rewriter.".into(),
             ..Finding::default()
         };
-        let empty = Finding { evidence: Some(Vec::new()), kernel_facts: Some(BTreeMap::new()), ..bare.clone() };
-        for finding in [bare, empty] {
-            let text = report_with_finding(finding).to_text();
-            for heading in ["Evidence:", "Kernel facts:", "Would be disproved by:"] {
-                assert!(!text.contains(heading), "{heading}: {text}");
-            }
-            assert!(text.contains("    Stale timestamps.\n    What to do: Find the rewriter.\n"), "{text}");
+        let text = report_with_finding(bare.clone()).to_text();
+        for heading in ["Evidence:", "Kernel facts:", "Would be disproved by:"] {
+            assert!(!text.contains(heading), "{heading}: {text}");
         }
+        assert!(text.contains("    Stale timestamps.\n    What to do: Find the rewriter.\n"), "{text}");
+        // Kernel facts looked for and none found are said, not hidden.
+        let unbacked = Finding { evidence: Some(Vec::new()), kernel_facts: Some(BTreeMap::new()), ..bare };
+        let text = report_with_finding(unbacked).to_text();
+        assert!(!text.contains("Evidence:"), "{text}");
+        assert!(text.contains("    Kernel facts: none: nothing the kernel reported backs this finding\n"), "{text}");
     }
 
     #[test]

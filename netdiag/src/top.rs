@@ -24,7 +24,7 @@ use tokio::{
 
 use netdiag_common::{FlowKey, FlowStats, FunnelKey, PeerKey, PeerStats, funnel_stage};
 
-use super::counted;
+use crate::output::counted;
 use crate::{
     aggregate::{Aggregator, flows::FlowMonitor},
     counters::CounterWatch,
