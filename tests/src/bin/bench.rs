@@ -77,6 +77,11 @@ struct DropRun {
     exact: Option<bool>,
     lost_events: Option<u64>,
     startup_s: Option<f64>,
+    /// Where netdiag's time went while the segments were injected, as shares of the
+    /// injection's wall time: its kernel programs (bpf_stats) and its own process (all
+    /// threads, user and system time), against the untraced run's loss.
+    program_share: Option<f64>,
+    userspace_share: Option<f64>,
 }
 
 fn main() -> Result<()> {
@@ -178,6 +183,23 @@ fn drop_path(plan: &Plan) -> Result<Vec<Value>> {
         }));
     }
     let netdiag: Vec<&DropRun> = of(Contender::Netdiag).collect();
+    // What the shortfall is made of: a CPU busy in netdiag's programs or its process is one the
+    // injection cannot use (the machine has two).
+    let shares = |pick: fn(&DropRun) -> Option<f64>| -> Vec<f64> { netdiag.iter().filter_map(|r| pick(r)).collect() };
+    for (what, values) in [
+        ("its kernel programs, all attach points (bpf_stats)", shares(|r| r.program_share)),
+        ("netdiag process, all threads (user + system)", shares(|r| r.userspace_share)),
+    ] {
+        if values.is_empty() {
+            continue;
+        }
+        rows.push(json!({
+            "measure": format!("… drop path: CPU in {what}, share of the run's wall time"),
+            "contender": "netdiag",
+            "median": round3(median(values.clone())), "min": round3(min(&values)), "max": round3(max(&values)),
+            "target": format!("shortfall to untraced: {:.3}", 1.0 - median(netdiag.iter().map(|r| r.segments_per_s).collect()) / untraced),
+        }));
+    }
     let startups: Vec<f64> = netdiag.iter().filter_map(|r| r.startup_s).collect();
     rows.push(json!({
         "measure": "start-up: launch to every hook attached (s)",
@@ -367,9 +389,14 @@ fn drop_run(topo: &PawsTopology, contender: Contender, segments: u32, script: &s
             let started = Instant::now();
             let tracer = Diagnose::start(&["--netns", &topo.server_ns])?;
             run.startup_s = Some(started.elapsed().as_secs_f64());
+            let (cpu_before, programs_before) = (process_cpu_s(tracer.pid())?, program_time(tracer.pid(), ProgramsOn::Any)?);
             let paws = scenario::paws_established(topo, false, segments)?;
-            run.segments_per_s = paws.injected as f64 / paws.injection_time.as_secs_f64();
+            let wall = paws.injection_time.as_secs_f64();
+            run.segments_per_s = paws.injected as f64 / wall;
+            let (cpu_after, programs_after) = (process_cpu_s(tracer.pid())?, program_time(tracer.pid(), ProgramsOn::Any)?);
             run.ns_per_run = ns_per_run(tracer.pid())?;
+            run.userspace_share = Some((cpu_after - cpu_before) / wall);
+            run.program_share = Some((programs_after.0 - programs_before.0) as f64 / 1e9 / wall);
             let report = tracer.finish()?;
             let rejected = nstat(&topo.server_ns, "TcpExtPAWSEstab")? - before;
             let found = findings_for(&report, "paws_rejections", &paws.client_addr.to_string());
@@ -487,9 +514,32 @@ impl Bpftrace {
 }
 
 /// Run time per run of the programs process `pid` holds on skb:kfree_skb, from the kernel's
-/// own statistics (kernel.bpf_stats_enabled=1): the process's fds name its program ids, and
-/// `bpftool prog show` their names and figures.
+/// own statistics (kernel.bpf_stats_enabled=1).
 fn ns_per_run(pid: u32) -> Result<Option<f64>> {
+    let (time, count) = program_time(pid, ProgramsOn::KfreeSkb)?;
+    Ok((count > 0).then(|| time as f64 / count as f64))
+}
+
+/// CPU seconds process `pid` has used, all threads, user and system.
+fn process_cpu_s(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let fields: Vec<&str> = stat.rsplit_once(')').context("no command name in /proc/PID/stat")?.1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks as f64 / per_s)
+}
+
+/// Which of a tracer's programs [`program_time`] sums.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ProgramsOn {
+    KfreeSkb,
+    Any,
+}
+
+/// Total run time (ns) and runs of the programs process `pid` holds (on skb:kfree_skb, or all):
+/// the process's fds name its program ids, and `bpftool prog show` their names and figures.
+fn program_time(pid: u32, on: ProgramsOn) -> Result<(u64, u64)> {
     let mut ids = Vec::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
         let info = std::fs::read_to_string(entry?.path()).unwrap_or_default();
@@ -504,12 +554,12 @@ fn ns_per_run(pid: u32) -> Result<Option<f64>> {
         let held = prog["id"].as_u64().is_some_and(|id| ids.contains(&id));
         // netdiag's programs there are `on_drop_*`; bpftrace names its own after the probe.
         let on_kfree_skb = prog["name"].as_str().is_some_and(|n| n.starts_with("on_drop") || n.starts_with("tracepoint_skb") || n.starts_with("kfree_skb"));
-        if held && on_kfree_skb {
+        if held && (on_kfree_skb || on == ProgramsOn::Any) {
             time += prog["run_time_ns"].as_u64().unwrap_or(0);
             count += prog["run_cnt"].as_u64().unwrap_or(0);
         }
     }
-    Ok((count > 0).then(|| time as f64 / count as f64))
+    Ok((time, count))
 }
 
 /// Rows `cargo xtask bench` measured in a guest (the per-backend costs), to print with these.
