@@ -300,7 +300,11 @@ fn the_daemonset_passes_the_kubernetes_schemas_and_grants_the_units_capabilities
         .iter()
         .map(|m| (m["name"].as_str().unwrap(), m["mountPath"].as_str().unwrap()))
         .collect();
-    for (host, mount) in [("/sys/kernel/btf", "/sys/kernel/btf"), ("/sys/kernel/tracing", "/sys/kernel/tracing"), ("/run/netns", "/run/netns")] {
+    let metadata = netdiag::workload::metadata::Roots::default();
+    let runtime_dirs = [metadata.containerd_tasks.to_str().unwrap(), metadata.containers_storage[0].to_str().unwrap()];
+    let read_only = [("/sys/kernel/btf", "/sys/kernel/btf"), ("/sys/kernel/tracing", "/sys/kernel/tracing"), ("/run/netns", "/run/netns")];
+    // The runtimes' metadata where the agent looks for it, at the same paths as on the host.
+    for (host, mount) in read_only.into_iter().chain(runtime_dirs.map(|dir| (dir, dir))) {
         let volume = spec["volumes"].as_array().unwrap().iter().find(|v| v["hostPath"]["path"] == host);
         let name = volume.unwrap_or_else(|| panic!("no hostPath volume for {host}"))["name"].as_str().unwrap();
         assert!(mounts.contains(&(name, mount)), "{host} is not mounted at {mount}: {mounts:?}");
@@ -407,7 +411,12 @@ fn the_image_builds_and_runs_the_agent_as_the_daemonset_does() {
         let source = if volume["configMap"].is_object() {
             config_dir.display().to_string()
         } else {
-            volume["hostPath"]["path"].as_str().unwrap().to_string()
+            let path = volume["hostPath"]["path"].as_str().unwrap();
+            // As the kubelet does for this type: a node without it gets an empty directory.
+            if volume["hostPath"]["type"] == "DirectoryOrCreate" {
+                std::fs::create_dir_all(path).unwrap();
+            }
+            path.to_string()
         };
         let mut options = vec![if mount["readOnly"] == true { "ro" } else { "rw" }];
         if mount["mountPropagation"] == "HostToContainer" {
