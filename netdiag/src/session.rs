@@ -307,6 +307,14 @@ fn build(
     for (finding, row) in findings.iter_mut().zip(rows) {
         finding.kernel_facts = Some(row.facts);
     }
+    let mut syn_funnel = handshakes.syn_funnel;
+    for row in &mut syn_funnel {
+        row.workload = workloads.of(row.inode()).cloned();
+    }
+    let mut timestamp_clocks = handshakes.clocks;
+    for clocks in &mut timestamp_clocks {
+        clocks.workload = inode_named(&clocks.netns, &shown).and_then(|inode| workloads.of(inode)).cloned();
+    }
     let report = Report {
         kernel: facts.release.clone(),
         duration_s: (duration_s * 10.0).round() / 10.0,
@@ -319,8 +327,8 @@ fn build(
         lost_events: stats.ring_lost,
         unparsed_packets: stats.unparsed,
         probe_stats: stats,
-        syn_funnel: handshakes.syn_funnel,
-        timestamp_clocks: handshakes.clocks,
+        syn_funnel,
+        timestamp_clocks,
     };
     Ok((report, shown))
 }

@@ -207,6 +207,14 @@ fn syns_unanswered_behind_a_nat_name_the_server_and_gateway_containers() {
     let clocks = findings_for(&report, "nat_timestamp_clocks", &nat);
     assert_eq!(clocks.len(), 1, "{:#}", report["findings"]);
     assert_names(&clocks[0]["workload"], &server, clocks[0]);
+    // The SYN funnel and the clock estimates name the listener's container too.
+    let of_nat = |rows: &Value| -> Vec<Value> { rows.as_array().unwrap().iter().filter(|r| r["peer"] == nat.as_str()).cloned().collect() };
+    for rows in [of_nat(&report["syn_funnel"]), of_nat(&report["timestamp_clocks"])] {
+        assert!(!rows.is_empty(), "{report:#}");
+        for row in &rows {
+            assert_names(&row["workload"], &server, row);
+        }
+    }
     // The text names both containers with the short id `podman ps` shows, never an inode.
     let server_shown = format!("(container {} (podman {}), netns {})", server.name, &server.id[..12], topo.server_ns);
     let gateway_shown = format!("peer {nat} [container {} (podman {})] {server_shown}", gateway.name, &gateway.id[..12]);

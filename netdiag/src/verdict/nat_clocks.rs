@@ -61,6 +61,9 @@ pub struct PeerClocks {
     pub excluded: BTreeMap<String, usize>,
     /// Why, in words; empty when nothing is proven.
     pub evidence: Vec<String>,
+    /// The container, pod or host behind `netns` (set by the session).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<crate::workload::Workload>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -306,6 +309,7 @@ pub fn estimate(peer: &str, netns: &str, samples: &[SynSample], kernel: &KernelV
         hosts_at_least: if hosts > 1 { hosts } else { 0 },
         evidence: if hosts > 1 { evidence } else { Vec::new() },
         excluded,
+        workload: None,
     }
 }
 

@@ -130,6 +130,9 @@ pub struct FunnelRow {
     pub listeners: Vec<String>,
     #[serde(flatten)]
     pub funnel: Funnel,
+    /// The container, pod or host behind `netns` (set by the session).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<crate::workload::Workload>,
     #[serde(skip)]
     pub first_ns: u64,
     #[serde(skip)]
@@ -270,6 +273,7 @@ fn row_of<'a>(
         port,
         listeners: Vec::new(),
         funnel: Funnel::default(),
+        workload: None,
         first_ns: 0,
         last_ns: 0,
         netns_inode: netns,
