@@ -43,6 +43,32 @@ pub fn checked(cmd: &mut Command) -> String {
     text
 }
 
+/// Reads the stderr of `child` (piped) on a thread, echoing it, until the agent's ready line:
+/// the address it serves. Kills `child` and fails the test if that takes longer than `within`.
+pub fn wait_until_serving(child: &mut Child, what: &str, within: Duration) -> SocketAddr {
+    let stderr = child.stderr.take().expect("the agent's stderr piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[agent] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + within;
+    let ready = loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.starts_with(READY_LINE) => break line,
+            Ok(_) => continue,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("{what} did not serve /metrics: {:?}", child.wait());
+            }
+        }
+    };
+    // "netdiag agent: serving http://127.0.0.1:PORT/metrics (...)"
+    ready.split("http://").nth(1).and_then(|rest| rest.split('/').next()).unwrap().parse().unwrap()
+}
+
 /// A running `netdiag agent` with its config in a scratch directory.
 pub struct Agent {
     pub child: Child,
@@ -61,26 +87,7 @@ impl Agent {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[agent] {line}");
-                let _ = tx.send(line);
-            }
-        });
-        let ready = loop {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) if line.starts_with(READY_LINE) => break line,
-                Ok(_) => continue,
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("the agent did not start: {:?}", child.wait());
-                }
-            }
-        };
-        // "netdiag agent: serving http://127.0.0.1:PORT/metrics (...)"
-        let addr = ready.split("http://").nth(1).and_then(|rest| rest.split('/').next()).unwrap().parse().unwrap();
+        let addr = wait_until_serving(&mut child, "the agent", Duration::from_secs(60));
         let attached = BpfIds::held_by(child.id());
         assert!(!attached.links.is_empty(), "the agent serves but holds no BPF link");
         Agent { child, addr, attached }

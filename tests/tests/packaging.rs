@@ -20,7 +20,7 @@ use std::{
 
 use netdiag::scenario::{self, CLIENT_V4, PawsTopology};
 use netdiag_tests::{
-    agent::{Agent, BpfIds, TempDir, checked, http_get, value_of},
+    agent::{Agent, BpfIds, TempDir, checked, http_get, value_of, wait_until_serving},
     require_root,
 };
 use serde_json::Value;
@@ -29,8 +29,6 @@ const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const DAEMONSET: &str = "ops/kubernetes/netdiag-agent.yaml";
 const UNIT: &str = "ops/netdiag-agent.service";
 const DASHBOARD: &str = "ops/grafana/netdiag-agent.json";
-/// What the agent prints on stderr once it serves (`agent::READY_LINE`).
-const READY_LINE: &str = "netdiag agent: serving";
 
 fn repo(path: &str) -> PathBuf {
     Path::new(REPO).join(path)
@@ -122,27 +120,7 @@ struct Started {
 
 fn start_until_ready(mut cmd: Command, what: &str) -> Started {
     let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[agent] {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let ready = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.starts_with(READY_LINE) => break line,
-            Ok(_) => continue,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("{what} did not serve /metrics: {:?}", child.wait());
-            }
-        }
-    };
-    let addr = ready.split("http://").nth(1).and_then(|rest| rest.split('/').next()).unwrap().parse().unwrap();
+    let addr = wait_until_serving(&mut child, what, Duration::from_secs(90));
     Started { child, addr }
 }
 
