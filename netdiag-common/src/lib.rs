@@ -77,6 +77,8 @@ pub struct Layout {
     pub sk_net: u32,
     /// `skc_num`: the local port, host order.
     pub sk_num: u32,
+    /// `struct tcp_sock::srtt_us`: the smoothed round-trip time in µs, shifted left by 3.
+    pub tcp_srtt_us: u32,
     /// `struct inet_timewait_sock::tw_substate`, `struct tcp_timewait_sock::tw_ts_recent{,_stamp}`.
     pub tw_substate: u32,
     pub tw_ts_recent: u32,
@@ -557,6 +559,9 @@ pub struct FlowStats {
     pub last_ns: u64,
     /// When the last out-of-window segment arrived.
     pub last_oow_ns: u64,
+    /// The connection's smoothed round-trip time (µs) when it last sent a duplicate ACK; 0
+    /// where the socket was not a full one. A gauge: userspace keeps the largest of the CPUs'.
+    pub srtt_us: u64,
 }
 
 #[cfg(feature = "user")]
@@ -670,4 +675,4 @@ mod tests {
     }
 }
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 44);
-const _: () = assert!(core::mem::size_of::<FlowStats>() == 80);
+const _: () = assert!(core::mem::size_of::<FlowStats>() == 88);

@@ -193,7 +193,27 @@ impl<M: Kmem> Packet<M> {
         }
         unsafe { M::member(self.sk, configured(&layout().sk_state)).unwrap_or(0) }
     }
+
+    /// The socket's smoothed round-trip time in µs (`tcp_sock.srtt_us >> 3`), 0 unless `sk` is a
+    /// full TCP socket: TIME_WAIT and request sockets have no such member, and the stack's
+    /// control socket (`TCP_CLOSE`, which sends the answers of sockets it has not got) is a raw one.
+    #[inline(always)]
+    pub fn smoothed_rtt_us(&self) -> u64 {
+        let state = self.sk_state();
+        if state == 0 || state == TCP_TIME_WAIT || state == TCP_CLOSE || state == TCP_LISTEN || state == TCP_NEW_SYN_RECV {
+            return 0;
+        }
+        // Through the helper whatever the mechanism: the member lies past `struct sock`, the
+        // type the verifier knows `sk` by, so a typed load would be refused.
+        let srtt: u32 = unsafe { read(self.sk, configured(&layout().tcp_srtt_us)).unwrap_or(0) };
+        u64::from(srtt >> 3)
+    }
 }
+
+const TCP_TIME_WAIT: u8 = 6;
+const TCP_CLOSE: u8 = 7;
+const TCP_LISTEN: u8 = 10;
+const TCP_NEW_SYN_RECV: u8 = 12;
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;

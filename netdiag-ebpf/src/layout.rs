@@ -27,6 +27,7 @@ static LAYOUT: Layout = Layout {
     sk_v6_daddr: 0,
     sk_net: 0,
     sk_num: 0,
+    tcp_srtt_us: 0,
     tw_substate: 0,
     tw_ts_recent: 0,
     tw_ts_recent_stamp: 0,

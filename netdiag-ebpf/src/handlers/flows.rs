@@ -1,7 +1,7 @@
 //! Per-flow accounting for ACK loops (seed 001): out-of-window segments received, by which
 //! check (`oow_received`), and duplicate ACKs sent (`flow_dupacks`: the stack's answers at
 //! `tcp_send_dupack` where function hooks work; else, as packets leave, a pure ACK repeating
-//! the flow's previous segment). Counts stay in a per-CPU LRU map; nothing goes to userspace
+//! the flow's previous segment), with the connection's smoothed RTT. Counts stay in a per-CPU LRU map; nothing goes to userspace
 //! per packet, so a loop at line rate is counted exactly.
 use aya_ebpf::{
     bindings::BPF_ANY,
@@ -93,10 +93,7 @@ pub fn egress<M: Kmem>(pkt: &Packet<M>) {
     let now = pkt.now();
     if dupack {
         if let Some(stats) = flow_entry(&key, now) {
-            unsafe {
-                (*stats).dupacks_out += 1;
-                (*stats).last_ns = now;
-            }
+            count_dupack(stats, pkt, now);
         }
     } else if progress && let Some(stats) = FLOW_STATS.get_ptr_mut(&key) {
         // Only flows already in trouble: progress of every healthy flow is not worth a slot.
@@ -111,9 +108,20 @@ pub fn dupack_answered<M: Kmem>(pkt: &Packet<M>) {
     let Some(seg) = pkt.segment() else { return };
     let now = pkt.now();
     if let Some(stats) = flow_entry(&received_flow(seg, pkt.netns()), now) {
-        unsafe {
-            (*stats).dupacks_out += 1;
-            (*stats).last_ns = now;
+        count_dupack(stats, pkt, now);
+    }
+}
+
+/// One duplicate ACK out, with the connection's smoothed RTT then: a loop whose other end is
+/// out of sight runs at one segment per round trip, a flood at its sender's own pace.
+#[inline(always)]
+fn count_dupack<M: Kmem>(stats: *mut FlowStats, pkt: &Packet<M>, now: u64) {
+    let srtt_us = pkt.smoothed_rtt_us();
+    unsafe {
+        (*stats).dupacks_out += 1;
+        (*stats).last_ns = now;
+        if srtt_us != 0 {
+            (*stats).srtt_us = srtt_us;
         }
     }
 }

@@ -108,6 +108,7 @@ fn flow_of((key, stats): &(FlowKey, FlowStats)) -> Option<(FlowId, Totals)> {
         dupacks_out: stats.dupacks_out,
         progress_out: stats.progress_out,
         limiter_suppressed: stats.limiter_suppressed,
+        srtt_us: stats.srtt_us,
     };
     Some((flow, totals))
 }

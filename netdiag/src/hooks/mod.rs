@@ -363,6 +363,7 @@ fn sum_flow_slots<'a>(slots: impl Iterator<Item = &'a FlowStats>) -> FlowStats {
             first_ns: if acc.first_ns == 0 || s.first_ns == 0 { acc.first_ns.max(s.first_ns) } else { acc.first_ns.min(s.first_ns) },
             last_ns: acc.last_ns.max(s.last_ns),
             last_oow_ns: latest.last_oow_ns,
+            srtt_us: acc.srtt_us.max(s.srtt_us),
         }
     })
 }

@@ -131,6 +131,9 @@ fn packet_members(btf: &Btf, layout: &mut Layout) -> Result<()> {
     layout.sk_v6_daddr = member("sock_common", &["skc_v6_daddr"])?;
     layout.sk_net = member("sock_common", &["skc_net", "net"])?;
     layout.sk_num = member("sock_common", &["skc_num"])?;
+    let srtt_size = btf.member_size("tcp_sock", &["srtt_us"])?;
+    ensure!(srtt_size == 4, "tcp_sock.srtt_us is {srtt_size} bytes on this kernel, expected 4");
+    layout.tcp_srtt_us = member("tcp_sock", &["srtt_us"])?;
     Ok(())
 }
 

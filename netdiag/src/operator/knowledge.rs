@@ -864,13 +864,15 @@ pub static ENTRIES: &[Entry] = &[
                      capture on both sides to find the device that rewrites sequence numbers or timestamps. \
                      Turning timestamps off ends a timestamp loop too, but only hides the cause and costs PAWS \
                      and RTT precision.",
-            requires: Some("Both ends, each seen here: the same connection the other way round in another local \
-                            namespace, rejecting our duplicate ACKs and answering as many over the same intervals. \
-                            Per second, at least 10 out-of-window segments in, mostly pure ACKs, and as many \
-                            duplicate ACKs out within a factor of two, with no data moving. Seen from one end only \
-                            (the other on another host, or outside --netns) the same traffic is an \
-                            out_of_window_flood of variant unthrottled: nothing netdiag counts shows a remote end \
-                            answering ours."),
+            requires: Some("Per second, at least 10 out-of-window segments in, mostly pure ACKs, and as many \
+                            duplicate ACKs out within a factor of two, with no data moving; and proof that the \
+                            segments answer ours. Either the other end, seen here: the same connection the other \
+                            way round in another local namespace, rejecting our duplicate ACKs and answering as \
+                            many over the same intervals. Or, with the other end on another host, the pace: the \
+                            segments come at one per round trip (rate in times the connection's smoothed RTT, \
+                            tcp_sock.srtt_us read as each duplicate ACK leaves, between 0.5 and 2), as answers to \
+                            ours do and a sender's own clock does not. At any other pace, or with the RTT \
+                            unreadable, the same traffic is an out_of_window_flood of variant unthrottled."),
             related: &["TcpExtTCPACKSkippedPAWS", "TcpExtTCPACKSkippedSeq", "TcpExtPAWSEstab", "out_of_window_flood"],
         }),
     },
@@ -892,9 +894,9 @@ pub static ENTRIES: &[Entry] = &[
                      if the sources are many and random, treat it as an attack and filter upstream.",
             requires: Some("A second with at least 10 out-of-window segments in on the flow, and either most answers \
                             held back by tcp_invalid_ratelimit, or every segment answered (in and out within a \
-                            factor of two, no data moving) with no local other end answering ours: variant \
-                            unthrottled, whose advice is about the sender, not about a middlebox or a loop. The \
-                            episode ends after a second without."),
+                            factor of two, no data moving) with no local other end answering ours and a pace \
+                            other than one segment per round trip: variant unthrottled, whose advice is about the \
+                            sender, not about a middlebox or a loop. The episode ends after a second without."),
             related: &[
                 "TcpExtBeyondWindow",
                 "TcpExtTCPACKSkippedSeq",

@@ -200,8 +200,12 @@ pub fn finding_text(f: &Finding) -> String {
         f.last_seen
     );
     if let Some(flow) = &f.flow {
+        let pace = match (flow.srtt_us, flow.segments_per_round_trip) {
+            (Some(srtt), Some(n)) => format!("; RTT {srtt} µs, {n:.2} segments per round trip"),
+            _ => String::new(),
+        };
         out += &format!(
-            "    {:.1} out-of-window/s in, {:.1} duplicate ACKs/s out, {:.1}/s suppressed; why: {}; {} … {}\n",
+            "    {:.1} out-of-window/s in, {:.1} duplicate ACKs/s out, {:.1}/s suppressed{pace}; why: {}; {} … {}\n",
             flow.oow_in_per_s,
             flow.dupacks_out_per_s,
             flow.dupacks_suppressed_per_s,

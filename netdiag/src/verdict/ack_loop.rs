@@ -6,10 +6,16 @@
 //!
 //! Counts at one end cannot tell a loop from an unthrottled flood: in both, every segment in is
 //! answered by one out. What tells them apart is the other end: in a loop it receives our
-//! duplicate ACKs as out of window and answers each. So a flow is called an `ack_loop` only
-//! when its other end is seen too (both ends local: the same 4-tuple, swapped, in another
-//! namespace, matching our rates the other way round in the same interval); one end alone
-//! answering everything is an `out_of_window_flood` of variant `unthrottled`.
+//! duplicate ACKs as out of window and answers each. So a flow is called an `ack_loop` when
+//! its other end is seen too (both ends local: the same 4-tuple, swapped, in another
+//! namespace, matching our rates the other way round in the same interval), or, with the other
+//! end out of sight, when the segments come at one per round trip: the connection's smoothed
+//! RTT (read by the kernel program as we send each duplicate ACK) times the rate in is about 1,
+//! as when each segment is the answer to our previous one; a sender's own clock does not follow
+//! the path's RTT. One end answering everything at any other pace is an `out_of_window_flood`
+//! of variant `unthrottled`. (A loop with several segments circling at once also runs at a
+//! multiple of one per round trip; it is not claimed from one end, since a flood at that pace
+//! would look the same.)
 //!
 //! The detector is pure: it is fed the kernel's cumulative per-flow counts every half second
 //! ([`Detector::observe`]) and judges each interval, so its verdicts can be tested on recorded
@@ -35,6 +41,8 @@ pub struct Totals {
     pub dupacks_out: u64,
     pub progress_out: u64,
     pub limiter_suppressed: u64,
+    /// Not a count: the connection's smoothed RTT (µs) at our latest duplicate ACK, 0 unknown.
+    pub srtt_us: u64,
 }
 
 impl Totals {
@@ -56,6 +64,7 @@ impl Totals {
             dupacks_out: self.dupacks_out - earlier.dupacks_out,
             progress_out: self.progress_out.saturating_sub(earlier.progress_out),
             limiter_suppressed: self.limiter_suppressed.saturating_sub(earlier.limiter_suppressed),
+            srtt_us: self.srtt_us,
         }
     }
 
@@ -67,6 +76,9 @@ impl Totals {
         self.dupacks_out += other.dupacks_out;
         self.progress_out += other.progress_out;
         self.limiter_suppressed += other.limiter_suppressed;
+        if other.srtt_us != 0 {
+            self.srtt_us = other.srtt_us;
+        }
     }
 
     /// Answers the limiter suppressed: its own count where its return value is traced, else
@@ -87,6 +99,8 @@ impl Totals {
 pub enum Kind {
     /// Both ends seen, each answering the other.
     AckLoop,
+    /// One end seen, the segments in coming at one per round trip, as answers to ours do.
+    AckLoopOneEnd,
     /// Most answers suppressed by the limiter.
     OutOfWindowFlood,
     /// Every segment answered, and no sign the segments answer ours.
@@ -94,9 +108,13 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub fn is_loop(self) -> bool {
+        matches!(self, Kind::AckLoop | Kind::AckLoopOneEnd)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
-            Kind::AckLoop => "ack_loop",
+            Kind::AckLoop | Kind::AckLoopOneEnd => "ack_loop",
             Kind::OutOfWindowFlood | Kind::UnthrottledFlood => "out_of_window_flood",
         }
     }
@@ -137,6 +155,15 @@ fn matched(a: u64, b: u64) -> bool {
     a * 2 >= b && b * 2 >= a
 }
 
+/// Segments per round trip, for which a loop seen from one end is claimed: one in flight, give
+/// or take a factor of two for the RTT having moved since the kernel last measured it.
+const ONE_PER_ROUND_TRIP: std::ops::RangeInclusive<f64> = 0.5..=2.0;
+
+/// How many segments came in per smoothed round trip, where the RTT is known.
+pub fn per_round_trip(rate_per_s: f64, srtt_us: u64) -> Option<f64> {
+    (srtt_us != 0).then(|| rate_per_s * srtt_us as f64 / 1e6)
+}
+
 impl Interval {
     fn kind(&self, rules: &Rules) -> Option<Kind> {
         let dt = self.to - self.from;
@@ -158,7 +185,12 @@ impl Interval {
             // The other end rejects what we send and sends what we reject.
             let answers_ours =
                 self.other_end.is_some_and(|(_, o)| matched(o.oow(), dup) && matched(o.dupacks_out, oow));
-            return Some(if answers_ours { Kind::AckLoop } else { Kind::UnthrottledFlood });
+            if answers_ours {
+                return Some(Kind::AckLoop);
+            }
+            let paced_by_rtt = per_round_trip(oow as f64 / dt, self.delta.srtt_us)
+                .is_some_and(|n| ONE_PER_ROUND_TRIP.contains(&n));
+            return Some(if paced_by_rtt { Kind::AckLoopOneEnd } else { Kind::UnthrottledFlood });
         }
         if self.delta.suppressed(rules.limiter_traced) * 2 >= oow {
             return Some(Kind::OutOfWindowFlood);
@@ -317,10 +349,10 @@ fn placed(flows: &[(FlowId, Totals)]) -> Vec<(FlowId, Totals)> {
 fn step(rules: &Rules, flow: FlowId, track: &mut Track, interval: Interval, over: &mut Vec<Episode>) -> Option<Change> {
     let kind = interval.kind(rules);
     if let Some(episode) = &mut track.open {
-        // A loop once proven by its other end stays one through an interval where that end's
-        // counts lagged (its programs skipped on a CPU the loop saturates).
+        // A loop once proven stays one through an interval where the proof lagged: the other
+        // end's counts (its programs skipped on a CPU the loop saturates), or the pace.
         let continues = kind == Some(episode.kind)
-            || (episode.kind == Kind::AckLoop && kind == Some(Kind::UnthrottledFlood));
+            || (episode.kind.is_loop() && kind.is_some_and(|k| k.is_loop() || k == Kind::UnthrottledFlood));
         if continues {
             for gap in track.quiet.drain(..) {
                 episode.totals.add(&gap.delta);
@@ -405,6 +437,11 @@ pub fn rfc3339(epoch_s: f64) -> String {
     humantime::format_rfc3339_millis(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(epoch_s.max(0.0))).to_string()
 }
 
+/// A round-trip time for people: µs below a millisecond.
+fn ms(us: u64) -> String {
+    if us >= 1000 { format!("{:.1} ms", us as f64 / 1000.0) } else { format!("{us} µs") }
+}
+
 fn rounded(rate: f64) -> f64 {
     (rate * 10.0).round() / 10.0
 }
@@ -431,7 +468,9 @@ pub fn finding(
         ("oow_in", sources.oow_in.clone()),
         ("dupacks_out", sources.dupacks_out.clone()),
         ("dupacks_suppressed", suppressed_source.to_string()),
+        ("srtt_us", "tcp_sock.srtt_us, read by the kernel program as each duplicate ACK left".to_string()),
     ]);
+    let srtt_us = (t.srtt_us != 0).then_some(t.srtt_us);
     Finding {
         kind: episode.kind.name(),
         variant: if episode.kind == Kind::UnthrottledFlood { "unthrottled" } else { t.why() },
@@ -454,6 +493,8 @@ pub fn finding(
             dupacks_out: dup,
             dupacks_suppressed: suppressed,
             why: t.why(),
+            srtt_us,
+            segments_per_round_trip: per_round_trip(episode.rate(oow), t.srtt_us).map(|n| (n * 100.0).round() / 100.0),
             started: rfc3339(episode.started),
             ended: episode.ended.map(rfc3339),
             sources,
@@ -512,11 +553,38 @@ impl Words<'_> {
                 "the other end ({other}) rejected our duplicate ACKs as out of window and answered as many, in the \
                  same intervals"
             ),
-            _ => "the connection's other end is not seen (another host, or a namespace outside the session's \
-                  filter): nothing shows whether it answers our duplicate ACKs"
+            _ => "the connection's other end is not on this host: netdiag does not see it reject our duplicate ACKs"
                 .into(),
         });
+        if e.kind != Kind::AckLoop {
+            facts.push(self.pace());
+        }
         facts
+    }
+
+    /// The segments' pace against the round trip, the one-end proof of a loop or its absence.
+    fn pace(&self) -> String {
+        let e = self.episode;
+        let rate = e.rate(e.totals.oow());
+        match per_round_trip(rate, e.totals.srtt_us) {
+            None => "the connection's round-trip time could not be read (tcp_sock.srtt_us), so the segments' pace \
+                     could not be compared with it"
+                .into(),
+            Some(n) => {
+                let srtt = ms(e.totals.srtt_us);
+                if e.kind == Kind::AckLoopOneEnd {
+                    format!(
+                        "the segments came at {n:.2} per round trip (smoothed RTT {srtt}, tcp_sock.srtt_us, at {rate:.0}/s): \
+                         one per round trip, as when each is the answer to our previous duplicate ACK"
+                    )
+                } else {
+                    format!(
+                        "the segments came at {n:.2} per round trip (smoothed RTT {srtt}, tcp_sock.srtt_us, at {rate:.0}/s): \
+                         not one per round trip, the pace of a sender's own clock rather than of answers to ours"
+                    )
+                }
+            }
+        }
     }
 
     /// What would prove the finding wrong.
@@ -524,6 +592,11 @@ impl Words<'_> {
         match self.episode.kind {
             Kind::AckLoop => {
                 "data moving on the flow, or a capture showing the other end's segments are not answers to ours"
+            }
+            Kind::AckLoopOneEnd => {
+                "data moving on the flow, or the segments keeping their pace when the round-trip time changes, or a \
+                 capture at the other host showing it sends them unprompted: then it is a flood whose pace happens to \
+                 match the RTT"
             }
             Kind::UnthrottledFlood => {
                 "the peer's segments following our duplicate ACKs one for one, each about a round-trip time later \
@@ -550,6 +623,19 @@ impl Words<'_> {
                 self.when(),
                 self.why(),
                 self.other_end_netns.unwrap_or("?")
+            ),
+            Kind::AckLoopOneEnd => format!(
+                "Flow {} is in an ACK loop {}: {oow:.0} out-of-window segments/s in, {dup:.0} duplicate ACKs/s \
+                 out, {sup:.0}/s suppressed by the limiter, and no data moving. The segments were out of window \
+                 because {}, and this host answers each one. The other end, {}, is not on this host, but its \
+                 segments come at one per round trip ({:.2} per smoothed RTT of {}): each arrives as the answer to \
+                 our previous duplicate ACK would, which a sender's own clock would not match.",
+                self.ends(),
+                self.when(),
+                self.why(),
+                e.flow.remote,
+                per_round_trip(oow, e.totals.srtt_us).unwrap_or_default(),
+                ms(e.totals.srtt_us)
             ),
             Kind::UnthrottledFlood => format!(
                 "{} keeps sending out-of-window segments on flow {} {}: {oow:.0}/s in, because {}, and this host \
@@ -594,7 +680,7 @@ impl Words<'_> {
             _ => "",
         };
         match self.episode.kind {
-            Kind::AckLoop => format!(
+            Kind::AckLoop | Kind::AckLoopOneEnd => format!(
                 "Something on the path between {} and {} rewrites TCP sequence numbers or timestamps \
                  (a firewall or NAT randomising sequence numbers, a load balancer or WAN optimiser, a broken \
                  offload) so that each end's segments arrive out of window at the other: capture on both \
@@ -838,8 +924,48 @@ mod tests {
         assert_eq!(f.flow.as_ref().unwrap().why, "sequence");
         assert!(f.summary.contains("nothing shows that the segments answer ours"), "{}", f.summary);
         assert!(f.advice.contains("misbehaving or hostile sender"), "{}", f.advice);
-        assert!(f.evidence.as_ref().unwrap()[1].contains("other end is not seen"), "{f:#?}");
+        assert!(f.evidence.as_ref().unwrap()[1].contains("other end is not on this host"), "{f:#?}");
+        assert!(f.evidence.as_ref().unwrap()[2].contains("round-trip time could not be read"), "{f:#?}");
         assert!(f.disproved_by.as_ref().unwrap().contains("round-trip time"), "{f:#?}");
+    }
+
+    /// One end only, 50 out-of-window segments/s in, each answered, with the connection's
+    /// smoothed RTT at `srtt_us`: the detector's first verdict.
+    fn one_end_at(srtt_us: u64) -> (Detector, Episode) {
+        let mut detector = Detector::new(Rules::default(), 1000.0);
+        for i in 1..=6u64 {
+            let t = Totals { oow_sequence: 25 * i, oow_pure_ack: 25 * i, dupacks_out: 25 * i, srtt_us, ..Totals::default() };
+            detector.observe(1000.0 + 0.5 * i as f64, &[(flow(), t)]);
+        }
+        let episode = detector.episodes()[0].clone();
+        (detector, episode)
+    }
+
+    #[test]
+    fn one_end_paced_at_one_segment_per_round_trip_is_a_loop_with_the_pace_as_evidence() {
+        let (_, e) = one_end_at(20_000);
+        assert_eq!(e.kind, Kind::AckLoopOneEnd);
+        assert_eq!(e.other_end_netns, None);
+        let f = finding(&e, "srv", None, &NamespaceFacts::default(), &Sources::new(("fentry", "x"), ("fentry", "y")));
+        assert_eq!(f.kind, "ack_loop");
+        let flow = f.flow.as_ref().unwrap();
+        assert_eq!(flow.srtt_us, Some(20_000));
+        assert_eq!(flow.segments_per_round_trip, Some(1.0));
+        let evidence = f.evidence.as_ref().unwrap();
+        assert!(evidence[1].contains("not on this host"), "{evidence:?}");
+        assert!(evidence[2].contains("1.00 per round trip") && evidence[2].contains("20.0 ms"), "{evidence:?}");
+        assert!(f.summary.contains("is not on this host") && f.summary.contains("one per round trip"), "{}", f.summary);
+        assert!(f.disproved_by.as_ref().unwrap().contains("keeping their pace"), "{f:#?}");
+    }
+
+    #[test]
+    fn one_end_at_any_other_pace_is_a_flood_and_says_its_pace() {
+        for srtt_us in [80_000, 5_000] {
+            let (_, e) = one_end_at(srtt_us);
+            assert_eq!(e.kind, Kind::UnthrottledFlood, "srtt {srtt_us} µs");
+            let f = finding(&e, "srv", None, &NamespaceFacts::default(), &Sources::new(("fentry", "x"), ("fentry", "y")));
+            assert!(f.evidence.as_ref().unwrap()[2].contains("not one per round trip"), "{f:#?}");
+        }
     }
 
     #[test]

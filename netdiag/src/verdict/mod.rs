@@ -77,6 +77,11 @@ pub struct FlowFacts {
     pub dupacks_suppressed: u64,
     /// Which check found the segments out of window: `timestamps`, `sequence` or `ack`.
     pub why: &'static str,
+    /// The connection's smoothed round-trip time (µs) at our latest duplicate ACK; null where
+    /// the kernel program could not read it.
+    pub srtt_us: Option<u64>,
+    /// Segments in per smoothed round trip: about 1 when each answers our previous one.
+    pub segments_per_round_trip: Option<f64>,
     pub started: String,
     /// Null while the episode is still going at the end of the session.
     pub ended: Option<String>,
