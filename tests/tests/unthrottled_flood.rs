@@ -52,6 +52,12 @@ fn an_unthrottled_out_of_window_stream_is_a_flood_not_a_loop() {
     assert!(f["dupacks_out"].as_u64().unwrap() * 10 >= count * 8, "answered one by one: {f:#}");
     let summary = f["summary"].as_str().unwrap();
     assert!(summary.contains("nothing shows that the segments answer ours"), "{f:#}");
+    // The pace, against the connection's RTT as the kernel program read it: far slower than one
+    // segment per round trip on a path of microseconds.
+    assert!(f["srtt_us"].as_u64().is_some_and(|us| us > 0), "{f:#}");
+    assert!(f["segments_per_round_trip"].as_f64().is_some_and(|n| n < 0.5), "{f:#}");
+    let evidence: Vec<&str> = f["evidence"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert!(evidence.iter().any(|e| e.contains("not one per round trip")), "{evidence:?}");
     assert!(!summary.contains("ACK loop ") || summary.contains("as in an ACK loop"), "{f:#}");
     let advice = f["advice"].as_str().unwrap();
     assert!(advice.contains("hostile sender") && advice.contains("tcp_invalid_ratelimit is 0"), "{f:#}");

@@ -17,6 +17,7 @@ mod nat;
 mod ordinary;
 mod packet;
 mod paws;
+mod remote_end;
 mod replay;
 mod wire;
 
@@ -38,6 +39,9 @@ pub use hostile::{
 
 pub use ordinary::{
     MAX_ORDINARY, ORDINARY_CLIENT_V4, ORDINARY_SERVER_V4, OrdinaryRun, OrdinaryTopology, Pinning, Workload, run_ordinary,
+};
+pub use remote_end::{
+    MAX_REMOTE_EPISODE, ONE_WAY_DELAY, REMOTE_CLIENT_V4, REMOTE_SERVER_V4, RemoteEndTopology, paced_oow_flood, remote_ack_loop,
 };
 pub use replay::{
     CORRUPT_REPLAYS, INTACT_REPLAYS, LOSSY_CONNECTIONS, REPLAY_CLIENT_V4, REPLAY_SERVER_V4, ReplayRun, ReplayTopology,

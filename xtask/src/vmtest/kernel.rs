@@ -41,6 +41,8 @@ const GUEST_MODULES: &[&str] = &[
     // hold back behind a slow HTB class.
     "nft_numgen",
     "sch_htb",
+    // The remote-end ACK loop: a wire in userspace between two namespaces' tun devices.
+    "tun",
 ];
 
 /// Module index files depmod reads besides the modules themselves.
