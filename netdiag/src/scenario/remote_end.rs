@@ -45,6 +45,9 @@ pub const REMOTE_SERVER_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 30);
 pub const ONE_WAY_DELAY: Duration = Duration::from_millis(10);
 /// The wire ends by itself after this long, scenario or not.
 const WIRE_LIFETIME: Duration = Duration::from_secs(30);
+/// Once told to stop, the wire carries on until it has been idle this long, so the closing
+/// handshake in flight arrives and neither end is left retransmitting into nothing.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
 /// Longest episode a caller may ask for.
 pub const MAX_REMOTE_EPISODE: Duration = Duration::from_secs(10);
 const TUN_NAME: &str = "ndwire";
@@ -252,8 +255,12 @@ fn carry(client: File, server: File, mode: &AtomicU32, stop: &AtomicBool, inject
     let mut latest_from_client: Option<Segment> = None;
     let mut next_flood = Instant::now();
     let mut buf = vec![0u8; 65536];
-    while !stop.load(Ordering::Relaxed) && started.elapsed() < WIRE_LIFETIME {
+    let mut last_packet = Instant::now();
+    while started.elapsed() < WIRE_LIFETIME {
         let now = Instant::now();
+        if stop.load(Ordering::Relaxed) && queue.is_empty() && now - last_packet >= DRAIN_QUIET {
+            break;
+        }
         let mode = Mode::decode(mode.load(Ordering::Relaxed));
         if let Mode::Flood(rate) = mode
             && now >= next_flood
@@ -279,6 +286,7 @@ fn carry(client: File, server: File, mode: &AtomicU32, stop: &AtomicBool, inject
         poll_both(&client, &server, wait.min(Duration::from_millis(5)))?;
         let now = Instant::now();
         while let Some(n) = read_packet(&mut client, &mut buf)? {
+            last_packet = now;
             let packet = buf[..n].to_vec();
             if let Some(seg) = Segment::parse(&packet) {
                 latest_from_client = Some(seg);
@@ -286,6 +294,7 @@ fn carry(client: File, server: File, mode: &AtomicU32, stop: &AtomicBool, inject
             queue.push_back(Due { at: now + ONE_WAY_DELAY, to: Side::Server, packet });
         }
         while let Some(n) = read_packet(&mut server, &mut buf)? {
+            last_packet = now;
             let packet = buf[..n].to_vec();
             let dupack = Segment::parse(&packet).is_some_and(|s| s.flags == ACK && s.payload.is_empty());
             match (mode, dupack, latest_from_client.as_ref()) {

@@ -9,7 +9,7 @@ pub const GUEST_TESTS_DIR: &str = "/opt/netdiag/tests";
 /// Test binaries run again with each function backend forced (`NETDIAG_BACKEND`, which every
 /// netdiag command they start reads), so the fentry and the kprobe programs of every hook are
 /// proven on the guest's kernel, not only the best one.
-const FORCED_BACKEND_TESTS: [&str; 3] = ["paws", "ack_loop", "syn_funnel"];
+const FORCED_BACKEND_TESTS: [&str; 4] = ["paws", "ack_loop", "syn_funnel", "remote_loop"];
 const FORCED_BACKENDS: [&str; 2] = ["fentry", "kprobe"];
 
 pub struct InitPlan<'a> {
