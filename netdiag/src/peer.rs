@@ -367,11 +367,12 @@ impl PeerDrilldown {
             out += "\n";
             for k in &c.clocks {
                 out += &format!(
-                    "    {:.0} Hz{} ports {:?}, {} SYNs, {:+.1} s from the first\n",
+                    "    {:.0} Hz{} ports {:?}, {} SYN{}, {:+.1} s from the first\n",
                     k.hz,
                     if k.measured { " (measured)" } else { "" },
                     k.ports,
                     k.syns,
+                    if k.syns == 1 { "" } else { "s" },
                     k.ahead_of_first_s
                 );
             }

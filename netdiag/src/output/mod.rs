@@ -201,7 +201,7 @@ pub fn finding_text(f: &Finding) -> String {
     );
     if let Some(flow) = &f.flow {
         let pace = match (flow.srtt_us, flow.segments_per_round_trip) {
-            (Some(srtt), Some(n)) => format!("; RTT {srtt} µs, {n:.2} segments per round trip"),
+            (Some(srtt), Some(n)) => format!("; RTT {:.1} ms, {n:.2} segments per round trip", srtt as f64 / 1000.0),
             _ => String::new(),
         };
         out += &format!(

@@ -371,12 +371,11 @@ pub fn findings(
                 rate_per_s: (rate * 1000.0).round() / 1000.0,
                 first_seen: clock.rfc3339(first),
                 last_seen: clock.rfc3339(last),
+                // The proofs are the finding's evidence, listed once, not repeated here.
                 summary: format!(
                     "{} sends TCP timestamps from at least {} different clocks: it hides several hosts \
-                     (a NAT, load balancer or proxy). Evidence: {}.",
-                    c.peer,
-                    c.hosts_at_least,
-                    c.evidence.join("; ")
+                     (a NAT, load balancer or proxy).",
+                    c.peer, c.hosts_at_least
                 ),
                 advice: advice(&c.peer, &facts(id.map_or(0, |id| id.netns))),
                 clocks: Some(c.hosts_at_least),

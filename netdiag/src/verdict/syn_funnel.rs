@@ -421,8 +421,12 @@ pub fn findings(
 fn evidence(r: &FunnelRow, drops: &BTreeMap<String, u64>, unexplained: u64) -> Vec<String> {
     let f = &r.funnel;
     let mut facts = vec![format!(
-        "SYN funnel on :{} (kernel programs): {} SYNs in, {} SYN-ACKs out, {} challenge ACKs, {} handshakes",
-        r.port, f.syns, f.synacks, f.challenge_acks, f.handshakes
+        "SYN funnel on :{} (kernel programs): {} in, {} out, {}, {}",
+        r.port,
+        many(f.syns, "SYN"),
+        many(f.synacks, "SYN-ACK"),
+        many(f.challenge_acks, "challenge ACK"),
+        many(f.handshakes, "handshake")
     )];
     for (name, n) in drops {
         let what = if name.starts_with("Tcp") { "namespace counter" } else { "kernel drop reason" };
@@ -457,10 +461,20 @@ fn summary(r: &FunnelRow, cause: &Cause, nat: bool, unexplained: u64) -> String 
         String::new()
     };
     format!(
-        "{lead} {} of {} SYNs got no answer; {} SYN-ACKs were sent ({} retransmitted) and {} handshakes \
-         completed.{challenged}{unexplained} To {} the server looks dead or slow.",
-        f.unanswered, f.syns, f.synacks, f.synack_retransmits, f.handshakes, r.peer
+        "{lead} {} of {} got no answer; {} sent ({} retransmitted) and {} completed.{challenged}{unexplained} \
+         To {} the server looks dead or slow.",
+        f.unanswered,
+        many(f.syns, "SYN"),
+        many(f.synacks, "SYN-ACK"),
+        f.synack_retransmits,
+        many(f.handshakes, "handshake"),
+        r.peer
     )
+}
+
+/// `n` and the noun, plural but for one.
+fn many(n: u64, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 fn advice(r: &FunnelRow, variant: &str, listener: Option<&ListenerInfo>, nat: bool, facts: &ClockFacts) -> String {
@@ -778,7 +792,7 @@ mod tests {
         assert!(!f.summary.contains("no drop reason"), "{}", f.summary);
         let evidence = f.evidence.as_ref().unwrap();
         assert!(evidence.iter().any(|e| e == "kernel drop reason TCP_CSUM: 1"), "{evidence:?}");
-        assert!(evidence[0].contains("4 SYNs in, 1 SYN-ACKs out, 2 challenge ACKs"), "{evidence:?}");
+        assert!(evidence[0].contains("4 SYNs in, 1 SYN-ACK out, 2 challenge ACKs"), "{evidence:?}");
         assert!(f.disproved_by.as_ref().unwrap().contains("SYN-ACKs to 198.51.100.2"), "{f:#?}");
     }
 
