@@ -86,11 +86,13 @@ struct Incident {
 /// The ACK loop of seed 001, reproduced across a router namespace for a few seconds.
 const ACK_LOOP: &str = "ACK loop: a router rewrites sequence numbers";
 const UNTHROTTLED_FLOOD: &str = "out-of-window flood, every segment answered";
+const REMOTE_LOOP: &str = "ACK loop with its far end on another host";
 
 /// Incidents about one flow, reproduced across a router namespace (`scenario::ack_loop`).
 const FLOW_INCIDENTS: &[(&str, &str, HandshakeCheck)] = &[
     (ACK_LOOP, "TCP_OLD_SEQUENCE", |btf| Box::pin(check_ack_loop(btf))),
     (UNTHROTTLED_FLOOD, "TCP_INVALID_SEQUENCE", |btf| Box::pin(check_unthrottled_flood(btf))),
+    (REMOTE_LOOP, "TCP_INVALID_SEQUENCE", |btf| Box::pin(check_remote_loop(btf))),
 ];
 /// How long the loop runs, and how long the session goes on after it for the episode to end.
 const ACK_LOOP_FOR: Duration = Duration::from_secs(3);
@@ -360,6 +362,35 @@ async fn check_unthrottled_flood(btf: &Btf) -> Result<Outcome> {
     let detail = format!("{flood} of {} spoofed segments named an unthrottled flood; {loops} ACK loop(s) claimed", run.amount);
     let status = if flood > 0 && loops == 0 { Status::Seen } else { Status::NotSeen };
     Ok(outcome(status, detail).scored(&report, &[&topo.client_ns, &topo.server_ns]))
+}
+
+/// A loop seen from one end (`scenario::remote_end`): named a loop by its pace, not a flood.
+async fn check_remote_loop(btf: &Btf) -> Result<Outcome> {
+    let reason = "TCP_INVALID_SEQUENCE";
+    let outcome = |status, detail| Outcome::new(REMOTE_LOOP, reason, status, detail);
+    if btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{reason}")).is_none() {
+        let detail = format!("drop reason {reason} does not exist on this kernel; the tracepoint backend cannot see it");
+        return Ok(outcome(Status::Unsupported, detail));
+    }
+    let topo = Arc::new(scenario::RemoteEndTopology::new("stremote")?);
+    let (report, run) = traced(&topo, Some(&topo.server_ns), |topo| {
+        let run = scenario::remote_ack_loop(topo, ACK_LOOP_FOR)?;
+        std::thread::sleep(ACK_LOOP_SETTLE);
+        Ok(run)
+    })
+    .await?;
+    let peer = run.client.ip().to_string();
+    let looped: u64 = report.findings.iter().filter(|f| f.kind == "ack_loop" && f.peer == peer).map(|f| f.count).sum();
+    let floods = report.findings.iter().filter(|f| f.kind == "out_of_window_flood" && f.peer == peer).count();
+    let pace = report
+        .findings
+        .iter()
+        .find_map(|f| f.flow.as_ref()?.segments_per_round_trip)
+        .map_or("no pace".to_string(), |n| format!("{n:.2} per round trip"));
+    let detail =
+        format!("{looped} of {} answers from the far end named an ACK loop ({pace}); {floods} flood(s) claimed", run.amount);
+    let status = if looped > 0 && floods == 0 { Status::Seen } else { Status::NotSeen };
+    Ok(outcome(status, detail).scored(&report, &[&topo.server_ns]))
 }
 
 fn table(outcomes: &[Outcome]) -> String {

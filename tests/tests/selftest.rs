@@ -12,7 +12,7 @@ fn every_incident_is_seen_or_reported_unsupported_for_a_reason_the_kernel_lacks(
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let outcomes: Value = serde_json::from_str(&stdout).unwrap();
     let outcomes = outcomes.as_array().unwrap();
-    assert_eq!(outcomes.len(), 9, "{stdout}");
+    assert_eq!(outcomes.len(), 10, "{stdout}");
     let btf = netdiag::btf::Btf::from_sys_fs().unwrap();
     // Where the kernel lacks TCP_RFC7323_TW_PAWS, a function program on
     // tcp_timewait_state_process sees those drops, if the kernel lets one attach.
