@@ -79,6 +79,14 @@ pub struct Layout {
     pub sk_num: u32,
     /// `struct tcp_sock::srtt_us`: the smoothed round-trip time in µs, shifted left by 3.
     pub tcp_srtt_us: u32,
+    /// `struct sock::sk_cgrp_data.cgroup` (the cgroup v2 the socket was made in),
+    /// `struct cgroup::kn` and `struct kernfs_node::id` (the cgroup's id, its directory's
+    /// inode); [`FIELD_ABSENT`] where the kernel keeps no such pointer.
+    pub sk_cgroup: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_id: u32,
+    /// `struct request_sock::rsk_listener`, which is `sock_common.skc_listener`.
+    pub req_listener: u32,
     /// `struct inet_timewait_sock::tw_substate`, `struct tcp_timewait_sock::tw_ts_recent{,_stamp}`.
     pub tw_substate: u32,
     pub tw_ts_recent: u32,
@@ -538,6 +546,18 @@ pub struct FlowKey {
     pub _pad: [u8; 3],
 }
 
+/// Key of `SOCKET_OWNERS`: a local port in a namespace, whose socket's cgroup (the value, a
+/// cgroup v2 id) names the workload that owns it even where several share the namespace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PortKey {
+    pub netns: u32,
+    /// Host byte order.
+    pub port: u16,
+    pub family: u8,
+    pub _pad: u8,
+}
+
 /// Value of `FLOW_STATS` (per CPU; userspace sums counts and takes the latest timestamps).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -580,6 +600,7 @@ mod user {
     unsafe impl aya::Pod for SynEvent {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowStats {}
+    unsafe impl aya::Pod for PortKey {}
 }
 
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 80);
@@ -676,3 +697,4 @@ mod tests {
 }
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 44);
 const _: () = assert!(core::mem::size_of::<FlowStats>() == 88);
+const _: () = assert!(core::mem::size_of::<PortKey>() == 8);

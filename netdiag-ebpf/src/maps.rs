@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
-use netdiag_common::{FunnelKey, PeerAddrKey, PeerKey, PeerStats, SynKey, arm_request, stat};
+use netdiag_common::{FunnelKey, PeerAddrKey, PeerKey, PeerStats, PortKey, SynKey, arm_request, stat};
 
 /// Per-peer drop counters, aggregated in the kernel so a storm costs no trip to userspace.
 #[map]
@@ -30,6 +30,20 @@ pub static DUPACKS_SENT: LruPerCpuHashMap<PeerAddrKey, PeerStats> =
 #[map]
 pub static OOW_SUPPRESSED: LruPerCpuHashMap<PeerAddrKey, PeerStats> =
     LruPerCpuHashMap::with_max_entries(16384, 0);
+
+/// The cgroup of the socket behind each local port that answered a SYN or sent a duplicate
+/// ACK: written once per handshake or per flow, never per ordinary packet.
+#[map]
+pub static SOCKET_OWNERS: LruHashMap<PortKey, u64> = LruHashMap::with_max_entries(8192, 0);
+
+/// Notes that the socket on `key` was made in cgroup `cgroup` (0: unknown, nothing noted).
+#[inline(always)]
+pub fn note_owner(key: &PortKey, cgroup: u64) {
+    if cgroup == 0 || unsafe { SOCKET_OWNERS.get(key) }.is_some_and(|known| *known == cgroup) {
+        return;
+    }
+    let _ = SOCKET_OWNERS.insert(key, &cgroup, BPF_ANY as u64);
+}
 
 /// Arguments of `tcp_oow_rate_limited` calls in progress, from the kprobe to the kretprobe.
 #[repr(C)]

@@ -27,7 +27,7 @@ use crate::{
         pcap::{self, PcapTarget, PcapWriter},
     },
     verdict::{Finding, paws, scorecard},
-    workload::{self, Table, Workloads},
+    workload::{self, Table, Workload, Workloads},
 };
 
 #[derive(Clone, Debug)]
@@ -294,7 +294,8 @@ fn build(
         .chain(names.keys())
         .map(|inode| (*inode, display_name(*inode, &names, root)))
         .collect();
-    attribute(&mut findings, &shown, workloads);
+    let owners = Owners { workloads, sockets: probes.socket_owners()? };
+    attribute(&mut findings, &shown, &owners);
     let mut peers = peer_reports(&kernel_counts, reasons, &names, root);
     for peer in &mut peers {
         peer.workload = inode_named(&peer.netns, &shown).and_then(|inode| workloads.of(inode)).cloned();
@@ -309,7 +310,7 @@ fn build(
     }
     let mut syn_funnel = handshakes.syn_funnel;
     for row in &mut syn_funnel {
-        row.workload = workloads.of(row.inode()).cloned();
+        row.workload = owners.of(row.inode(), Some(row.port));
     }
     let mut timestamp_clocks = handshakes.clocks;
     for clocks in &mut timestamp_clocks {
@@ -333,14 +334,33 @@ fn build(
     Ok((report, shown))
 }
 
-/// Gives each finding the workload behind its namespace and, when one local workload holds the
-/// peer's address, the peer's.
-fn attribute(findings: &mut [Finding], shown: &HashMap<u32, String>, workloads: &Table) {
+/// Who owns a local port: the container whose cgroup the kernel programs read off the socket
+/// there (which tells apart the containers of one pod, or pods on the host's network), else the
+/// workload behind the namespace.
+struct Owners<'a> {
+    workloads: &'a Table,
+    /// Socket cgroup ids by namespace and local port.
+    sockets: HashMap<(u32, u16), u64>,
+}
+
+impl Owners<'_> {
+    fn of(&self, inode: u32, port: Option<u16>) -> Option<Workload> {
+        let by_socket = port.and_then(|p| self.sockets.get(&(inode, p))).and_then(|id| self.workloads.of_cgroup(*id));
+        by_socket.or_else(|| self.workloads.of(inode)).cloned()
+    }
+}
+
+/// Gives each finding the workload behind its local port or namespace and, when one local
+/// workload holds the peer's address, the peer's.
+fn attribute(findings: &mut [Finding], shown: &HashMap<u32, String>, owners: &Owners) {
     for finding in findings {
         let Some(inode) = inode_named(&finding.netns, shown) else { continue };
-        finding.workload = workloads.of(inode).cloned();
+        let port = finding
+            .listener_port
+            .or_else(|| finding.local.first().and_then(|l| l.parse::<std::net::SocketAddr>().ok()).map(|a| a.port()));
+        finding.workload = owners.of(inode, port);
         finding.peer_workload =
-            finding.peer.parse().ok().and_then(|addr| workloads.holding(addr, inode)).cloned();
+            finding.peer.parse().ok().and_then(|addr| owners.workloads.holding(addr, inode)).cloned();
     }
 }
 

@@ -8,9 +8,14 @@ use aya_ebpf::{
     macros::map,
     maps::{LruHashMap, LruPerCpuHashMap},
 };
-use netdiag_common::{FlowKey, FlowStats, oow_why, stat, tcp_flag};
+use netdiag_common::{FlowKey, FlowStats, PortKey, oow_why, stat, tcp_flag};
 
-use crate::{context::Packet, kmem::Kmem, maps::bump, packet::Segment};
+use crate::{
+    context::Packet,
+    kmem::Kmem,
+    maps::{bump, note_owner},
+    packet::Segment,
+};
 
 /// Per-flow counts, summed over CPUs by userspace every half second.
 #[map]
@@ -93,7 +98,7 @@ pub fn egress<M: Kmem>(pkt: &Packet<M>) {
     let now = pkt.now();
     if dupack {
         if let Some(stats) = flow_entry(&key, now) {
-            count_dupack(stats, pkt, now);
+            count_dupack(stats, &key, pkt, now);
         }
     } else if progress && let Some(stats) = FLOW_STATS.get_ptr_mut(&key) {
         // Only flows already in trouble: progress of every healthy flow is not worth a slot.
@@ -107,15 +112,20 @@ pub fn egress<M: Kmem>(pkt: &Packet<M>) {
 pub fn dupack_answered<M: Kmem>(pkt: &Packet<M>) {
     let Some(seg) = pkt.segment() else { return };
     let now = pkt.now();
-    if let Some(stats) = flow_entry(&received_flow(seg, pkt.netns()), now) {
-        count_dupack(stats, pkt, now);
+    let key = received_flow(seg, pkt.netns());
+    if let Some(stats) = flow_entry(&key, now) {
+        count_dupack(stats, &key, pkt, now);
     }
 }
 
 /// One duplicate ACK out, with the connection's smoothed RTT then: a loop whose other end is
-/// out of sight runs at one segment per round trip, a flood at its sender's own pace.
+/// out of sight runs at one segment per round trip, a flood at its sender's own pace. The first
+/// on this CPU notes whose socket the flow's local port is.
 #[inline(always)]
-fn count_dupack<M: Kmem>(stats: *mut FlowStats, pkt: &Packet<M>, now: u64) {
+fn count_dupack<M: Kmem>(stats: *mut FlowStats, key: &FlowKey, pkt: &Packet<M>, now: u64) {
+    if unsafe { (*stats).dupacks_out } == 0 {
+        note_owner(&PortKey { netns: key.netns, port: key.local_port, family: key.family, _pad: 0 }, pkt.socket_cgroup());
+    }
     let srtt_us = pkt.smoothed_rtt_us();
     unsafe {
         (*stats).dupacks_out += 1;

@@ -2,13 +2,13 @@
 //! `tcp_make_synack` builds them, else on the receive and transmit paths), SYN-ACK retransmissions
 //! and completed passive handshakes (socket tracepoints), and SYNs that reached a listener
 //! (`conn_request`, at `tcp_conn_request`). Drops with their reasons come from `on_drop`.
-use netdiag_common::{FunnelKey, SynKey, funnel_stage, stat, tcp_flag};
+use netdiag_common::{FunnelKey, PortKey, SynKey, funnel_stage, stat, tcp_flag};
 
 use crate::{
     context::{Packet, socket_peer},
     kmem::{Kmem, configured},
     layout::{layout, watched_netns},
-    maps::{SYN_FUNNEL, SYN_SEEN, bump, count},
+    maps::{SYN_FUNNEL, SYN_SEEN, bump, count, note_owner},
 };
 
 /// A SYN (no ACK, no RST) as it arrives.
@@ -40,6 +40,7 @@ pub fn synack_out<M: Kmem>(pkt: &Packet<M>) {
         let key =
             FunnelKey { addr: seg.daddr, netns, port: seg.sport, family: seg.family, stage: funnel_stage::SYNACK_OUT };
         count(&SYN_FUNNEL, &key, pkt.now());
+        note_owner(&PortKey { netns, port: seg.sport, family: seg.family, _pad: 0 }, pkt.socket_cgroup());
     }
 }
 
@@ -56,6 +57,7 @@ pub fn synack_built<M: Kmem>(pkt: &Packet<M>, req: *const u8) {
     let netns = pkt.netns();
     if watched_netns(netns) {
         count(&SYN_FUNNEL, &FunnelKey { addr, netns, port, family, stage: funnel_stage::SYNACK_OUT }, pkt.now());
+        note_owner(&PortKey { netns, port, family, _pad: 0 }, pkt.socket_cgroup());
     }
 }
 

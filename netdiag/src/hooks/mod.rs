@@ -20,7 +20,9 @@ use aya::{
 };
 pub use catalogue::BackendChoice;
 pub use drop_reasons::{HANDSHAKE_REASONS, PAWS_REASONS, ReasonTable, watched_with};
-use netdiag_common::{FlowKey, FlowStats, FunnelKey, PeerAddrKey, PeerKey, PeerStats, SynKey, arm_request, stat, switch};
+use netdiag_common::{
+    FlowKey, FlowStats, FunnelKey, PeerAddrKey, PeerKey, PeerStats, PortKey, SynKey, arm_request, stat, switch,
+};
 use serde::Serialize;
 
 use crate::{btf::Btf, error::unavailable, tracefs};
@@ -293,6 +295,14 @@ impl Probes {
             out.push((key, sum_flow_slots(per_cpu.iter())));
         }
         Ok(out)
+    }
+
+    /// The cgroup id of the socket behind each local port the kernel programs saw answer a SYN
+    /// or send a duplicate ACK, by namespace and port.
+    pub fn socket_owners(&self) -> Result<HashMap<(u32, u16), u64>> {
+        let map = self.ebpf.map("SOCKET_OWNERS").ok_or_else(|| anyhow!("SOCKET_OWNERS map missing"))?;
+        let map: aya::maps::HashMap<_, PortKey, u64> = aya::maps::HashMap::try_from(map)?;
+        map.iter().map(|entry| entry.map(|(key, cgroup)| ((key.netns, key.port), cgroup)).map_err(Into::into)).collect()
     }
 
     fn per_peer<K: Pod>(&self, name: &str) -> Result<Vec<(K, PeerStats)>> {

@@ -47,7 +47,8 @@ pub struct Setup {
 
 impl Setup {
     pub fn resolve(btf: &Btf, reasons: &ReasonTable, opts: &Options) -> Setup {
-        let mut layout = Layout { skb_tail: FIELD_ABSENT, rec_drop_rx_sk: FIELD_ABSENT, ..Layout::default() };
+        let mut layout =
+            Layout { skb_tail: FIELD_ABSENT, rec_drop_rx_sk: FIELD_ABSENT, sk_cgroup: FIELD_ABSENT, ..Layout::default() };
         let mut settings = Settings {
             only_netns: opts.only_netns.unwrap_or(0),
             captures_per_s: opts.captures_per_second,
@@ -134,7 +135,22 @@ fn packet_members(btf: &Btf, layout: &mut Layout) -> Result<()> {
     let srtt_size = btf.member_size("tcp_sock", &["srtt_us"])?;
     ensure!(srtt_size == 4, "tcp_sock.srtt_us is {srtt_size} bytes on this kernel, expected 4");
     layout.tcp_srtt_us = member("tcp_sock", &["srtt_us"])?;
+    layout.req_listener = member("sock_common", &["skc_listener"])?;
+    socket_owner_members(btf, layout);
     Ok(())
+}
+
+/// The chain from a socket to its cgroup's id. Without it (kernels before 5.15 keep the
+/// cgroup in a tagged word, or CONFIG_SOCK_CGROUP_DATA is off) sockets go unattributed and
+/// findings name the workload behind their namespace only.
+fn socket_owner_members(btf: &Btf, layout: &mut Layout) {
+    let member = |s: &str, path: &[&str]| btf.member_offset(s, path);
+    let id_size = btf.member_size("kernfs_node", &["id"]);
+    if let (Ok(cgroup), Ok(kn), Ok(id), Ok(8)) =
+        (member("sock", &["sk_cgrp_data", "cgroup"]), member("cgroup", &["kn"]), member("kernfs_node", &["id"]), id_size)
+    {
+        [layout.sk_cgroup, layout.cgroup_kn, layout.kernfs_id] = [cgroup, kn, id];
+    }
 }
 
 /// `sk_buff.tail` is a 32-bit offset from `head` on 64-bit kernels (`NET_SKBUFF_DATA_USES_OFFSET`)

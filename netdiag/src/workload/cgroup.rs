@@ -60,6 +60,21 @@ pub fn owner_of_path(path: &str) -> Option<CgroupOwner> {
     Some(CgroupOwner::Unit(unit.to_string()))
 }
 
+/// The process's cgroup in the unified hierarchy (the `0::` line), the one the kernel files
+/// its sockets under.
+pub fn unified_path(proc_cgroup: &str) -> Option<&str> {
+    proc_cgroup.lines().find_map(|line| line.strip_prefix("0::"))
+}
+
+/// Where the unified hierarchy (cgroup2) is mounted, from `/proc/self/mountinfo`:
+/// `/sys/fs/cgroup` on a cgroup v2 host, `/sys/fs/cgroup/unified` on a hybrid one.
+pub fn unified_mount(mountinfo: &str) -> Option<&str> {
+    mountinfo.lines().find_map(|line| {
+        let (fields, after) = line.split_once(" - ")?;
+        (after.split(' ').next() == Some("cgroup2")).then(|| fields.split(' ').nth(4)).flatten()
+    })
+}
+
 /// A pod uid from `pod<uid>` (cgroupfs) or `kubepods-<class>-pod<uid with _>.slice` (systemd).
 fn pod_uid_of(part: &str) -> Option<String> {
     let name = part.strip_suffix(".slice").unwrap_or(part);
@@ -111,6 +126,18 @@ mod tests {
         assert_eq!(owner_of_path("/"), None);
         // A bare id with no runtime or pod around it could be anything.
         assert_eq!(owner_of_path(&format!("/custom/{ID}")), None);
+    }
+
+    #[test]
+    fn finds_the_unified_hierarchy_and_a_process_place_in_it() {
+        let hybrid = "35 25 0:30 / /sys/fs/cgroup/memory rw,relatime shared:14 - cgroup cgroup rw,memory\n\
+                      40 25 0:35 / /sys/fs/cgroup/unified rw,relatime shared:19 - cgroup2 cgroup2 rw\n";
+        assert_eq!(unified_mount(hybrid), Some("/sys/fs/cgroup/unified"));
+        assert_eq!(unified_mount("29 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"), Some("/sys/fs/cgroup"));
+        assert_eq!(unified_mount("35 25 0:30 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"), None);
+        let proc_cgroup = format!("4:memory:/x\n0::/libpod_parent/libpod-{ID}\n");
+        assert_eq!(unified_path(&proc_cgroup), Some(format!("/libpod_parent/libpod-{ID}").as_str()));
+        assert_eq!(unified_path("4:memory:/x\n"), None);
     }
 
     #[test]

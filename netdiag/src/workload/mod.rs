@@ -127,6 +127,8 @@ struct Entry {
 #[derive(Clone, Debug, Default)]
 pub struct Table {
     by_netns: HashMap<u32, Entry>,
+    /// Containers by the id of their cgroup (v2), which the kernel programs read off sockets.
+    by_cgroup: HashMap<u64, Workload>,
     /// Kept from scan to scan: a container's metadata does not change while it runs.
     metadata: HashMap<String, ContainerMeta>,
 }
@@ -136,6 +138,8 @@ pub struct Table {
 struct Seen {
     /// Container id → (runtime, pod uid, lowest pid in it).
     containers: HashMap<String, (Option<&'static str>, Option<String>, u32)>,
+    /// Container id → the ids of the cgroups (v2) its processes are in.
+    cgroups: HashMap<String, BTreeSet<u64>>,
     units: BTreeSet<String>,
     /// A process to read the namespace's addresses through.
     pid: u32,
@@ -145,12 +149,21 @@ impl Table {
     /// Reads `/proc` and the runtimes' metadata under `roots`; `previous` lends its metadata.
     fn scan(roots: &Roots, previous: HashMap<String, ContainerMeta>) -> Table {
         let mut seen: HashMap<u32, Seen> = HashMap::new();
+        let unified = std::fs::read_to_string("/proc/self/mountinfo")
+            .ok()
+            .and_then(|info| cgroup::unified_mount(&info).map(std::path::PathBuf::from));
         for pid in pids() {
             let proc_dir = format!("/proc/{pid}");
             let Ok(inode) = std::fs::metadata(format!("{proc_dir}/ns/net")).map(|m| m.ino() as u32) else { continue };
             let ns = seen.entry(inode).or_insert_with(|| Seen { pid, ..Seen::default() });
-            match std::fs::read_to_string(format!("{proc_dir}/cgroup")).ok().as_deref().and_then(cgroup::owner_of) {
+            let proc_cgroup = std::fs::read_to_string(format!("{proc_dir}/cgroup")).unwrap_or_default();
+            match cgroup::owner_of(&proc_cgroup) {
                 Some(CgroupOwner::Container { runtime, id, pod_uid }) => {
+                    // A cgroup's id is its directory's inode in the unified hierarchy.
+                    let cgroup_id = unified.as_ref().zip(cgroup::unified_path(&proc_cgroup)).and_then(|(mount, path)| {
+                        std::fs::metadata(mount.join(path.trim_start_matches('/'))).ok().map(|m| m.ino())
+                    });
+                    ns.cgroups.entry(id.clone()).or_default().extend(cgroup_id);
                     let slot = ns.containers.entry(id).or_insert((runtime, pod_uid, pid));
                     slot.2 = slot.2.min(pid);
                 }
@@ -165,6 +178,7 @@ impl Table {
         let root = netns::root_inode().ok();
         let named = netns::named().unwrap_or_default();
         let mut by_netns = HashMap::new();
+        let mut by_cgroup = HashMap::new();
         for (inode, ns) in &seen {
             for (id, (runtime, _, _)) in &ns.containers {
                 if !metadata.contains_key(id) {
@@ -175,11 +189,15 @@ impl Table {
                     }
                 }
             }
-            let containers = ns
+            let containers: Vec<Workload> = ns
                 .containers
                 .iter()
                 .map(|(id, (runtime, _, _))| container_workload(id, *runtime, metadata.get(id).cloned().unwrap_or_default()))
                 .collect();
+            for container in &containers {
+                let cgroups = container.id.as_ref().and_then(|id| ns.cgroups.get(id)).into_iter().flatten();
+                by_cgroup.extend(cgroups.map(|cgroup| (*cgroup, container.clone())));
+            }
             let workload = if Some(*inode) == root {
                 Workload::host()
             } else {
@@ -197,11 +215,16 @@ impl Table {
                 Entry { workload, containers: Vec::new(), addresses: Vec::new() }
             });
         }
-        Table { by_netns, metadata }
+        Table { by_netns, by_cgroup, metadata }
     }
 
     pub fn of(&self, inode: u32) -> Option<&Workload> {
         self.by_netns.get(&inode).map(|e| &e.workload)
+    }
+
+    /// The container whose processes are in cgroup `id` (as the kernel read it off a socket).
+    pub fn of_cgroup(&self, id: u64) -> Option<&Workload> {
+        self.by_cgroup.get(&id)
     }
 
     /// The workload on this host that holds `addr`, other than namespace `except` (the one
@@ -451,8 +474,11 @@ mod tests {
                 (2, entry(netns_workload(Some("lab".into())), Vec::new())),
                 (3, entry(Workload::host(), Vec::new())),
             ]),
+            by_cgroup: HashMap::from([(77, container())]),
             metadata: HashMap::new(),
         };
+        assert_eq!(table.of_cgroup(77), Some(&container()), "a socket made in the container's cgroup");
+        assert_eq!(table.of_cgroup(78), None);
         assert_eq!(table.namespaces_of(|w| w.is_container("web")), [1]);
         assert_eq!(table.namespaces_of(|w| w.is_pod("shop", "web-0")), [1]);
         // Three namespaces hold the address; one of them is a pod.
