@@ -42,6 +42,7 @@ pub use ordinary::{
 };
 pub use remote_end::{
     MAX_REMOTE_EPISODE, ONE_WAY_DELAY, REMOTE_CLIENT_V4, REMOTE_SERVER_V4, RemoteEndTopology, paced_oow_flood, remote_ack_loop,
+    remote_ack_loop_to,
 };
 pub use replay::{
     CORRUPT_REPLAYS, INTACT_REPLAYS, LOSSY_CONNECTIONS, REPLAY_CLIENT_V4, REPLAY_SERVER_V4, ReplayRun, ReplayTopology,

@@ -75,56 +75,87 @@ impl RemoteEndTopology {
         &self.lab
     }
 
-    /// The wire up, an established connection across it, one message each way.
-    fn connect(&self, mode: Mode) -> Result<(Wire, Connection)> {
+    /// The wire up and a connection across it to `server`: our own listener, with one message
+    /// each way (the server's RTT then comes from data too), or someone else's, handshake only.
+    fn connect(&self, server: Server) -> Result<(Wire, Connection)> {
         let wire = Wire::start(
             open_tun(&self.lab, &self.client_ns, REMOTE_CLIENT_V4, REMOTE_SERVER_V4)?,
             open_tun(&self.lab, &self.server_ns, REMOTE_SERVER_V4, REMOTE_CLIENT_V4)?,
-            mode,
+            Mode::Carry,
         );
-        let listener = listen_in(&self.lab.ns_path(&self.server_ns), SocketAddr::new(REMOTE_SERVER_V4.into(), 0))?;
-        let server = listener.local_addr()?;
-        let mut client = connect_in(&self.lab.ns_path(&self.client_ns), None, server, CONNECT_TIMEOUT)?;
-        let mut accepted = accept_within(&listener, IO_TIMEOUT)?;
-        for _ in 0..3 {
-            exchange(&mut client, &mut accepted, b"hello")?;
-            exchange(&mut accepted, &mut client, b"hello")?;
-        }
-        Ok((wire, Connection { client_addr: client.local_addr()?, server, client, accepted }))
+        let client_path = self.lab.ns_path(&self.client_ns);
+        let connection = match server {
+            Server::Own => {
+                let listener = listen_in(&self.lab.ns_path(&self.server_ns), SocketAddr::new(REMOTE_SERVER_V4.into(), 0))?;
+                let server = listener.local_addr()?;
+                let mut client = connect_in(&client_path, None, server, CONNECT_TIMEOUT)?;
+                let mut accepted = accept_within(&listener, IO_TIMEOUT)?;
+                for _ in 0..3 {
+                    exchange(&mut client, &mut accepted, b"hello")?;
+                    exchange(&mut accepted, &mut client, b"hello")?;
+                }
+                Connection { client_addr: client.local_addr()?, server, client, accepted: Some(accepted) }
+            }
+            Server::Listening(port) => {
+                let server = SocketAddr::new(REMOTE_SERVER_V4.into(), port);
+                let client = connect_in(&client_path, None, server, CONNECT_TIMEOUT)?;
+                Connection { client_addr: client.local_addr()?, server, client, accepted: None }
+            }
+        };
+        Ok((wire, connection))
     }
 
-    fn run(&self, mode: Mode, duration: Duration) -> Result<FlowRun> {
+    fn run(&self, server: Server, mode: Mode, duration: Duration) -> Result<FlowRun> {
         ensure!(duration <= MAX_REMOTE_EPISODE, "an episode runs at most {MAX_REMOTE_EPISODE:?}, not {duration:?}");
-        let (wire, mut conn) = self.connect(Mode::Carry)?;
+        let (wire, conn) = self.connect(server)?;
         wire.set(mode);
         std::thread::sleep(duration);
         wire.set(Mode::Carry);
-        // Also a barrier: the segments of the episode are all in once this got through.
-        exchange(&mut conn.client, &mut conn.accepted, b"after")?;
+        let Connection { client_addr, server, mut client, accepted } = conn;
+        match accepted {
+            // Also a barrier: the segments of the episode are all in once this got through.
+            Some(mut accepted) => {
+                exchange(&mut client, &mut accepted, b"after")?;
+                close_in_order(client, accepted)?;
+            }
+            // Someone else's server: the last answers are in after a round trip and a margin.
+            None => {
+                std::thread::sleep(4 * ONE_WAY_DELAY);
+                drop(client);
+            }
+        }
         let injected = wire.injected();
-        close_in_order(conn.client, conn.accepted)?;
         wire.stop()?;
-        Ok(FlowRun {
-            client_ns: self.client_ns.clone(),
-            server_ns: self.server_ns.clone(),
-            client: conn.client_addr,
-            server: conn.server,
-            amount: injected,
-        })
+        Ok(FlowRun { client_ns: self.client_ns.clone(), server_ns: self.server_ns.clone(), client: client_addr, server, amount: injected })
     }
+}
+
+/// The server end of the connection.
+#[derive(Clone, Copy)]
+enum Server {
+    /// A listener of this process's.
+    Own,
+    /// A listener someone else runs on this port in the server namespace (a container's).
+    Listening(u16),
 }
 
 struct Connection {
     client_addr: SocketAddr,
     server: SocketAddr,
     client: std::net::TcpStream,
-    accepted: std::net::TcpStream,
+    accepted: Option<std::net::TcpStream>,
 }
 
 /// An ACK loop with its far end out of sight, for `duration`: each of the server's duplicate
 /// ACKs answered one round trip later with an out-of-window one. `amount` is the answers sent.
 pub fn remote_ack_loop(topo: &RemoteEndTopology, duration: Duration) -> Result<FlowRun> {
-    topo.run(Mode::AnswerDupacks, duration)
+    topo.run(Server::Own, Mode::AnswerDupacks, duration)
+}
+
+/// [`remote_ack_loop`] against a listener someone else runs on `port` in the server namespace,
+/// so that the server's socket is theirs (a container's, say), on a connection with no data.
+pub fn remote_ack_loop_to(topo: &RemoteEndTopology, port: u16, duration: Duration) -> Result<FlowRun> {
+    topo.run(Server::Listening(port), Mode::AnswerDupacks, duration)
 }
 
 /// The same out-of-window segments at `rate_per_s` on the wire's own clock, for `duration`;
@@ -132,7 +163,7 @@ pub fn remote_ack_loop(topo: &RemoteEndTopology, duration: Duration) -> Result<F
 /// segments sent.
 pub fn paced_oow_flood(topo: &RemoteEndTopology, rate_per_s: u32, duration: Duration) -> Result<FlowRun> {
     ensure!((1..=10_000).contains(&rate_per_s), "flood of {rate_per_s}/s");
-    topo.run(Mode::Flood(rate_per_s), duration)
+    topo.run(Server::Own, Mode::Flood(rate_per_s), duration)
 }
 
 /// What the wire does besides carrying packets.
