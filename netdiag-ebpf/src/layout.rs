@@ -82,9 +82,11 @@ pub fn settings() -> &'static Settings {
 /// Whether reason set `set` (of [`settings`]) holds `reason`. Read volatile: patched at load.
 #[inline(always)]
 pub fn has_reason(set: &ReasonSet, reason: u32) -> bool {
-    // The bound is checked on the index itself, the register the access uses: a check on
-    // `reason` lets the compiler drop the index's own, and the verifier loses the bound.
-    let Some(word) = set.0.get((reason / 64) as usize) else { return false };
+    // The bound must be checked on the index itself, the register the access uses: where the
+    // compiler can see `reason` checked already (a wider read of it, in a perf program), it
+    // drops the index's own check and the verifier loses the bound. Opaque, it must keep it.
+    let index = core::hint::black_box((reason / 64) as usize);
+    let Some(word) = set.0.get(index) else { return false };
     (unsafe { core::ptr::read_volatile(word) } >> (reason % 64)) & 1 == 1
 }
 

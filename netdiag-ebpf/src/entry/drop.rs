@@ -3,14 +3,13 @@
 //! `kfree_skb_reason(skb, reason)` before) where fentry or kprobes are allowed. It runs only
 //! for dropped packets, and serves `paws_checks` (watched reasons per peer) and `oow_received`
 //! (out-of-window drops per flow) with one parse.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use netdiag_common::{FIELD_ABSENT, arm_request, oow_why, stat, switch, tcp_flag};
 
 use super::{Args, twins};
 use crate::{
     context::{Headers, Packet},
     handlers::{flows, paws},
-    kmem::{Kmem, Probe, configured},
+    kmem::{Kmem, configured},
     layout::{has_reason, layout, oow_why as reason_why, settings, switch as switched},
     maps::{bump, request_arm},
 };
@@ -42,24 +41,11 @@ fn at_legacy_reason_drop<A: Args>(ctx: &A) {
     }
 }
 
-twins!(at_tracepoint; tp_btf on_drop_btf = "kfree_skb", raw on_drop_raw = "kfree_skb");
+twins!(at_tracepoint;
+    tp_btf on_drop_btf = "kfree_skb", raw on_drop_raw = "kfree_skb",
+    perf on_drop_perf = [rec_drop_skb, _, rec_drop_reason, rec_drop_rx_sk]);
 twins!(at_reason_drop; fentry on_drop_fentry = "sk_skb_reason_drop", kprobe on_drop_kprobe);
 twins!(at_legacy_reason_drop; fentry on_drop_legacy_fentry = "kfree_skb_reason", kprobe on_drop_legacy_kprobe);
-
-#[tracepoint]
-pub fn on_drop_perf(ctx: TracePointContext) -> u32 {
-    let l = layout();
-    let skb: *const u8 = unsafe { ctx.read_at(configured(&l.rec_drop_skb) as usize).unwrap_or(core::ptr::null()) };
-    let reason: u32 = unsafe { ctx.read_at(configured(&l.rec_drop_reason) as usize).unwrap_or(0) };
-    let rx_sk_off = configured(&l.rec_drop_rx_sk);
-    let rx_sk: *const u8 = if rx_sk_off == FIELD_ABSENT {
-        core::ptr::null()
-    } else {
-        unsafe { ctx.read_at(rx_sk_off as usize).unwrap_or(core::ptr::null()) }
-    };
-    on_drop::<Probe>(skb, reason, rx_sk);
-    0
-}
 
 /// Whether the drop function called on `skb` frees it: only the last reference does, and only
 /// then does the kernel fire the tracepoint; an earlier call just drops a reference, and the

@@ -3,15 +3,14 @@
 //! and their TSvals (`syn_timestamps`). It runs per packet: the agent attaches it only while
 //! an incident needs it. The network header starts at `skb->data` here (the link layer header
 //! is pulled), while the recorded offsets may still be unset.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use netdiag_common::switch;
 
 use super::{Args, twins};
 use crate::{
     context::{Headers, Packet},
     handlers::{syn_funnel, syn_timestamps},
-    kmem::{Kmem, Probe, configured},
-    layout::{layout, switch as switched},
+    kmem::Kmem,
+    layout::switch as switched,
 };
 
 #[inline(always)]
@@ -19,14 +18,8 @@ fn at_tracepoint<A: Args>(ctx: &A) {
     on_rx::<A::Mem>(ctx.ptr(0));
 }
 
-twins!(at_tracepoint; tp_btf on_rx_btf = "netif_receive_skb", raw on_rx_raw = "netif_receive_skb");
-
-#[tracepoint]
-pub fn on_rx_perf(ctx: TracePointContext) -> u32 {
-    let skb = unsafe { ctx.read_at(configured(&layout().rec_rx_skb) as usize).unwrap_or(core::ptr::null()) };
-    on_rx::<Probe>(skb);
-    0
-}
+twins!(at_tracepoint;
+    tp_btf on_rx_btf = "netif_receive_skb", raw on_rx_raw = "netif_receive_skb", perf on_rx_perf = [rec_rx_skb]);
 
 #[inline(always)]
 fn on_rx<M: Kmem>(skb: *const u8) {

@@ -1,14 +1,13 @@
 //! `on_tx`: every packet handed to a device (`net:net_dev_queue`), for SYN-ACKs leaving
 //! (`synack_sent`) and, where no function hook sees `tcp_send_dupack`, duplicate ACKs per flow
 //! (`flow_dupacks`). It runs per packet: the agent attaches it only while an incident needs it.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use netdiag_common::switch;
 
 use super::{Args, twins};
 use crate::{
     context::{Headers, Packet},
     handlers::{flows, syn_funnel},
-    kmem::{Kmem, Probe, configured},
+    kmem::{Kmem, configured},
     layout::{layout, switch as switched},
 };
 
@@ -17,14 +16,7 @@ fn at_tracepoint<A: Args>(ctx: &A) {
     on_tx::<A::Mem>(ctx.ptr(0));
 }
 
-twins!(at_tracepoint; tp_btf on_tx_btf = "net_dev_queue", raw on_tx_raw = "net_dev_queue");
-
-#[tracepoint]
-pub fn on_tx_perf(ctx: TracePointContext) -> u32 {
-    let skb = unsafe { ctx.read_at(configured(&layout().rec_tx_skb) as usize).unwrap_or(core::ptr::null()) };
-    on_tx::<Probe>(skb);
-    0
-}
+twins!(at_tracepoint; tp_btf on_tx_btf = "net_dev_queue", raw on_tx_raw = "net_dev_queue", perf on_tx_perf = [rec_tx_skb]);
 
 #[inline(always)]
 fn on_tx<M: Kmem>(skb: *const u8) {
