@@ -67,7 +67,11 @@ impl<'a> Attacher<'a> {
         let mut refused: Vec<Refusal> = Vec::new();
         let allowed = |family: &Family| hook.tracepoints_only() || choice.allows(*family);
         for family in Family::ALL.into_iter().filter(allowed) {
-            let mut candidates = hook.candidates.iter().filter(|c| c.attach.family() == family).peekable();
+            let mut candidates = hook
+                .candidates
+                .iter()
+                .filter(|c| c.attach.family() == family && (hook.tracepoints_only() || choice.allows_attach(&c.attach)))
+                .peekable();
             if candidates.peek().is_none() {
                 let text = format!("{0}: no {0} equivalent implemented", family.name());
                 refused.push(Refusal { text, unimplemented: true });

@@ -33,6 +33,9 @@ pub enum BackendChoice {
     /// kprobe and kretprobe.
     Kprobe,
     Tracepoint,
+    /// Perf-event tracepoints only, their records read field by field: the oldest mechanism,
+    /// for a kernel whose BTF-typed and raw tracepoints misbehave, and to test its programs.
+    Perf,
 }
 
 impl BackendChoice {
@@ -42,6 +45,7 @@ impl BackendChoice {
             BackendChoice::Fentry => "fentry",
             BackendChoice::Kprobe => "kprobe",
             BackendChoice::Tracepoint => "tracepoint",
+            BackendChoice::Perf => "perf",
         }
     }
 
@@ -50,8 +54,14 @@ impl BackendChoice {
             BackendChoice::Auto => true,
             BackendChoice::Fentry => family == Family::Fentry,
             BackendChoice::Kprobe => family == Family::Kprobe,
-            BackendChoice::Tracepoint => family == Family::Tracepoint,
+            BackendChoice::Tracepoint | BackendChoice::Perf => family == Family::Tracepoint,
         }
+    }
+
+    /// Whether a candidate of an allowed family may be tried: with `perf`, only perf events
+    /// (and hooks served alongside them).
+    pub fn allows_attach(self, attach: &Attach) -> bool {
+        self != BackendChoice::Perf || matches!(attach, Attach::Tracepoint { .. } | Attach::Alongside { .. })
     }
 }
 
@@ -459,5 +469,10 @@ mod tests {
         assert!(BackendChoice::Kprobe.allows(Family::Kprobe));
         assert!(!BackendChoice::Kprobe.allows(Family::Fentry));
         assert!(!BackendChoice::Fentry.allows(Family::Tracepoint));
+        let raw = Attach::RawTracepoint { program: "p", name: "kfree_skb" };
+        let perf = Attach::Tracepoint { program: "p", category: "skb", name: "kfree_skb" };
+        assert!(BackendChoice::Perf.allows(Family::Tracepoint) && !BackendChoice::Perf.allows(Family::Kprobe));
+        assert!(BackendChoice::Perf.allows_attach(&perf) && !BackendChoice::Perf.allows_attach(&raw));
+        assert!(BackendChoice::Tracepoint.allows_attach(&raw));
     }
 }
