@@ -82,11 +82,17 @@ pub fn settings() -> &'static Settings {
 /// Whether reason set `set` (of [`settings`]) holds `reason`. Read volatile: patched at load.
 #[inline(always)]
 pub fn has_reason(set: &ReasonSet, reason: u32) -> bool {
-    // The bound must be checked on the index itself, the register the access uses: where the
-    // compiler can see `reason` checked already (a wider read of it, in a perf program), it
-    // drops the index's own check and the verifier loses the bound. Opaque, it must keep it.
-    let index = core::hint::black_box((reason / 64) as usize);
-    let Some(word) = set.0.get(index) else { return false };
+    // Each word at a constant offset: with a variable index the compiler may move the bound
+    // check onto another copy of `reason` (it did in the perf drop program), and the verifier
+    // then sees the access unbounded.
+    const _: () = assert!(REASON_SET_WORDS == 4);
+    let word = match reason / 64 {
+        0 => &set.0[0],
+        1 => &set.0[1],
+        2 => &set.0[2],
+        3 => &set.0[3],
+        _ => return false,
+    };
     (unsafe { core::ptr::read_volatile(word) } >> (reason % 64)) & 1 == 1
 }
 
