@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netdiag::scenario::{self, CLIENT_V4, NAT_PUBLIC_V4, NatTopology, PawsTopology};
+use netdiag::scenario::{self, CLIENT_V4, NAT_PUBLIC_V4, NatTopology, PawsTopology, RemoteEndTopology};
 use netdiag_tests::{
     Diagnose,
     agent::{Agent, TempDir, value_of},
@@ -73,9 +73,14 @@ impl Container {
     /// Starts `sleep` in a container called `netdiag-<role>-<pid>` that lives in the network
     /// namespace at `netns`.
     fn start(role: &str, netns: &Path) -> Container {
+        Container::run(role, netns, &["sleep", CONTAINER_LIFETIME_S])
+    }
+
+    /// [`Container::start`] with `command` (of the image's busybox) instead of `sleep`.
+    fn run(role: &str, netns: &Path, command: &[&str]) -> Container {
         let name = format!("netdiag-{role}-{}", std::process::id());
         let network = format!("ns:{}", netns.display());
-        let id = podman(&[
+        let options = [
             "run",
             "--detach",
             "--rm",
@@ -94,9 +99,8 @@ impl Container {
             "--ulimit",
             "nproc=1024:1024",
             image(),
-            "sleep",
-            CONTAINER_LIFETIME_S,
-        ]);
+        ];
+        let id = podman(&[&options[..], command].concat());
         let container = Container { name, id };
         let pid = podman(&["inspect", "--format", "{{.State.Pid}}", &container.name]);
         let in_netns = std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
@@ -278,4 +282,53 @@ fn an_unknown_container_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no running container named `netdiag-no-such-container`"), "{stderr}");
+}
+
+/// The containers of a pod share one namespace, so the namespace alone cannot say which of them
+/// a finding is about. Here a sidecar joins the namespace first (the namespace's workload is
+/// it) and a web server (busybox httpd) second; an ACK loop on a connection to the web server
+/// must name the web server, by the cgroup the kernel programs read off its socket, and so
+/// must the SYN funnel row of its port.
+#[test]
+fn a_finding_names_the_container_owning_the_socket_among_those_sharing_a_namespace() {
+    require_root();
+    let topo = RemoteEndTopology::new("ctrsock").unwrap();
+    let netns = topo.lab().ns_path(&topo.server_ns);
+    let sidecar = Container::start("sock-side", &netns);
+    let web = Container::run("sock-web", &netns, &["busybox", "httpd", "-f", "-p", WEB_PORT_TEXT, "-h", "/"]);
+    wait_for_listener(&topo.server_ns, WEB_PORT);
+    let tracer = Diagnose::start(&[]).unwrap();
+    let run = scenario::remote_ack_loop_to(&topo, WEB_PORT, Duration::from_secs(3)).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let report = tracer.finish().unwrap();
+
+    let loops: Vec<&Value> = in_ns(&report, &topo.server_ns).into_iter().filter(|f| f["kind"] == "ack_loop").collect();
+    assert_eq!(loops.len(), 1, "{:#}", report["findings"]);
+    assert_eq!(loops[0]["local"][0], run.server.to_string(), "{:#}", loops[0]);
+    assert_names(&loops[0]["workload"], &web, loops[0]);
+    let rows: Vec<&Value> = report["syn_funnel"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["netns"] == topo.server_ns.as_str() && r["port"] == WEB_PORT)
+        .collect();
+    assert_eq!(rows.len(), 1, "{:#}", report["syn_funnel"]);
+    assert_names(&rows[0]["workload"], &web, rows[0]);
+    drop(sidecar);
+}
+
+const WEB_PORT: u16 = 8080;
+const WEB_PORT_TEXT: &str = "8080";
+
+/// Waits (at most 5 s) until something listens on `port` in namespace `ns`.
+fn wait_for_listener(ns: &str, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = Command::new("ip").args(["netns", "exec", ns, "ss", "-Hltn", &format!("sport = :{port}")]).output().unwrap();
+        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nothing listens on port {port} in {ns}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
