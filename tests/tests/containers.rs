@@ -332,3 +332,41 @@ fn wait_for_listener(ns: &str, port: u16) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The agent's `containers` filter follows containers that start after it: the filter names a
+/// container not yet running, and once it runs its namespace's findings are exported; the same
+/// incident in another container's namespace is not.
+#[test]
+fn the_agent_container_filter_covers_a_container_started_later_and_no_other() {
+    require_root();
+    let (chosen_topo, other_topo) = (PawsTopology::new("ctrflt").unwrap(), PawsTopology::new("ctrflto").unwrap());
+    let dir = TempDir::new("containerfilter");
+    let chosen_name = format!("netdiag-flt-srv-{}", std::process::id());
+    let config = format!("interval_s = 0.5\n[filters]\ncontainers = [\"{chosen_name}\"]\n");
+    let agent = Agent::start(&dir.0, &config);
+    let chosen = Container::start("flt-srv", &chosen_topo.server_path());
+    assert_eq!(chosen.name, chosen_name);
+    let other = Container::start("flt-other", &other_topo.server_path());
+    std::thread::sleep(Duration::from_secs(2));
+    let other_run = scenario::paws_time_wait(&other_topo).unwrap();
+    let run = scenario::paws_time_wait(&chosen_topo).unwrap();
+
+    let client_addr = CLIENT_V4.to_string();
+    let series = |topo: &PawsTopology, container: &Container, metrics: &str| {
+        let workload = format!("container/{}", container.name);
+        let labels =
+            [("peer", client_addr.as_str()), ("variant", "time_wait"), ("netns", topo.server_ns.as_str()), ("workload", &workload)];
+        value_of(metrics, "netdiag_paws_rejections_total", &labels)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut metrics = agent.metrics();
+    while series(&chosen_topo, &chosen, &metrics) != Some(run.injected as f64) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        metrics = agent.metrics();
+    }
+    assert_eq!(series(&chosen_topo, &chosen, &metrics), Some(run.injected as f64), "{metrics}");
+    assert!(other_run.injected > 0);
+    assert_eq!(series(&other_topo, &other, &metrics), None, "outside the filter: {metrics}");
+    assert!(!metrics.contains(other_topo.server_ns.as_str()), "{metrics}");
+    agent.stop();
+}

@@ -33,6 +33,10 @@ pub struct Config {
     pub peers: Vec<PeerFilter>,
     /// `root` or `ip netns` names.
     pub netns: Vec<String>,
+    /// Containers by name, id or id prefix (12 digits or more), and pods as `NAMESPACE/NAME`:
+    /// their namespaces, looked up each cycle, so one that starts later is covered.
+    pub containers: Vec<String>,
+    pub pods: Vec<(String, String)>,
     /// Whether the per-packet programs wait for an incident (`on_demand`) or run throughout.
     pub deep_hooks: DeepHooks,
     /// A deep hook no incident has wanted for this long is detached again.
@@ -65,6 +69,8 @@ impl Default for Config {
             detectors: DETECTORS.iter().map(|d| d.to_string()).collect(),
             peers: Vec::new(),
             netns: Vec::new(),
+            containers: Vec::new(),
+            pods: Vec::new(),
             deep_hooks: DeepHooks::OnDemand,
             deep_quiet: Duration::from_secs(60),
         }
@@ -106,6 +112,39 @@ struct Filters {
     peers: Vec<Peer>,
     #[serde(default)]
     netns: Vec<String>,
+    #[serde(default)]
+    containers: Vec<ContainerName>,
+    #[serde(default)]
+    pods: Vec<PodName>,
+}
+
+/// A container's name or id, not empty.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct ContainerName(String);
+
+impl TryFrom<String> for ContainerName {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        if text.trim().is_empty() { Err("a container name or id must not be empty".into()) } else { Ok(ContainerName(text)) }
+    }
+}
+
+/// `NAMESPACE/NAME` of a Kubernetes pod.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct PodName(String, String);
+
+impl TryFrom<String> for PodName {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.split_once('/') {
+            Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(PodName(namespace.into(), name.into()))
+            }
+            _ => Err(format!("a pod is NAMESPACE/NAME, not `{text}`")),
+        }
+    }
 }
 
 /// Seconds, 0.1 to one day.
@@ -202,6 +241,8 @@ impl Config {
             detectors: file.detectors.map_or(default.detectors, |d| d.into_iter().map(|d| d.0).collect()),
             peers: file.filters.peers.into_iter().map(|p| p.0).collect(),
             netns: file.filters.netns,
+            containers: file.filters.containers.into_iter().map(|c| c.0).collect(),
+            pods: file.filters.pods.into_iter().map(|p| (p.0, p.1)).collect(),
             deep_hooks: file.deep_hooks.unwrap_or(default.deep_hooks),
             deep_quiet: file.deep_quiet_s.map_or(default.deep_quiet, |s| s.0),
         })
@@ -246,6 +287,8 @@ ring_bytes = 65536
 [filters]
 peers = ["198.51.100.0/24", "2001:db8::/32"]
 netns = ["root"]
+containers = ["web", "240d9ab4321e"]
+pods = ["shop/web-0"]
 "#,
         )
         .unwrap();
@@ -259,6 +302,8 @@ netns = ["root"]
         assert_eq!(config.detectors, ["paws_rejections"]);
         assert_eq!(config.peers.len(), 2);
         assert_eq!(config.netns, ["root"]);
+        assert_eq!(config.containers, ["web", "240d9ab4321e"]);
+        assert_eq!(config.pods, [("shop".to_string(), "web-0".to_string())]);
     }
 
     #[test]
@@ -271,6 +316,9 @@ netns = ["root"]
             ("listen = \"localhost\"\n", "1:10:", "socket address"),
             ("interval_s = 0\n", "1:14:", "between 0.1 and 86400"),
             ("top_peers = \n", "1:13:", ""),
+            ("[filters]\npods = [\"web-0\"]\n", "2:8:", "NAMESPACE/NAME, not `web-0`"),
+            ("[filters]\npods = [\"shop/\"]\n", "2:8:", "NAMESPACE/NAME"),
+            ("[filters]\ncontainers = [\"\"]\n", "2:14:", "must not be empty"),
         ];
         for (text, at, what) in cases {
             let err = Config::parse(text).unwrap_err();

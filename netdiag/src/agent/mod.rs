@@ -59,7 +59,7 @@ pub struct AgentArgs {
     /// Append one JSON line per finding change to this file (created 0600), or `-` for stdout.
     #[arg(long, value_name = "PATH|-")]
     pub json_lines: Option<String>,
-    /// TOML config: listen, top_peers, map sizes, detectors, peer and netns filters (see the README).
+    /// TOML config: listen, top_peers, map sizes, detectors, peer, netns, container and pod filters (see the README).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -189,7 +189,7 @@ struct Agent<'a> {
 impl Agent<'_> {
     /// Rebuilds the findings and updates what /metrics shows; returns the JSON-line events.
     fn cycle(&mut self) -> Result<Vec<findings::Event>> {
-        let filter = ReportFilter { peers: self.config.peers.clone(), port: None, netns: self.netns_filter()? };
+        let filter = ReportFilter { peers: self.config.peers.clone(), port: None, netns: self.selected_namespaces()? };
         self.flows.poll(self.probes)?;
         let report = {
             let aggregator = self.aggregator.lock().unwrap_or_else(|e| e.into_inner());
@@ -287,11 +287,12 @@ impl Agent<'_> {
             return Ok(Vec::new());
         }
         let known = netns::named().unwrap_or_default();
+        let selected = self.selected_namespaces()?;
         let mut rises = Vec::new();
         for (family, counts) in sources {
             let last = self.dupacks.entry(family).or_default();
             for (key, rise) in last.rises(counts) {
-                let (Some(addr), true) = (ip_from(key.family, &key.addr), keeps(self.config, &key, &known)) else {
+                let (Some(addr), true) = (ip_from(key.family, &key.addr), keeps(self.config, &key, &selected)) else {
                     continue;
                 };
                 let netns = netns::display_name(key.netns, &known);
@@ -301,14 +302,25 @@ impl Agent<'_> {
         Ok(rises)
     }
 
-    /// Inodes of the configured namespaces, read each cycle so one created later is covered.
-    fn netns_filter(&self) -> Result<Vec<u32>> {
-        if self.config.netns.is_empty() {
+    /// Inodes of the namespaces the config selects, by name, container or pod; empty when it
+    /// selects none (everything is kept). Looked up each cycle, the containers and pods in the
+    /// workload table the watcher keeps, so one that starts later is covered once it runs and
+    /// one that stopped no longer is.
+    fn selected_namespaces(&self) -> Result<Vec<u32>> {
+        let c = self.config;
+        if c.netns.is_empty() && c.containers.is_empty() && c.pods.is_empty() {
             return Ok(Vec::new());
         }
-        let known = netns::named()?;
-        let inodes: Vec<u32> =
-            known.iter().filter(|ns| self.config.netns.contains(&ns.name)).map(|ns| ns.inode).collect();
+        let mut inodes: Vec<u32> = if c.netns.is_empty() {
+            Vec::new()
+        } else {
+            netns::named()?.iter().filter(|ns| c.netns.contains(&ns.name)).map(|ns| ns.inode).collect()
+        };
+        inodes.extend(self.workloads.table().namespaces_of(|w| {
+            c.containers.iter().any(|text| w.is_container(text)) || c.pods.iter().any(|(ns, name)| w.is_pod(ns, name))
+        }));
+        inodes.sort_unstable();
+        inodes.dedup();
         // None exists yet: inode 0 is no namespace, so nothing matches (an empty list would mean all).
         Ok(if inodes.is_empty() { vec![0] } else { inodes })
     }
@@ -327,13 +339,12 @@ impl Agent<'_> {
     }
 }
 
-/// The config's peer and namespace filters, for map keys outside the report.
-fn keeps(config: &Config, key: &PeerAddrKey, known: &[netns::Netns]) -> bool {
+/// The config's peer filter and the namespaces it selects (all, if none), for map keys
+/// outside the report.
+fn keeps(config: &Config, key: &PeerAddrKey, selected: &[u32]) -> bool {
     let peer_ok = config.peers.is_empty()
         || ip_from(key.family, &key.addr).is_some_and(|a| config.peers.iter().any(|f| f.contains(a)));
-    let netns_ok =
-        config.netns.is_empty() || known.iter().any(|ns| ns.inode == key.netns && config.netns.contains(&ns.name));
-    peer_ok && netns_ok
+    peer_ok && (selected.is_empty() || selected.contains(&key.netns))
 }
 
 /// A kernel map's totals at the last read, to turn them into rises. Only keys still in the map
@@ -428,6 +439,16 @@ mod tests {
         assert_eq!(totals.rises(vec![(peer(1), stats(7)), (peer(2), stats(1))]), [(peer(1), 2)]);
         assert_eq!(totals.rises(vec![(peer(1), stats(3))]), [(peer(1), 3)]);
         assert_eq!(totals.last.len(), 1, "keys gone from the map are forgotten");
+    }
+
+    #[test]
+    fn map_keys_are_kept_in_the_selected_namespaces_or_everywhere_when_none_are() {
+        let config = Config::default();
+        let in_netns = |netns: u32| PeerAddrKey { netns, ..PeerAddrKey::default() };
+        assert!(keeps(&config, &in_netns(7), &[]));
+        assert!(keeps(&config, &in_netns(7), &[5, 7]));
+        assert!(!keeps(&config, &in_netns(7), &[5]));
+        assert!(!keeps(&config, &in_netns(7), &[0]), "selected, but none exists yet");
     }
 
     #[test]

@@ -245,7 +245,7 @@ impl Table {
     }
 
     /// Namespaces whose workload, or one of whose containers, `wanted` accepts.
-    fn namespaces_of(&self, wanted: impl Fn(&Workload) -> bool) -> Vec<u32> {
+    pub fn namespaces_of(&self, wanted: impl Fn(&Workload) -> bool) -> Vec<u32> {
         let mut found: Vec<u32> = self
             .by_netns
             .iter()
