@@ -350,7 +350,7 @@ async fn check_unthrottled_flood(btf: &Btf) -> Result<Outcome> {
     }
     let topo = Arc::new(LoopTopology::new("stflood")?);
     let (report, run) = traced(&topo, None, |topo| {
-        let run = scenario::unthrottled_oow_flood(topo, 200, ACK_LOOP_FOR)?;
+        let run = scenario::unthrottled_oow_flood(topo, scenario::OWN_PACE_PER_S, ACK_LOOP_FOR)?;
         std::thread::sleep(ACK_LOOP_SETTLE);
         Ok(run)
     })

@@ -12,7 +12,6 @@ use serde_json::Value;
 
 /// Long enough after the flood stops for the detector to see a second of quiet.
 const SETTLE: Duration = Duration::from_millis(2500);
-const RATE_PER_S: u32 = 200;
 
 fn findings_in<'a>(report: &'a Value, kind: &str, netns: &str) -> Vec<&'a Value> {
     report["findings"].as_array().unwrap().iter().filter(|f| f["kind"] == kind && f["netns"] == netns).collect()
@@ -25,7 +24,7 @@ fn an_unthrottled_out_of_window_stream_is_a_flood_not_a_loop() {
     let (segs_in, segs_out, skipped) = ("TcpInSegs", "TcpOutSegs", "TcpExtTCPACKSkippedSeq");
     let before: Vec<u64> = [segs_in, segs_out, skipped].iter().map(|c| nstat(&topo.server_ns, c).unwrap()).collect();
     let tracer = Diagnose::start(&[]).unwrap();
-    let run = scenario::unthrottled_oow_flood(&topo, RATE_PER_S, Duration::from_secs(3)).unwrap();
+    let run = scenario::unthrottled_oow_flood(&topo, scenario::OWN_PACE_PER_S, Duration::from_secs(3)).unwrap();
     std::thread::sleep(SETTLE);
     let report = tracer.finish().unwrap();
     let after: Vec<u64> = [segs_in, segs_out, skipped].iter().map(|c| nstat(&topo.server_ns, c).unwrap()).collect();

@@ -282,6 +282,11 @@ pub fn oow_flood(topo: &LoopTopology, rate_per_s: u32, duration: Duration) -> Re
     Ok(FlowRun { client_ns: topo.client_ns.clone(), server_ns: topo.server_ns.clone(), client: from, server: to, amount: count })
 }
 
+/// A flood's own pace for [`unthrottled_oow_flood`]: far from one segment per round trip on
+/// any path here, the host's (tens of µs) as a TCG guest's (up to ~10 ms). At one per round
+/// trip a flood answered one by one looks, from one end, exactly like an ACK loop.
+pub const OWN_PACE_PER_S: u32 = 25;
+
 /// [`oow_flood`] with the server's limiter off (`tcp_invalid_ratelimit=0`, restored after), so
 /// it answers each spoofed segment with a duplicate ACK.
 pub fn unthrottled_oow_flood(topo: &LoopTopology, rate_per_s: u32, duration: Duration) -> Result<FlowRun> {

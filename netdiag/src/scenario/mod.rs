@@ -22,7 +22,8 @@ mod replay;
 mod wire;
 
 pub use ack_loop::{
-    FlowRun, LOOP_CLIENT_V4, LOOP_SERVER_V4, LoopTopology, MAX_LOOP, RunningLoop, Speed, lossy_bulk, oow_flood,
+    FlowRun, LOOP_CLIENT_V4, LOOP_SERVER_V4, LoopTopology, MAX_LOOP, OWN_PACE_PER_S, RunningLoop, Speed, lossy_bulk,
+    oow_flood,
     start_ack_loop, start_ack_loop_at, unthrottled_oow_flood,
 };
 pub use lab::{Lab, VethPair};

@@ -579,8 +579,9 @@ impl Words<'_> {
                     )
                 } else {
                     format!(
-                        "the segments came at {n:.2} per round trip (smoothed RTT {srtt}, tcp_sock.srtt_us, at {rate:.0}/s): \
-                         not one per round trip, the pace of a sender's own clock rather than of answers to ours"
+                        "the segments came at {} per round trip (smoothed RTT {srtt}, tcp_sock.srtt_us, at {rate:.0}/s): \
+                         not one per round trip, the pace of a sender's own clock rather than of answers to ours",
+                        if n < 0.01 { "fewer than 0.01".to_string() } else { format!("{n:.2}") }
                     )
                 }
             }
