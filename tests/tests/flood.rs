@@ -13,7 +13,10 @@ const SOURCES: u32 = 1_000_000;
 const HEAVY_EVERY: u32 = 64;
 /// The per-peer map's capacity (hooks::Options::default().peer_entries).
 const PEER_ENTRIES: u64 = 16384;
-const RSS_LIMIT_KIB: u64 = 64 * 1024;
+/// The debug build's peak, report included, measured at 63-66 MiB over a million sources (the
+/// same before and after the socket-owner and RTT changes of 2026-12-03): a margin over that,
+/// while a growth with the number of sources would pass it many times over.
+const RSS_LIMIT_KIB: u64 = 80 * 1024;
 
 #[test]
 fn a_million_spoofed_sources_keep_maps_and_memory_bounded_and_the_heavy_peer_exact() {
