@@ -166,20 +166,24 @@ pub async fn run(args: SelftestArgs) -> Result<i32> {
     Ok(if outcomes.iter().any(|o| o.status == Status::NotSeen) { 1 } else { 0 })
 }
 
+/// Why the tracepoint backend cannot see drops of `reason` on this kernel, if it cannot.
+fn missing_reason(btf: &Btf, reason: &str) -> Option<String> {
+    let exists = btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{reason}")).is_some();
+    (!exists).then(|| format!("drop reason {reason} does not exist on this kernel; the tracepoint backend cannot see it"))
+}
+
 async fn check(incident: &'static Incident, btf: &Btf) -> Result<Outcome> {
     let outcome = |status, detail| Outcome::new(incident.name, incident.reason, status, detail);
-    let reason_exists = btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{}", incident.reason)).is_some();
-    let missing_reason =
-        format!("drop reason {} does not exist on this kernel; the tracepoint backend cannot see it", incident.reason);
-    if !reason_exists && incident.hook_without_reason.is_none() {
-        return Ok(outcome(Status::Unsupported, missing_reason));
+    let missing = missing_reason(btf, incident.reason);
+    if let (Some(missing), None) = (&missing, incident.hook_without_reason) {
+        return Ok(outcome(Status::Unsupported, missing.clone()));
     }
     let topo = Arc::new(PawsTopology::new(incident.tag)?);
     let (report, run) = traced(&topo, Some(&topo.server_ns), incident.reproduce).await?;
 
-    if let (false, Some(name)) = (reason_exists, incident.hook_without_reason) {
+    if let (Some(missing), Some(name)) = (&missing, incident.hook_without_reason) {
         if let Some(hook) = report.hooks.iter().find(|h| h.name == name && !h.active) {
-            return Ok(outcome(Status::Unsupported, format!("{missing_reason}, and {name} is unavailable: {}", hook.detail)));
+            return Ok(outcome(Status::Unsupported, format!("{missing}, and {name} is unavailable: {}", hook.detail)));
         }
     }
     let client = run.client_addr.to_string();
@@ -277,8 +281,7 @@ async fn check_overflow() -> Result<Outcome> {
 async fn check_replay(btf: &Btf) -> Result<Outcome> {
     let reason = "TCP_INVALID_SYN";
     let outcome = |status, detail| Outcome::new(REPLAY_INCIDENT, reason, status, detail);
-    if btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{reason}")).is_none() {
-        let detail = format!("drop reason {reason} does not exist on this kernel; the tracepoint backend cannot see it");
+    if let Some(detail) = missing_reason(btf, reason) {
         return Ok(outcome(Status::Unsupported, detail));
     }
     let topo = Arc::new(ReplayTopology::new("streplay")?);
@@ -314,8 +317,7 @@ async fn check_ack_loop(btf: &Btf) -> Result<Outcome> {
     // neither on any kernel.
     let reason = "TCP_OLD_SEQUENCE";
     let outcome = |status, detail| Outcome::new(ACK_LOOP, reason, status, detail);
-    if btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{reason}")).is_none() {
-        let detail = format!("drop reason {reason} does not exist on this kernel; the tracepoint backend cannot see it");
+    if let Some(detail) = missing_reason(btf, reason) {
         return Ok(outcome(Status::Unsupported, detail));
     }
     let topo = Arc::new(LoopTopology::new("stloop")?);
@@ -344,8 +346,7 @@ async fn check_ack_loop(btf: &Btf) -> Result<Outcome> {
 async fn check_unthrottled_flood(btf: &Btf) -> Result<Outcome> {
     let reason = "TCP_INVALID_SEQUENCE";
     let outcome = |status, detail| Outcome::new(UNTHROTTLED_FLOOD, reason, status, detail);
-    if btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{reason}")).is_none() {
-        let detail = format!("drop reason {reason} does not exist on this kernel; the tracepoint backend cannot see it");
+    if let Some(detail) = missing_reason(btf, reason) {
         return Ok(outcome(Status::Unsupported, detail));
     }
     let topo = Arc::new(LoopTopology::new("stflood")?);
@@ -368,8 +369,7 @@ async fn check_unthrottled_flood(btf: &Btf) -> Result<Outcome> {
 async fn check_remote_loop(btf: &Btf) -> Result<Outcome> {
     let reason = "TCP_INVALID_SEQUENCE";
     let outcome = |status, detail| Outcome::new(REMOTE_LOOP, reason, status, detail);
-    if btf.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{reason}")).is_none() {
-        let detail = format!("drop reason {reason} does not exist on this kernel; the tracepoint backend cannot see it");
+    if let Some(detail) = missing_reason(btf, reason) {
         return Ok(outcome(Status::Unsupported, detail));
     }
     let topo = Arc::new(scenario::RemoteEndTopology::new("stremote")?);
