@@ -39,10 +39,10 @@ pub const LOOP_ROUTER_SERVER_SIDE_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 pub const LOOP_SERVER_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 
 /// Moves a sequence number half a gigabyte away: far outside any receive window.
-const SEQ_FLIP: u32 = 0x4000_0000;
+pub(super) const SEQ_FLIP: u32 = 0x4000_0000;
 const SEQ_FLIP_TABLE: &str = "netdiag_seqflip";
 const IMPAIR_TABLE: &str = "netdiag_impair";
-const RATELIMIT_SYSCTL: &str = "net.ipv4.tcp_invalid_ratelimit";
+pub(super) const RATELIMIT_SYSCTL: &str = "net.ipv4.tcp_invalid_ratelimit";
 /// The router's links during a loop: the loop's line rate.
 const LOOP_LINK_RATE: &str = "10mbit";
 /// Longest loop a caller may ask for: a loop at full speed starves everything else.

@@ -32,7 +32,7 @@ use std::{
 use anyhow::{Context as _, Result, ensure};
 
 use super::{
-    ack_loop::FlowRun,
+    ack_loop::{FlowRun, RATELIMIT_SYSCTL, SEQ_FLIP},
     lab::{Lab, ip},
     packet::{ACK, Segment},
     wire::{CONNECT_TIMEOUT, IO_TIMEOUT, accept_within, close_in_order, connect_in, exchange, listen_in},
@@ -51,9 +51,6 @@ const DRAIN_QUIET: Duration = Duration::from_millis(100);
 /// Longest episode a caller may ask for.
 pub const MAX_REMOTE_EPISODE: Duration = Duration::from_secs(10);
 const TUN_NAME: &str = "ndwire";
-/// Moves a sequence number half a gigabyte away, as the middlebox of seed 001 does.
-const SEQ_FLIP: u32 = 0x4000_0000;
-const RATELIMIT_SYSCTL: &str = "net.ipv4.tcp_invalid_ratelimit";
 
 /// The two namespaces, each with a tun device whose other side is the wire.
 pub struct RemoteEndTopology {
@@ -81,7 +78,6 @@ impl RemoteEndTopology {
         let wire = Wire::start(
             open_tun(&self.lab, &self.client_ns, REMOTE_CLIENT_V4, REMOTE_SERVER_V4)?,
             open_tun(&self.lab, &self.server_ns, REMOTE_SERVER_V4, REMOTE_CLIENT_V4)?,
-            Mode::Carry,
         );
         let client_path = self.lab.ns_path(&self.client_ns);
         let connection = match server {
@@ -227,8 +223,9 @@ struct Wire {
 }
 
 impl Wire {
-    fn start(client_tun: File, server_tun: File, mode: Mode) -> Wire {
-        let state = (Arc::new(AtomicU32::new(mode.encode())), Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
+    /// The wire up, carrying packets and nothing else until [`Wire::set`] says otherwise.
+    fn start(client_tun: File, server_tun: File) -> Wire {
+        let state = (Arc::new(AtomicU32::new(Mode::Carry.encode())), Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
         let (m, s, i) = (state.0.clone(), state.1.clone(), state.2.clone());
         let thread = std::thread::spawn(move || carry(client_tun, server_tun, &m, &s, &i));
         Wire { mode: state.0, stop: state.1, injected: state.2, thread: Some(thread) }
