@@ -51,10 +51,13 @@ fn the_one_finding<'a>(report: &'a Value, topo: &RemoteEndTopology, kind: &str, 
     let count = f["count"].as_u64().unwrap();
     assert!(count <= run.amount && count * 10 >= run.amount * 8, "{count} of {} sent counted: {f:#}", run.amount);
     assert!(f["dupacks_out"].as_u64().unwrap() * 10 >= count * 8, "answered one by one: {f:#}");
-    // The path's round trip is twice the wire's delay; the kernel's estimate sits a little above.
+    // The path's round trip is twice the wire's delay; the kernel's estimate sits above it by
+    // what the userspace wire adds: a few ms on the host, up to 20 ms in an emulated (TCG) guest
+    // (40.2 ms in a CI run). The upper bound still catches the field read unscaled
+    // (the kernel keeps 8 × the RTT) or at a wrong offset.
     let rtt_us = 2 * ONE_WAY_DELAY.as_micros() as u64;
     let srtt = f["srtt_us"].as_u64().unwrap_or_else(|| panic!("no RTT read: {f:#}"));
-    assert!(srtt >= rtt_us * 9 / 10 && srtt <= rtt_us * 2, "smoothed RTT {srtt} µs on a {rtt_us} µs path: {f:#}");
+    assert!(srtt >= rtt_us * 9 / 10 && srtt <= rtt_us * 4, "smoothed RTT {srtt} µs on a {rtt_us} µs path: {f:#}");
     assert!(f["kernel_facts"]["out-of-window drops counted per flow"].as_u64() == Some(count), "{f:#}");
     f
 }
