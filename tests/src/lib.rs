@@ -43,8 +43,15 @@ impl Diagnose {
 
     /// Starts any tracing subcommand (`peer IP --json ...`) and returns once it traces.
     pub fn start_command(args: &[&str]) -> Result<Diagnose> {
-        let mut child = Command::new(netdiag_bin())
-            .args(args)
+        let mut command = Command::new(netdiag_bin());
+        command.args(args);
+        Diagnose::spawn(command)
+    }
+
+    /// Starts `command`, a netdiag made ready to run (arguments, `pre_exec`), and returns once
+    /// it traces.
+    pub fn spawn(mut command: Command) -> Result<Diagnose> {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -7,6 +7,7 @@
 //! Host only: the qemu guests have no container runtime, and `cargo xtask vmtest` leaves this
 //! file out of its list (see `xtask/src/vmtest/binaries.rs`).
 use std::{
+    os::unix::fs::MetadataExt as _,
     path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -291,13 +292,95 @@ fn an_unknown_container_is_a_usage_error() {
 /// must the SYN funnel row of its port.
 #[test]
 fn a_finding_names_the_container_owning_the_socket_among_those_sharing_a_namespace() {
+    names_the_socket_owner("ctrsock", || Diagnose::start(&[]).unwrap());
+}
+
+/// The same with netdiag as a DaemonSet runs on cgroup v2: in a cgroup namespace of its own,
+/// the unified hierarchy mounted as its container sees it (its own subtree only), so the other
+/// containers' cgroup paths read `/../…` and resolve nowhere under its mount. It must name the
+/// socket's owner all the same, from the host's cgroup namespace and mount.
+#[test]
+fn in_a_cgroup_namespace_of_its_own_netdiag_still_names_the_socket_owner() {
     require_root();
-    let topo = RemoteEndTopology::new("ctrsock").unwrap();
+    let cgroup = ChildCgroup::new();
+    names_the_socket_owner("ctrcgns", || {
+        let tracer = Diagnose::spawn(cgroup.own_namespace_command(&["diagnose", "--json", "--duration", "300"])).unwrap();
+        let ours = std::fs::metadata("/proc/self/ns/cgroup").unwrap().ino();
+        assert_ne!(std::fs::metadata(format!("/proc/{}/ns/cgroup", tracer.pid())).unwrap().ino(), ours);
+        // Its cgroup2 mount, as this process sees it, is rooted at its own cgroup.
+        let mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", tracer.pid())).unwrap();
+        let root = mounts.lines().find(|l| l.contains(" - cgroup2 ")).and_then(|l| l.split(' ').nth(3));
+        assert_eq!(root, Some(cgroup.path.as_str()), "{mounts}");
+        tracer
+    });
+}
+
+/// A cgroup of the unified hierarchy, made for one test and removed after it.
+struct ChildCgroup {
+    /// Where the host mounts the unified hierarchy.
+    mount: String,
+    /// Its path in the hierarchy.
+    path: String,
+}
+
+impl ChildCgroup {
+    fn new() -> ChildCgroup {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mount = netdiag::workload::cgroup::unified_mount(&mounts).expect("no cgroup2 mount").to_string();
+        let cgroup = ChildCgroup { mount, path: format!("/netdiag-test-{}", std::process::id()) };
+        std::fs::create_dir(cgroup.dir()).unwrap();
+        cgroup
+    }
+
+    fn dir(&self) -> String {
+        format!("{}{}", self.mount, self.path)
+    }
+
+    /// netdiag with `args`, run in this cgroup, in a cgroup namespace rooted there and a mount
+    /// namespace whose cgroup2 mount is made anew inside it, as a container runtime does.
+    fn own_namespace_command(&self, args: &[&str]) -> Command {
+        use std::{ffi::CString, os::unix::process::CommandExt as _};
+        let procs = CString::new(format!("{}/cgroup.procs", self.dir())).unwrap();
+        let mount = CString::new(self.mount.as_str()).unwrap();
+        let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+        let mut command = Command::new(netdiag_tests::netdiag_bin());
+        command.args(args);
+        // SAFETY: between fork and exec only system calls on strings made before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 || libc::write(fd, c"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+                check(libc::unshare(libc::CLONE_NEWCGROUP | libc::CLONE_NEWNS))?;
+                check(libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()))?;
+                check(libc::umount2(mount.as_ptr(), libc::MNT_DETACH))?;
+                check(libc::mount(c"cgroup2".as_ptr(), mount.as_ptr(), c"cgroup2".as_ptr(), 0, std::ptr::null()))
+            });
+        }
+        command
+    }
+}
+
+impl Drop for ChildCgroup {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir(self.dir()) {
+            eprintln!("removing the test's cgroup {}: {e}", self.dir());
+        }
+    }
+}
+
+/// A sidecar and a web server share a namespace; an ACK loop on a connection to the web server
+/// while `start_tracer`'s netdiag traces.
+fn names_the_socket_owner(name: &str, start_tracer: impl FnOnce() -> Diagnose) {
+    require_root();
+    let topo = RemoteEndTopology::new(name).unwrap();
     let netns = topo.lab().ns_path(&topo.server_ns);
-    let sidecar = Container::start("sock-side", &netns);
-    let web = Container::run("sock-web", &netns, &["busybox", "httpd", "-f", "-p", WEB_PORT_TEXT, "-h", "/"]);
+    let sidecar = Container::start(&format!("{name}-side"), &netns);
+    let web = Container::run(&format!("{name}-web"), &netns, &["busybox", "httpd", "-f", "-p", WEB_PORT_TEXT, "-h", "/"]);
     wait_for_listener(&topo.server_ns, WEB_PORT);
-    let tracer = Diagnose::start(&[]).unwrap();
+    let tracer = start_tracer();
     let run = scenario::remote_ack_loop_to(&topo, WEB_PORT, Duration::from_secs(3)).unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     let report = tracer.finish().unwrap();

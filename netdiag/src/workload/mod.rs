@@ -149,9 +149,7 @@ impl Table {
     /// Reads `/proc` and the runtimes' metadata under `roots`; `previous` lends its metadata.
     fn scan(roots: &Roots, previous: HashMap<String, ContainerMeta>) -> Table {
         let mut seen: HashMap<u32, Seen> = HashMap::new();
-        let unified = std::fs::read_to_string("/proc/self/mountinfo")
-            .ok()
-            .and_then(|info| cgroup::unified_mount(&info).map(std::path::PathBuf::from));
+        let unified = host_hierarchy();
         for pid in pids() {
             let proc_dir = format!("/proc/{pid}");
             let Ok(inode) = std::fs::metadata(format!("{proc_dir}/ns/net")).map(|m| m.ino() as u32) else { continue };
@@ -295,6 +293,68 @@ fn container_workload(id: &str, runtime: Option<&str>, meta: ContainerMeta) -> W
 
 fn netns_workload(name: Option<String>) -> Workload {
     Workload { kind: "netns", name, ..Workload::default() }
+}
+
+/// The initial cgroup namespace's inode (`PROC_CGROUP_INIT_INO`), the same on every kernel.
+const INITIAL_CGROUP_NS: u64 = 0xEFFF_FFFB;
+
+thread_local! {
+    /// This thread's way into the host's unified hierarchy, found once: the cgroup namespace
+    /// it enters is this thread's for good.
+    static HOST_HIERARCHY: std::cell::OnceCell<Option<std::path::PathBuf>> = const { std::cell::OnceCell::new() };
+}
+
+/// The unified hierarchy (cgroup2) as the host sees it, where the cgroup paths in
+/// `/proc/PID/cgroup` resolve to the directories whose inodes are the ids the kernel programs
+/// read off sockets. `None` (and one warning) when it cannot be seen: findings then name the
+/// namespace's workload.
+fn host_hierarchy() -> Option<std::path::PathBuf> {
+    HOST_HIERARCHY.with(|cell| cell.get_or_init(find_host_hierarchy).clone())
+}
+
+fn cgroup_ns_of(pid: &str) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{pid}/ns/cgroup")).map(|m| m.ino()).ok()
+}
+
+fn find_host_hierarchy() -> Option<std::path::PathBuf> {
+    if cgroup_ns_of("thread-self").is_none_or(|ns| ns == INITIAL_CGROUP_NS) {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        return cgroup::unified_mount(&info).map(std::path::PathBuf::from);
+    }
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    enter_host_cgroups()
+        .inspect_err(|e| {
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                log::warn!(
+                    "cannot see the host's cgroups from this cgroup namespace ({e:#}): findings name the \
+                     namespace's workload, not the container owning the socket"
+                );
+            }
+        })
+        .ok()
+}
+
+/// In a container of its own cgroup namespace (Kubernetes on cgroup v2) the other containers'
+/// cgroup paths read `/../…` and the container's cgroup2 mount shows only its own subtree:
+/// this thread enters the host's cgroup namespace through a process in it (PID 1, with
+/// `hostPID`) and opens the host's mount through that process's root.
+fn enter_host_cgroups() -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context as _;
+    use std::os::fd::{AsRawFd as _, IntoRawFd as _};
+    let pid = pids()
+        .find(|pid| cgroup_ns_of(&pid.to_string()) == Some(INITIAL_CGROUP_NS))
+        .context("no process of the host's cgroup namespace is visible (hostPID)")?;
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/cgroup"))?;
+    // SAFETY: setns on an open namespace fd changes only this thread's cgroup namespace.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWCGROUP) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("setns(CLONE_NEWCGROUP)");
+    }
+    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
+    let mount = cgroup::unified_mount(&info).with_context(|| format!("process {pid} sees no cgroup2 mount"))?;
+    let root = format!("/proc/{pid}/root{mount}");
+    let dir = std::fs::File::open(&root).with_context(|| format!("open {root}"))?;
+    // Kept open for the process's life, so the path outlives the process it was found through.
+    Ok(format!("/proc/self/fd/{}", dir.into_raw_fd()).into())
 }
 
 fn pids() -> impl Iterator<Item = u32> {
