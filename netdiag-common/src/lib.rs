@@ -518,7 +518,7 @@ pub mod paws {
         if ts_recent == 0 {
             return false;
         }
-        !(rst && !before(now_s, ts_recent_stamp.wrapping_add(MSL_S)))
+        !rst || before(now_s, ts_recent_stamp.wrapping_add(MSL_S))
     }
 }
 

@@ -181,10 +181,10 @@ async fn check(incident: &'static Incident, btf: &Btf) -> Result<Outcome> {
     let topo = Arc::new(PawsTopology::new(incident.tag)?);
     let (report, run) = traced(&topo, Some(&topo.server_ns), incident.reproduce).await?;
 
-    if let (Some(missing), Some(name)) = (&missing, incident.hook_without_reason) {
-        if let Some(hook) = report.hooks.iter().find(|h| h.name == name && !h.active) {
-            return Ok(outcome(Status::Unsupported, format!("{missing}, and {name} is unavailable: {}", hook.detail)));
-        }
+    if let (Some(missing), Some(name)) = (&missing, incident.hook_without_reason)
+        && let Some(hook) = report.hooks.iter().find(|h| h.name == name && !h.active)
+    {
+        return Ok(outcome(Status::Unsupported, format!("{missing}, and {name} is unavailable: {}", hook.detail)));
     }
     let client = run.client_addr.to_string();
     let named: u64 = report

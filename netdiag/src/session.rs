@@ -497,12 +497,12 @@ async fn wait_for_end(
                 if ticks.is_multiple_of(2) {
                     seen.extend(poll_flows());
                 }
-                if ticks % 4 == 0 || seen.iter().any(|inode| !watch.has_reading(*inode)) {
-                    if let Err(e) = watch.refresh(&seen) {
-                        log::warn!("reading counters: {e:#}");
-                    }
+                if (ticks.is_multiple_of(4) || seen.iter().any(|inode| !watch.has_reading(*inode)))
+                    && let Err(e) = watch.refresh(&seen)
+                {
+                    log::warn!("reading counters: {e:#}");
                 }
-                if live && ticks % 4 == 0 {
+                if live && ticks.is_multiple_of(4) {
                     status_line(aggregator, started);
                 }
             }

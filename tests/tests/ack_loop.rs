@@ -87,9 +87,11 @@ struct TracedLoop {
     server_delta: BTreeMap<&'static str, Option<u64>>,
 }
 
+/// One end of a traced loop: its namespace, its own address, its peer's, and its counter deltas.
+type LoopEnd<'a> = (&'a String, std::net::SocketAddr, std::net::SocketAddr, &'a BTreeMap<&'static str, Option<u64>>);
+
 impl TracedLoop {
-    /// Each end: its namespace, its own address, its peer's, and its counter deltas.
-    fn ends(&self) -> [(&String, std::net::SocketAddr, std::net::SocketAddr, &BTreeMap<&'static str, Option<u64>>); 2] {
+    fn ends(&self) -> [LoopEnd<'_>; 2] {
         [
             (&self.topo.client_ns, self.run.client, self.run.server, &self.client_delta),
             (&self.topo.server_ns, self.run.server, self.run.client, &self.server_delta),

@@ -28,13 +28,13 @@ pub fn check() -> Result<()> {
             "run netdiag with sudo, or `netdiag counters` for the kernel counters alone",
         ));
     }
-    if let Ok(lockdown) = std::fs::read_to_string("/sys/kernel/security/lockdown") {
-        if lockdown.contains("[confidentiality]") {
-            return Err(unavailable(
-                "the kernel is locked down in confidentiality mode, which forbids reading kernel memory from BPF",
-                "boot with lockdown=integrity or none to trace; kernel counters still work",
-            ));
-        }
+    if let Ok(lockdown) = std::fs::read_to_string("/sys/kernel/security/lockdown")
+        && lockdown.contains("[confidentiality]")
+    {
+        return Err(unavailable(
+            "the kernel is locked down in confidentiality mode, which forbids reading kernel memory from BPF",
+            "boot with lockdown=integrity or none to trace; kernel counters still work",
+        ));
     }
     if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err(unavailable(

@@ -188,7 +188,7 @@ fn ping_pong(topo: &OrdinaryTopology, duration: Duration, pinning: Pinning) -> R
         let deadline = started + duration;
         let mut byte = [1u8; 1];
         let mut done = 0u64;
-        while done < MAX_TRANSACTIONS && (done % 64 != 0 || Instant::now() < deadline) {
+        while done < MAX_TRANSACTIONS && (!done.is_multiple_of(64) || Instant::now() < deadline) {
             conn.write_all(&byte).context("request")?;
             conn.read_exact(&mut byte).context("read a response")?;
             done += 1;

@@ -259,7 +259,7 @@ impl Table {
 fn workload_of(ns: &Seen, metadata: &HashMap<String, ContainerMeta>, ip_name: Option<String>) -> Workload {
     // The first container started in it (lowest pid) stands for the namespace; with a pod, the
     // pod does.
-    let mut containers: Vec<(&String, &(Option<&'static str>, Option<String>, u32))> = ns.containers.iter().collect();
+    let mut containers: Vec<_> = ns.containers.iter().collect();
     containers.sort_by_key(|(_, (_, _, pid))| *pid);
     let Some((id, (runtime, pod_uid, _))) = containers.first() else {
         let unit = (ns.units.len() == 1).then(|| ns.units.iter().next().cloned()).flatten();

@@ -292,7 +292,7 @@ mod tests {
         console += &line(1, "fentry", "synack_sent", "tracepoint", &[(10, 9000)]);
         console += &line(1, "tracepoint", "synack_sent", "tracepoint", &[(10, 7000)]);
         let rows = table_rows("6.12", "6.12.117+deb12-cloud-amd64", &parse_console(&console).unwrap());
-        let cells: Vec<(&str, &str, Option<f64>, Option<f64>, &str)> = rows
+        let cells: Vec<_> = rows
             .iter()
             .map(|row| {
                 (
