@@ -15,6 +15,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
+use clap::Parser;
 use netdiag::{
     hooks::{BackendChoice, Options, Probes},
     scenario::{self, LoopTopology, PawsTopology, Speed},
@@ -35,9 +36,21 @@ const LOOP_TIME: Duration = Duration::from_secs(1);
 /// The loop's last segments drain before the statistics are read.
 const LOOP_DRAIN: Duration = Duration::from_millis(500);
 
+/// Cost per program run of each backend netdiag can force, measured in this (guest) kernel.
+#[derive(Parser)]
+struct Args {
+    /// Rounds per backend.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+}
+
 fn main() -> ExitCode {
-    let rounds = std::env::args().skip_while(|a| a != "--rounds").nth(1).map_or(Ok(3), |n| n.parse::<u32>());
-    let result = rounds.context("--rounds takes a number").and_then(measure_rounds);
+    // A bad flag is reported on the result line like any failure, so the guest's row says why.
+    let result = match Args::try_parse() {
+        Ok(args) => measure_rounds(args.rounds),
+        Err(help) if !help.use_stderr() => help.exit(),
+        Err(bad) => Err(anyhow::anyhow!("{}", bad.render())),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

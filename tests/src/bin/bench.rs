@@ -5,7 +5,7 @@
 //! `--guest-rows FILE` adds the rows `cargo xtask bench` measured in a qemu guest (the cost per
 //! run of each backend, fentry, kprobe and tracepoint, which this host may refuse).
 //! `--only PART[,PART...]` runs only some parts (drop, loop, flood, ordinary), for development;
-//! with `ordinary`, `--contenders` and `--workloads` narrow it further (see `bench/ordinary.rs`).
+//! with `ordinary`, `--contenders` and `--workloads` narrow it further; `--help` lists them all.
 use std::{
     io::{BufRead, BufReader, Read as _},
     path::PathBuf,
@@ -15,6 +15,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
+use clap::Parser;
 use netdiag::{
     btf::Btf,
     hooks::{PAWS_REASONS, ReasonTable},
@@ -42,6 +43,9 @@ struct Plan {
     ordinary_seconds: u64,
     /// Runs of `netdiag hooks --json` timed for the start-up rows.
     hooks_runs: usize,
+    /// The ordinary part's contenders and workloads.
+    contenders: Vec<ordinary::Who>,
+    workloads: Vec<scenario::Workload>,
     out: PathBuf,
 }
 
@@ -84,43 +88,63 @@ struct DropRun {
     userspace_share: Option<f64>,
 }
 
+/// Side-by-side measurements of netdiag against no tracer and bpftrace (ratios from this one run).
+#[derive(Parser)]
+struct Args {
+    /// Three rounds and smaller reproductions instead of five (a few minutes less).
+    #[arg(long)]
+    quick: bool,
+    /// Where the rows go, as JSON.
+    #[arg(long, default_value = "target/bench/results.json")]
+    out: PathBuf,
+    /// Rows measured in a qemu guest by `cargo xtask bench`, printed with these.
+    #[arg(long, value_name = "FILE")]
+    guest_rows: Option<PathBuf>,
+    /// Run only these parts (all by default), for development.
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(PARTS))]
+    only: Vec<String>,
+    /// With the ordinary part: only these contenders (all by default).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    contenders: Vec<ordinary::Who>,
+    /// With the ordinary part: only these workloads (all by default).
+    #[arg(long, value_delimiter = ',', value_parser = ordinary::parse_workload)]
+    workloads: Vec<scenario::Workload>,
+}
+
 fn main() -> Result<()> {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let out = std::env::args()
-        .skip_while(|a| a != "--out")
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target/bench/results.json"));
-    let guest_rows = match std::env::args().skip_while(|a| a != "--guest-rows").nth(1) {
-        Some(path) => read_guest_rows(&PathBuf::from(path))?,
+    let args = Args::parse();
+    let quick = args.quick;
+    let guest_rows = match &args.guest_rows {
+        Some(path) => read_guest_rows(path)?,
         None => Vec::new(),
     };
-    let only: Option<Vec<String>> =
-        std::env::args().skip_while(|a| a != "--only").nth(1).map(|list| list.split(',').map(str::to_owned).collect());
-    if let Some(unknown) = only.iter().flatten().find(|part| !PARTS.contains(&part.as_str())) {
-        bail!("--only {unknown}: the parts are {}", PARTS.join(", "));
-    }
-    let wants = |part: &str| only.as_ref().is_none_or(|parts| parts.iter().any(|p| p == part));
+    let wants = |part: &str| args.only.is_empty() || args.only.iter().any(|p| p == part);
     let plan = Plan {
         repeats: if quick { 3 } else { 5 },
         segments: if quick { 100_000 } else { 300_000 },
         flood_sources: if quick { 300_000 } else { 1_000_000 },
         ordinary_seconds: if quick { 3 } else { 5 },
         hooks_runs: if quick { 1 } else { 3 },
-        out,
+        contenders: if args.contenders.is_empty() { ordinary::Who::ALL.to_vec() } else { args.contenders },
+        workloads: if args.workloads.is_empty() { scenario::Workload::ALL.to_vec() } else { args.workloads },
+        out: args.out,
     };
     ensure!(unsafe { libc::geteuid() } == 0, "the bench loads eBPF programs and creates namespaces: run it as root");
     let mut machine = machine();
     let mut rows = Vec::new();
-    if wants("drop") {
+    if wants("drop") || wants("loop") {
+        // Both parts read the programs' own run times.
         let stats_were = std::fs::read_to_string(BPF_STATS).unwrap_or_default();
         std::fs::write(BPF_STATS, "1").context("enable kernel.bpf_stats_enabled")?;
-        let result = drop_path(&plan);
+        let result = (|| -> Result<Vec<Value>> {
+            let mut rows = if wants("drop") { drop_path(&plan)? } else { Vec::new() };
+            if wants("loop") {
+                rows.extend(ack_loop_rate(&plan)?);
+            }
+            Ok(rows)
+        })();
         let _ = std::fs::write(BPF_STATS, stats_were.trim());
         rows.extend(result?);
-    }
-    if wants("loop") {
-        rows.extend(ack_loop_rate(&plan)?);
     }
     if wants("flood") {
         rows.extend(flood_memory(&plan)?);
@@ -238,18 +262,18 @@ fn ack_loop_rate(plan: &Plan) -> Result<Vec<Value>> {
     let topo = LoopTopology::new("benchloop")?;
     let dir = TempDir::new("benchloop");
     let script = bpftrace_loop_script()?;
-    let mut runs: Vec<(Contender, f64)> = Vec::new();
+    let mut runs: Vec<(Contender, LoopRun)> = Vec::new();
     for repeat in 0..plan.repeats {
         for i in 0..Contender::ALL.len() {
             let contender = Contender::ALL[(i + repeat) % Contender::ALL.len()];
-            let rate = loop_run(&topo, &dir, contender, &script).with_context(|| format!("ACK loop under {}", contender.name()))?;
-            eprintln!("bench: ACK loop, {:<10} {rate:>10.0} packets/s", contender.name());
-            runs.push((contender, rate));
+            let run = loop_run(&topo, &dir, contender, &script).with_context(|| format!("ACK loop under {}", contender.name()))?;
+            eprintln!("bench: ACK loop, {:<10} {:>10.0} packets/s", contender.name(), run.packets_per_s);
+            runs.push((contender, run));
         }
     }
-    let rates = |c: Contender| -> Vec<f64> { runs.iter().filter(|(who, _)| *who == c).map(|(_, r)| *r).collect() };
+    let rates = |c: Contender| -> Vec<f64> { runs.iter().filter(|(who, _)| *who == c).map(|(_, r)| r.packets_per_s).collect() };
     let untraced = median(rates(Contender::Untraced));
-    Ok(Contender::ALL
+    let mut rows: Vec<Value> = Contender::ALL
         .iter()
         .map(|contender| {
             let r = rates(*contender);
@@ -262,22 +286,50 @@ fn ack_loop_rate(plan: &Plan) -> Result<Vec<Value>> {
                 "target": match contender { Contender::Netdiag => "≥ 0.95 of untraced", Contender::Bpftrace => "measured 0.55–0.67", _ => "" },
             })
         })
-        .collect())
+        .collect();
+    // The loop's rate swings with where the scheduler puts its two ends; the programs' time per
+    // packet does not, so it is what tells two builds apart.
+    for contender in [Contender::Netdiag, Contender::Bpftrace] {
+        let costs: Vec<f64> = runs.iter().filter(|(who, _)| *who == contender).filter_map(|(_, r)| r.program_ns_per_packet).collect();
+        if costs.is_empty() {
+            continue;
+        }
+        rows.push(json!({
+            "measure": "… ACK loop: program time per packet received, all attach points (ns, bpf_stats)",
+            "contender": contender.name(),
+            "median": round3(median(costs.clone())), "min": round3(min(&costs)), "max": round3(max(&costs)),
+            "target": match contender { Contender::Netdiag => "≤ bpftrace's", _ => "" },
+        }));
+    }
+    Ok(rows)
 }
 
-fn loop_run(topo: &LoopTopology, dir: &TempDir, contender: Contender, script: &str) -> Result<f64> {
+/// What one run of the unshaped ACK loop measured under one contender.
+struct LoopRun {
+    packets_per_s: f64,
+    /// The tracer's programs' run time over the run, per packet both ends received.
+    program_ns_per_packet: Option<f64>,
+}
+
+fn loop_run(topo: &LoopTopology, dir: &TempDir, contender: Contender, script: &str) -> Result<LoopRun> {
     let received = || -> Result<u64> { Ok(nstat(&topo.client_ns, "TcpInSegs")? + nstat(&topo.server_ns, "TcpInSegs")?) };
     let tracer = match contender {
         Contender::Untraced => None,
         Contender::Netdiag => Some(Tracer::Agent(Agent::start(&dir.0, "interval_s = 1\n"))),
         Contender::Bpftrace => Some(Tracer::Bpftrace(Bpftrace::start(script)?)),
     };
-    let before = received()?;
+    let pid = tracer.as_ref().map(|t| match t {
+        Tracer::Agent(agent) => agent.child.id(),
+        Tracer::Bpftrace(bpftrace) => bpftrace.child.id(),
+    });
+    let program_ns = || -> Result<Option<u64>> { pid.map(|pid| program_time(pid, ProgramsOn::Any).map(|(ns, _)| ns)).transpose() };
+    let (before, ns_before) = (received()?, program_ns()?);
     let running = scenario::start_ack_loop_at(topo, Duration::from_secs(LOOP_SECONDS), Speed::Unbounded)?;
     let started = running.started;
     running.finish()?;
     let elapsed = started.elapsed().as_secs_f64();
-    let rate = (received()? - before) as f64 / elapsed;
+    let packets = received()? - before;
+    let program_ns_per_packet = ns_before.zip(program_ns()?).map(|(b, a)| (a - b) as f64 / packets.max(1) as f64);
     match tracer {
         Some(Tracer::Agent(agent)) => agent.stop(),
         Some(Tracer::Bpftrace(bpftrace)) => {
@@ -287,7 +339,7 @@ fn loop_run(topo: &LoopTopology, dir: &TempDir, contender: Contender, script: &s
     }
     // Let the last segments of the loop drain before the next run.
     std::thread::sleep(Duration::from_secs(1));
-    Ok(rate)
+    Ok(LoopRun { packets_per_s: packets as f64 / elapsed, program_ns_per_packet })
 }
 
 enum Tracer {

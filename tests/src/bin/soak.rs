@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
+use clap::Parser;
 use netdiag::scenario::{self, PawsTopology};
 use netdiag_tests::agent::{Agent, TempDir, value_of};
 
@@ -30,13 +31,17 @@ struct Sample {
     peer_map: f64,
 }
 
+/// `netdiag agent` under mixed incident traffic; fails if its memory grows after warm-up.
+#[derive(Parser)]
+struct Args {
+    /// How long the traffic runs.
+    #[arg(long, default_value_t = 1.0)]
+    minutes: f64,
+}
+
 fn main() -> Result<()> {
-    let minutes: f64 = std::env::args()
-        .skip_while(|a| a != "--minutes")
-        .nth(1)
-        .map(|m| m.parse())
-        .transpose()?
-        .unwrap_or(1.0);
+    let minutes = Args::parse().minutes;
+    ensure!(minutes > 0.0, "--minutes {minutes}: the soak needs a positive time");
     ensure!(unsafe { libc::geteuid() } == 0, "the soak loads eBPF programs and creates namespaces: run it as root");
     let dir = TempDir::new("soak");
     let topo = PawsTopology::new("soak")?;

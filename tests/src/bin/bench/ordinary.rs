@@ -27,8 +27,8 @@ use super::{Bpftrace, Plan, bpftrace_paws_script, max, median, min, round3};
 
 const HOOKS_TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Who {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum Who {
     Untraced,
     Agent,
     Diagnose,
@@ -36,7 +36,7 @@ enum Who {
 }
 
 impl Who {
-    const ALL: [Who; 4] = [Who::Untraced, Who::Agent, Who::Diagnose, Who::Bpftrace];
+    pub(super) const ALL: [Who; 4] = [Who::Untraced, Who::Agent, Who::Diagnose, Who::Bpftrace];
 
     fn name(self) -> &'static str {
         match self {
@@ -100,7 +100,7 @@ fn label(workload: Workload) -> &'static str {
 /// started here, `netdiag hooks --json` run `plan.hooks_runs` times, the verifier's work per
 /// program of the first agent).
 pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
-    let (contenders, workloads) = selection()?;
+    let (contenders, workloads) = (&plan.contenders, &plan.workloads);
     let began = Instant::now();
     let topo = OrdinaryTopology::new("benchord")?;
     let dir = TempDir::new("benchord");
@@ -136,7 +136,7 @@ pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
                 }
                 Who::Bpftrace => Session::Bpftrace(Bpftrace::start(&script)?),
             };
-            for &workload in &workloads {
+            for &workload in workloads {
                 let run = run_ordinary(&topo, workload, duration, pinning)
                     .with_context(|| format!("{} under {}, round {}", workload.name(), who.name(), round + 1))?;
                 eprintln!("bench: {:<48} {:<16} {:>14.0} {}/s", workload.name(), who.name(), run.per_second(), workload.unit());
@@ -149,12 +149,12 @@ pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
     }
     let traffic_s = began.elapsed().as_secs_f64();
     let mut rows = Vec::new();
-    for &workload in &workloads {
+    for &workload in workloads {
         let of = |who: Who| -> Vec<f64> {
             measured.iter().filter(|m| m.who == who && m.workload == workload).map(|m| m.per_second).collect()
         };
         let untraced = median(of(Who::Untraced));
-        for &who in &contenders {
+        for &who in contenders {
             let rates = of(who);
             // Each traced run against the untraced run of its own round.
             let per_round: Vec<f64> = measured
@@ -247,37 +247,14 @@ pub(super) fn rows(plan: &Plan) -> Result<Vec<Value>> {
     Ok(rows)
 }
 
-/// For development: `--contenders untraced,agent,diagnose,bpftrace` and `--workloads
-/// pingpong,bulk,connrate` run only some (all by default).
-fn selection() -> Result<(Vec<Who>, Vec<Workload>)> {
-    let list = |flag: &str| std::env::args().skip_while(|a| a != flag).nth(1).map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>());
-    let contenders = match list("--contenders") {
-        None => Who::ALL.to_vec(),
-        Some(names) => names
-            .iter()
-            .map(|n| match n.as_str() {
-                "untraced" => Ok(Who::Untraced),
-                "agent" => Ok(Who::Agent),
-                "diagnose" => Ok(Who::Diagnose),
-                "bpftrace" => Ok(Who::Bpftrace),
-                _ => bail!("--contenders {n}: untraced, agent, diagnose or bpftrace"),
-            })
-            .collect::<Result<_>>()?,
-    };
-    let workloads = match list("--workloads") {
-        None => Workload::ALL.to_vec(),
-        Some(names) => names
-            .iter()
-            .map(|n| match n.as_str() {
-                "pingpong" => Ok(Workload::PingPong),
-                "bulk" => Ok(Workload::Bulk),
-                "connrate" => Ok(Workload::ConnectionRate),
-                _ => bail!("--workloads {n}: pingpong, bulk or connrate"),
-            })
-            .collect::<Result<_>>()?,
-    };
-    ensure!(!contenders.is_empty() && !workloads.is_empty(), "nothing to run");
-    Ok((contenders, workloads))
+/// `--workloads` names, as the rows' labels abbreviate them.
+pub(super) fn parse_workload(name: &str) -> Result<Workload, String> {
+    match name {
+        "pingpong" => Ok(Workload::PingPong),
+        "bulk" => Ok(Workload::Bulk),
+        "connrate" => Ok(Workload::ConnectionRate),
+        _ => Err("pingpong, bulk or connrate".to_owned()),
+    }
 }
 
 /// `netdiag hooks --json` from launch to exit; killed after a minute.
@@ -328,7 +305,7 @@ fn verifier_work(progs: &std::collections::BTreeSet<u64>) -> Result<Vec<Verifier
         });
     }
     // Heaviest first.
-    work.sort_by(|a, b| b.verified.cmp(&a.verified));
+    work.sort_by_key(|w| std::cmp::Reverse(w.verified));
     Ok(work)
 }
 
