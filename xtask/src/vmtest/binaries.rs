@@ -19,6 +19,9 @@ const HOST_ONLY_TESTS: &[&str] = &["agent", "completions", "containers", "flood"
 pub struct GuestBinaries {
     pub netdiag: PathBuf,
     pub tests: Vec<TestBinary>,
+    /// The tests are libtest harnesses, run one test at a time; a bench binary takes only its
+    /// own flags.
+    pub libtest: bool,
 }
 
 pub struct TestBinary {
@@ -45,7 +48,7 @@ pub fn build() -> Result<GuestBinaries> {
     if let Some(pair) = tests.windows(2).find(|pair| pair[0].name == pair[1].name) {
         bail!("two test binaries are named {}", pair[0].name);
     }
-    Ok(GuestBinaries { netdiag: netdiag.path, tests })
+    Ok(GuestBinaries { netdiag: netdiag.path, tests, libtest: true })
 }
 
 /// netdiag, and in the place of the tests the tests package's binary `bench`: the guest's
@@ -61,6 +64,7 @@ pub fn build_with_bench(bench: &str) -> Result<GuestBinaries> {
             name: bench.to_string(),
             path: path_of(bench).with_context(|| format!("cargo built no {bench} executable"))?,
         }],
+        libtest: false,
     })
 }
 

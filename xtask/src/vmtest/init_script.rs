@@ -18,6 +18,9 @@ pub struct InitPlan<'a> {
     pub boot_modules: &'a [String],
     /// Names of the test binaries in GUEST_TESTS_DIR.
     pub test_binaries: Vec<&'a str>,
+    /// They are libtest harnesses, given `--test-threads=1` (the tests trace the whole guest);
+    /// otherwise they get `test_args` alone.
+    pub libtest: bool,
     /// Extra arguments for every test binary.
     pub test_args: &'a [String],
 }
@@ -84,14 +87,15 @@ pub fn render(plan: &InitPlan) -> String {
     // Which backend serves each hook on this kernel, for whoever reads the console log.
     script += "step netdiag-hooks \"$NETDIAG_BIN\" hooks\n";
     script += "step smoke-netns smoke_netns\n";
+    let single_threaded = if plan.libtest { " --test-threads=1" } else { "" };
     let test_args: String = plan.test_args.iter().map(|arg| format!(" {}", shell_quote(arg))).collect();
     for name in &plan.test_binaries {
-        script += &format!("step {name} {GUEST_TESTS_DIR}/{name} --test-threads=1{test_args}\n");
+        script += &format!("step {name} {GUEST_TESTS_DIR}/{name}{single_threaded}{test_args}\n");
     }
     for backend in FORCED_BACKENDS {
         for name in plan.test_binaries.iter().filter(|name| FORCED_BACKEND_TESTS.contains(name)) {
             script += &format!(
-                "step {name}@{backend} env NETDIAG_BACKEND={backend} {GUEST_TESTS_DIR}/{name} --test-threads=1{test_args}\n"
+                "step {name}@{backend} env NETDIAG_BACKEND={backend} {GUEST_TESTS_DIR}/{name}{single_threaded}{test_args}\n"
             );
         }
     }
@@ -116,6 +120,7 @@ mod tests {
             release: "6.1.0-56-cloud-amd64",
             boot_modules: &modules,
             test_binaries: vec!["paws", "hooks"],
+            libtest: true,
             test_args: &args,
         });
         assert!(script.contains("NETDIAG_IN_VM='6.1.0-56-cloud-amd64'"));
@@ -125,5 +130,14 @@ mod tests {
         assert!(script.contains(forced), "{script}");
         assert!(!script.contains("hooks@"), "only the scenario tests run again: {script}");
         assert!(script.ends_with("echo o >/proc/sysrq-trigger\n"));
+    }
+
+    #[test]
+    fn a_bench_binary_gets_its_own_flags_alone() {
+        let args = ["--rounds".to_string(), "3".to_string()];
+        let script =
+            render(&InitPlan { release: "6.12.0", boot_modules: &[], test_binaries: vec!["backend_cost"], libtest: false, test_args: &args });
+        assert!(script.contains("step backend_cost /opt/netdiag/tests/backend_cost '--rounds' '3'\n"), "{script}");
+        assert!(!script.contains("--test-threads"), "{script}");
     }
 }

@@ -49,6 +49,7 @@ pub fn build(kernel: &GuestKernel, binaries: &GuestBinaries, test_args: &[String
         release: &kernel.release,
         boot_modules: &kernel.boot_modules,
         test_binaries: binaries.tests.iter().map(|test| test.name.as_str()).collect(),
+        libtest: binaries.libtest,
         test_args,
     };
     archive.bytes("init", init_script::render(&plan), 0o755);
