@@ -50,17 +50,12 @@ impl Outcome {
     /// With the scorecard of the findings `report` made about the lab's namespaces: a finding
     /// with no kernel fact behind it makes the incident not seen, whatever else was right.
     fn scored(mut self, report: &crate::output::Report, namespaces: &[&str]) -> Outcome {
-        let in_lab: Vec<crate::verdict::Finding> =
-            report.findings.iter().filter(|f| namespaces.contains(&f.netns.as_str())).cloned().collect();
-        let reasons_of = |peer: &str, netns: &str| {
-            report
-                .peers
-                .iter()
-                .filter(|p| p.addr == peer && p.netns == netns)
-                .flat_map(|p| p.by_reason.clone())
-                .collect()
-        };
-        self.scorecard = scorecard::score(&in_lab, &report.counters, &reasons_of);
+        self.scorecard = report
+            .findings
+            .iter()
+            .filter(|f| namespaces.contains(&f.netns.as_str()))
+            .map(scorecard::Row::of)
+            .collect();
         let unbacked: Vec<String> =
             self.scorecard.iter().filter(|r| !r.backed).map(|r| format!("{} / {}", r.kind, r.variant)).collect();
         if !unbacked.is_empty() {

@@ -304,10 +304,10 @@ fn build(
     let reasons_of = |peer: &str, netns: &str| {
         peers.iter().filter(|p| p.addr == peer && p.netns == netns).flat_map(|p| p.by_reason.clone()).collect()
     };
-    let rows = scorecard::score(&findings, &counters, &reasons_of);
-    for (finding, row) in findings.iter_mut().zip(rows) {
-        finding.kernel_facts = Some(row.facts);
-    }
+    scorecard::score(
+        &mut findings,
+        &scorecard::KernelSaid { counters: &counters, reasons_of: &reasons_of, syn_funnel: &handshakes.syn_funnel },
+    );
     let mut syn_funnel = handshakes.syn_funnel;
     for row in &mut syn_funnel {
         row.workload = owners.of(row.inode(), Some(row.port));

@@ -9,7 +9,7 @@ use std::{
 
 pub mod agent;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::Value;
 
 /// The binary under test: `NETDIAG_BIN` (set by `cargo xtask test` and the VM bench), else the
@@ -111,8 +111,18 @@ impl Diagnose {
         if !ended.status.success() {
             bail!("netdiag exited with {}: {}", ended.status, ended.stderr.join("\n"));
         }
-        serde_json::from_str(&ended.stdout).with_context(|| format!("netdiag printed no JSON: {}", ended.stdout))
+        let report: Value =
+            serde_json::from_str(&ended.stdout).with_context(|| format!("netdiag printed no JSON: {}", ended.stdout))?;
+        let unbacked = unbacked_findings(&report);
+        ensure!(unbacked.is_empty(), "findings the kernel's facts do not back (the scorecard): {unbacked:#?}");
+        Ok(report)
     }
+}
+
+/// The scorecard every test holds a report to: findings whose claim the kernel facts it needs
+/// do not back (`backed` is not true), each with the facts it had.
+pub fn unbacked_findings(report: &Value) -> Vec<&Value> {
+    report["findings"].as_array().into_iter().flatten().filter(|f| f["backed"] != true).collect()
 }
 
 /// The peak resident memory (VmHWM) of a process, followed from a thread until stopped, so the

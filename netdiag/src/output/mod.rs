@@ -236,7 +236,13 @@ fn grounds_text(f: &Finding) -> String {
     if let Some(facts) = &f.kernel_facts {
         // Said when empty: a finding nothing from the kernel backs must not read as a proven one.
         let pairs: Vec<String> = facts.iter().map(|(name, value)| format!("{name} {value}")).collect();
-        let listed = if pairs.is_empty() { "none: nothing the kernel reported backs this finding".to_string() } else { pairs.join(", ") };
+        let listed = match (pairs.is_empty(), f.backed) {
+            (true, _) => "none: nothing the kernel reported backs this finding".to_string(),
+            (false, Some(false)) => {
+                format!("{}; not the ones this finding needs: treat it as unconfirmed", pairs.join(", "))
+            }
+            (false, _) => pairs.join(", "),
+        };
         out += &wrap(&format!("Kernel facts: {listed}"), "    ");
         out += "\n";
     }
@@ -413,10 +419,14 @@ mod tests {
         }
         assert!(text.contains("    Stale timestamps.\n    What to do: Find the rewriter.\n"), "{text}");
         // Kernel facts looked for and none found are said, not hidden.
-        let unbacked = Finding { evidence: Some(Vec::new()), kernel_facts: Some(BTreeMap::new()), ..bare };
+        let unbacked = Finding { evidence: Some(Vec::new()), kernel_facts: Some(BTreeMap::new()), ..bare.clone() };
         let text = report_with_finding(unbacked).to_text();
         assert!(!text.contains("Evidence:"), "{text}");
         assert!(text.contains("    Kernel facts: none: nothing the kernel reported backs this finding\n"), "{text}");
+        // Facts that moved, but not the ones the claim needs.
+        let beside = Finding { kernel_facts: Some(BTreeMap::from([("TcpInSegs".into(), 3)])), backed: Some(false), ..bare };
+        let text = report_with_finding(beside).to_text();
+        assert!(text.contains("    Kernel facts: TcpInSegs 3; not the ones this finding needs: treat it as unconfirmed\n"), "{text}");
     }
 
     #[test]

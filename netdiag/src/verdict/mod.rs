@@ -52,6 +52,9 @@ pub struct Finding {
     /// fact → what the kernel said. Empty: nothing the kernel reported backs it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_facts: Option<BTreeMap<String, u64>>,
+    /// Whether the kernel facts this kind's claim needs moved; false: treat it as unconfirmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backed: Option<bool>,
     /// The container, pod or host behind `netns` (set by the session, not the detectors).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workload: Option<crate::workload::Workload>,
