@@ -6,11 +6,14 @@ pub const GUEST_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin:/opt/netdiag/bin";
 pub const GUEST_NETDIAG: &str = "/opt/netdiag/bin/netdiag";
 pub const GUEST_TESTS_DIR: &str = "/opt/netdiag/tests";
 
-/// Test binaries run again with each function backend forced (`NETDIAG_BACKEND`, which every
-/// netdiag command they start reads), so the fentry and the kprobe programs of every hook are
-/// proven on the guest's kernel, not only the best one.
-const FORCED_BACKEND_TESTS: [&str; 4] = ["paws", "ack_loop", "syn_funnel", "remote_loop"];
-const FORCED_BACKENDS: [&str; 2] = ["fentry", "kprobe"];
+/// Test binaries run again with one backend forced (`NETDIAG_BACKEND`, which every netdiag
+/// command they start reads): each function backend for the scenario tests, so the fentry and
+/// the kprobe programs of every hook are proven on the guest's kernel, not only the best one;
+/// and tracepoints for `replay`, whose SYNs are then counted as they arrive, so the replays left
+/// out of the clock estimate and the corrupt one's checksum drop are checked on these kernels
+/// too (at the listener, where fentry counts them, a replay never arrives).
+const SCENARIO_TESTS: &[&str] = &["paws", "ack_loop", "syn_funnel", "remote_loop"];
+const FORCED_RUNS: [(&str, &[&str]); 3] = [("fentry", SCENARIO_TESTS), ("kprobe", SCENARIO_TESTS), ("tracepoint", &["replay"])];
 
 pub struct InitPlan<'a> {
     /// `uname -r`, exported to the tests as NETDIAG_IN_VM.
@@ -92,8 +95,8 @@ pub fn render(plan: &InitPlan) -> String {
     for name in &plan.test_binaries {
         script += &format!("step {name} {GUEST_TESTS_DIR}/{name}{single_threaded}{test_args}\n");
     }
-    for backend in FORCED_BACKENDS {
-        for name in plan.test_binaries.iter().filter(|name| FORCED_BACKEND_TESTS.contains(name)) {
+    for (backend, tests) in FORCED_RUNS {
+        for name in plan.test_binaries.iter().filter(|name| tests.contains(name)) {
             script += &format!(
                 "step {name}@{backend} env NETDIAG_BACKEND={backend} {GUEST_TESTS_DIR}/{name}{single_threaded}{test_args}\n"
             );
@@ -119,7 +122,7 @@ mod tests {
         let script = render(&InitPlan {
             release: "6.1.0-56-cloud-amd64",
             boot_modules: &modules,
-            test_binaries: vec!["paws", "hooks"],
+            test_binaries: vec!["paws", "hooks", "replay"],
             libtest: true,
             test_args: &args,
         });
@@ -129,6 +132,8 @@ mod tests {
         let forced = "step paws@kprobe env NETDIAG_BACKEND=kprobe /opt/netdiag/tests/paws --test-threads=1 'it'\\''s' '--nocapture'\n";
         assert!(script.contains(forced), "{script}");
         assert!(!script.contains("hooks@"), "only the scenario tests run again: {script}");
+        assert!(script.contains("step replay@tracepoint env NETDIAG_BACKEND=tracepoint /opt/netdiag/tests/replay"), "{script}");
+        assert!(!script.contains("paws@tracepoint") && !script.contains("replay@fentry"), "{script}");
         assert!(script.ends_with("echo o >/proc/sysrq-trigger\n"));
     }
 
