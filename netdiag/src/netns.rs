@@ -39,8 +39,16 @@ pub fn named() -> Result<Vec<Netns>> {
     if let Ok(dir) = std::fs::read_dir(NAMED_NETNS_DIR) {
         let mut names: Vec<_> = dir.flatten().map(|e| e.path()).collect();
         names.sort();
+        let nsfs = std::fs::metadata("/proc/self/ns/net").context("stat /proc/self/ns/net")?.dev();
         for path in names {
-            let Ok(inode) = inode_of(&path) else { continue };
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            // Only a bind mount of a namespace: the plain file under it (before `ip netns add`
+            // mounts it, after `ip netns del` unmounts it, or in a mount namespace the mount did
+            // not propagate to, as in a container) has an inode of /run's own.
+            if !is_namespace(&meta, nsfs) {
+                continue;
+            }
+            let inode = meta.ino() as u32;
             if all.iter().any(|n| n.inode == inode) {
                 continue;
             }
@@ -49,6 +57,11 @@ pub fn named() -> Result<Vec<Netns>> {
         }
     }
     Ok(all)
+}
+
+/// Whether `meta` is of a namespace file, which the kernel's nsfs holds (device `nsfs`).
+fn is_namespace(meta: &std::fs::Metadata, nsfs: u64) -> bool {
+    meta.dev() == nsfs
 }
 
 /// Finds a namespace by inode: a named one, else through any process that lives in it.
@@ -102,4 +115,20 @@ pub fn run_in<T: Send + 'static>(
 /// Names of all known namespaces keyed by inode.
 pub fn names_by_inode(known: &[Netns]) -> HashMap<u32, String> {
     known.iter().map(|n| (n.inode, n.name.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_file_is_told_from_the_plain_file_it_is_mounted_on() {
+        let nsfs = std::fs::metadata("/proc/self/ns/net").unwrap().dev();
+        assert!(is_namespace(&std::fs::metadata("/proc/self/ns/net").unwrap(), nsfs));
+        let plain = std::env::temp_dir().join(format!("netdiag-not-a-netns-{}", std::process::id()));
+        std::fs::write(&plain, "").unwrap();
+        let meta = std::fs::metadata(&plain).unwrap();
+        std::fs::remove_file(&plain).unwrap();
+        assert!(!is_namespace(&meta, nsfs));
+    }
 }
