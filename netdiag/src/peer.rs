@@ -20,7 +20,7 @@ use crate::{
     output::{self, PcapSummary, PeerReport, pcap::PcapTarget},
     session::{self, DiagnoseOptions, Details},
     verdict::{Finding, nat_clocks::PeerClocks, syn_funnel::FunnelRow},
-    workload::Selector,
+    workload::{Selector, Workload},
 };
 
 #[derive(clap::Args)]
@@ -68,6 +68,10 @@ fn parse_duration(text: &str) -> Result<f64, String> {
 #[derive(Clone, Debug, Serialize)]
 pub struct Flow {
     pub netns: String,
+    /// The container, pod or host behind `netns`; the one owning the local port where the
+    /// kernel read the socket's cgroup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
     pub local: String,
     pub remote: String,
     /// SYN samples and drop samples of the flow.
@@ -80,6 +84,9 @@ pub struct Flow {
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct PawsCount {
     pub netns: String,
+    /// The container, pod or host behind `netns`, as the finding names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
     pub variant: String,
     pub count: u64,
 }
@@ -89,6 +96,9 @@ pub struct PawsCount {
 #[derive(Clone, Debug, Serialize)]
 pub struct OutOfWindow {
     pub netns: String,
+    /// The container, pod or host behind `netns`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
     /// Segments dropped as outside the window (sequence checks), exact, from the kernel.
     pub segments_dropped: u64,
     pub dup_acks_sent: Option<u64>,
@@ -103,6 +113,10 @@ const OUT_OF_WINDOW_REASONS: &[&str] =
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Socket {
     pub netns: String,
+    /// The container, pod or host behind `netns`; the one owning the local port where the
+    /// kernel read a socket's cgroup there during the session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
     pub state: &'static str,
     pub local: String,
     pub remote: String,
@@ -168,10 +182,10 @@ pub async fn run(args: PeerArgs) -> Result<i32> {
             .findings
             .iter()
             .filter(|f| f.kind == "paws_rejections")
-            .map(|f| PawsCount { netns: f.netns.clone(), variant: f.variant.to_string(), count: f.count })
+            .map(|f| PawsCount { netns: f.netns.clone(), workload: f.workload.clone(), variant: f.variant.to_string(), count: f.count })
             .collect(),
         out_of_window: out_of_window(&details, args.ip, &report.peers),
-        sockets: sockets_to(args.ip, &socket_namespaces),
+        sockets: sockets_to(args.ip, &socket_namespaces, |inode, port| details.owner(inode, Some(port))),
         hooks: report.hooks,
         syn_funnel: report.syn_funnel,
         drops: report.peers,
@@ -200,6 +214,7 @@ fn flows(details: &Details) -> Vec<Flow> {
         .into_iter()
         .map(|(id, seen)| Flow {
             netns: name_of(details, id.netns),
+            workload: details.owner(id.netns, Some(id.local.port())),
             local: id.local.to_string(),
             remote: id.remote.to_string(),
             syns: seen.syns,
@@ -232,11 +247,12 @@ fn out_of_window(details: &Details, peer: IpAddr, drops: &[PeerReport]) -> Vec<O
     namespaces.extend(dupacks.iter().chain(suppressed.iter()).flat_map(|m| m.keys().cloned()));
     if namespaces.is_empty() {
         // Nothing counted: one line that still says which counts exist on this kernel.
-        namespaces.insert("all".into());
+        namespaces.insert(ALL_NAMESPACES.into());
     }
     namespaces
         .into_iter()
         .map(|netns| OutOfWindow {
+            workload: details.workload_named(&netns),
             segments_dropped: dropped.get(&netns).copied().unwrap_or(0),
             dup_acks_sent: dupacks.as_ref().map(|m| m.get(&netns).copied().unwrap_or(0)),
             answers_suppressed: suppressed.as_ref().map(|m| m.get(&netns).copied().unwrap_or(0)),
@@ -245,8 +261,12 @@ fn out_of_window(details: &Details, peer: IpAddr, drops: &[PeerReport]) -> Vec<O
         .collect()
 }
 
-/// The TCP sockets in `namespaces` whose remote address is `peer`.
-fn sockets_to(peer: IpAddr, namespaces: &[Netns]) -> Vec<Socket> {
+/// The out-of-window row that stands for every namespace when none counted anything.
+const ALL_NAMESPACES: &str = "all";
+
+/// The TCP sockets in `namespaces` whose remote address is `peer`, each with the workload
+/// `owner` finds at its namespace inode and local port.
+fn sockets_to(peer: IpAddr, namespaces: &[Netns], owner: impl Fn(u32, u16) -> Option<Workload>) -> Vec<Socket> {
     let mut out = Vec::new();
     for ns in namespaces {
         // The namespace may vanish while we look; what it held no longer matters then.
@@ -262,6 +282,7 @@ fn sockets_to(peer: IpAddr, namespaces: &[Netns]) -> Vec<Socket> {
             if unmapped(row.remote.ip()) == peer {
                 out.push(Socket {
                     netns: ns.name.clone(),
+                    workload: owner(ns.inode, row.local.port()),
                     state: row.state,
                     local: row.local.to_string(),
                     remote: row.remote.to_string(),
@@ -341,8 +362,14 @@ impl PeerDrilldown {
         out += &format!("\nflows seen ({}):\n", self.flows.len());
         for f in &self.flows {
             out += &format!(
-                "  {:<20} {} → {}  {} SYN(s), {} drop(s), {} … {}\n",
-                f.netns, f.remote, f.local, f.syns, f.drops, f.first_seen, f.last_seen
+                "  {} → {} ({}): {} SYN(s), {} drop(s), {} … {}\n",
+                f.remote,
+                f.local,
+                output::place(&f.netns, f.workload.as_ref()),
+                f.syns,
+                f.drops,
+                f.first_seen,
+                f.last_seen
             );
         }
         out += "\nSYN funnel:\n";
@@ -356,11 +383,11 @@ impl PeerDrilldown {
             out += "  none\n";
         }
         for p in &self.paws_by_variant {
-            out += &format!("  {} {}: {}\n", p.netns, p.variant, p.count);
+            out += &format!("  {}: {} ({})\n", p.variant, p.count, output::place(&p.netns, p.workload.as_ref()));
         }
         out += "\ntimestamp clocks:\n";
         for c in &self.timestamp_clocks {
-            out += &format!("  {}: {} clock(s) in {} SYNs", c.netns, c.clocks.len(), c.syns);
+            out += &format!("  {}: {} clock(s) in {} SYNs", output::place(&c.netns, c.workload.as_ref()), c.clocks.len(), c.syns);
             if c.hosts_at_least >= 2 {
                 out += &format!(", at least {} hosts", c.hosts_at_least);
             }
@@ -380,9 +407,9 @@ impl PeerDrilldown {
         out += "\nout-of-window answers:\n";
         let shown = |v: Option<u64>| v.map_or("n/a (hook not active here)".to_string(), |n| n.to_string());
         for o in &self.out_of_window {
+            let place = if o.netns == ALL_NAMESPACES { o.netns.clone() } else { output::place(&o.netns, o.workload.as_ref()) };
             out += &format!(
-                "  {}: segments dropped outside the window {}, duplicate ACKs sent {}, answers suppressed {}\n",
-                o.netns,
+                "  {place}: segments dropped outside the window {}, duplicate ACKs sent {}, answers suppressed {}\n",
                 o.segments_dropped,
                 shown(o.dup_acks_sent),
                 shown(o.answers_suppressed)
@@ -390,7 +417,15 @@ impl PeerDrilldown {
         }
         out += &format!("\nsockets now ({}):\n", self.sockets.len());
         for s in &self.sockets {
-            out += &format!("  {:<20} {:<10} {:>6} {:>6} {} ↔ {}\n", s.netns, s.state, s.recv_q, s.send_q, s.local, s.remote);
+            out += &format!(
+                "  {:<10} {:>6} {:>6} {} ↔ {} ({})\n",
+                s.state,
+                s.recv_q,
+                s.send_q,
+                s.local,
+                s.remote,
+                output::place(&s.netns, s.workload.as_ref())
+            );
         }
         out += &format!("\nfindings ({}):\n", self.findings.len());
         out += &self.findings.iter().map(output::finding_text).collect::<Vec<_>>().join("\n");
@@ -407,7 +442,153 @@ impl PeerDrilldown {
 
 #[cfg(test)]
 mod tests {
+    use std::{collections::HashMap, time::SystemTime};
+
+    use netdiag_common::FAMILY_IPV4;
+
     use super::*;
+    use crate::{
+        aggregate::{FlowId, FlowSeen},
+        clock::Clock,
+        workload::Table,
+    };
+
+    const PEER: &str = "198.51.100.7";
+    /// A pod's namespace, which has no `ip netns` name.
+    const POD_NS: u32 = 4026532178;
+    /// A namespace `ip netns` names `lab`.
+    const LAB_NS: u32 = 4026532200;
+    /// The cgroup the kernel read off the socket on the pod's port 443.
+    const WEB_CGROUP: u64 = 77;
+
+    fn web() -> Workload {
+        Workload {
+            kind: "container",
+            runtime: Some("cri-o".into()),
+            id: Some("a".repeat(64)),
+            name: Some("web".into()),
+            pod: Some("web-0".into()),
+            namespace: Some("shop".into()),
+        }
+    }
+
+    fn pod() -> Workload {
+        Workload { kind: "pod", pod: Some("web-0".into()), namespace: Some("shop".into()), ..Workload::default() }
+    }
+
+    fn lab() -> Workload {
+        Workload { kind: "netns", name: Some("lab".into()), ..Workload::default() }
+    }
+
+    fn details() -> Details {
+        let flow = |netns, local: &str| {
+            let id = FlowId { netns, local: local.parse().unwrap(), remote: format!("{PEER}:41000").parse().unwrap() };
+            (id, FlowSeen { syns: 1, drops: 2, first_ns: 1, last_ns: 2 })
+        };
+        let mut addr = [0; 16];
+        addr[..4].copy_from_slice(&PEER.parse::<Ipv4Addr>().unwrap().octets());
+        let dupacks = PeerAddrKey { addr, netns: POD_NS, family: FAMILY_IPV4, _pad: [0; 3] };
+        Details {
+            flows: vec![flow(POD_NS, "198.51.100.1:443"), flow(POD_NS, "198.51.100.1:8080"), flow(LAB_NS, "203.0.113.1:443")],
+            dupacks: Some(vec![(dupacks, PeerStats { count: 3, ..PeerStats::default() })]),
+            oow_suppressed: None,
+            netns_names: HashMap::from([(POD_NS, format!("inode:{POD_NS}")), (LAB_NS, "lab".into())]),
+            workloads: Table::of_namespaces([(POD_NS, pod()), (LAB_NS, lab())], [(WEB_CGROUP, web())]),
+            socket_owners: HashMap::from([((POD_NS, 443), WEB_CGROUP)]),
+            clock: Clock::at(0, SystemTime::UNIX_EPOCH),
+        }
+    }
+
+    /// Out-of-window drops of the peer in `lab`, as the session's peer rows count them.
+    fn lab_drops() -> Vec<PeerReport> {
+        let by_reason = BTreeMap::from([("TCP_OLD_SEQUENCE".to_string(), 2)]);
+        vec![PeerReport { addr: PEER.into(), netns: "lab".into(), workload: Some(lab()), by_reason }]
+    }
+
+    fn drilldown(details: &Details) -> PeerDrilldown {
+        let paws = Finding { kind: "paws_rejections", variant: "time_wait", netns: format!("inode:{POD_NS}"), workload: Some(web()), count: 4, ..Finding::default() };
+        PeerDrilldown {
+            peer: PEER.into(),
+            kernel: "6.18".into(),
+            duration_s: 1.0,
+            hooks: Vec::new(),
+            flows: flows(details),
+            syn_funnel: Vec::new(),
+            paws_by_variant: vec![PawsCount { netns: paws.netns.clone(), workload: paws.workload.clone(), variant: "time_wait".into(), count: 4 }],
+            drops: lab_drops(),
+            timestamp_clocks: Vec::new(),
+            out_of_window: out_of_window(details, PEER.parse().unwrap(), &lab_drops()),
+            sockets: vec![Socket {
+                netns: format!("inode:{POD_NS}"),
+                workload: details.owner(POD_NS, Some(443)),
+                state: "TIME-WAIT",
+                local: "198.51.100.1:443".into(),
+                remote: format!("{PEER}:41000"),
+                recv_q: 0,
+                send_q: 0,
+            }],
+            findings: vec![paws],
+            pcap: None,
+            lost_events: 0,
+            unparsed_packets: 0,
+        }
+    }
+
+    #[test]
+    fn flows_name_the_container_owning_the_local_port_else_the_namespaces_workload() {
+        let flows = flows(&details());
+        let workload_at = |local: &str| flows.iter().find(|f| f.local == local).and_then(|f| f.workload.clone());
+        assert_eq!(workload_at("198.51.100.1:443"), Some(web()), "the kernel read the socket's cgroup there");
+        assert_eq!(workload_at("198.51.100.1:8080"), Some(pod()));
+        assert_eq!(workload_at("203.0.113.1:443"), Some(lab()));
+    }
+
+    #[test]
+    fn out_of_window_rows_name_their_namespaces_workload() {
+        let details = details();
+        let rows = out_of_window(&details, PEER.parse().unwrap(), &lab_drops());
+        let named: Vec<(&str, Option<Workload>, u64, Option<u64>)> =
+            rows.iter().map(|o| (o.netns.as_str(), o.workload.clone(), o.segments_dropped, o.dup_acks_sent)).collect();
+        let pod_ns = format!("inode:{POD_NS}");
+        assert_eq!(named, [(pod_ns.as_str(), Some(pod()), 0, Some(3)), ("lab", Some(lab()), 2, Some(0))]);
+        // Nothing counted: the one row for every namespace belongs to no workload.
+        let quiet = Details { dupacks: None, ..details };
+        let rows = out_of_window(&quiet, PEER.parse().unwrap(), &[]);
+        assert_eq!(rows.iter().map(|o| (o.netns.as_str(), o.workload.is_none())).collect::<Vec<_>>(), [(ALL_NAMESPACES, true)]);
+    }
+
+    #[test]
+    fn every_namespace_row_of_the_json_carries_its_workload() {
+        let json = serde_json::to_value(drilldown(&details())).unwrap();
+        for part in ["flows", "paws_by_variant", "out_of_window", "sockets"] {
+            for row in json[part].as_array().unwrap() {
+                assert!(row["workload"]["kind"].is_string(), "{part}: {row:#}");
+            }
+        }
+        assert_eq!(json["sockets"][0]["workload"]["name"], "web");
+        assert_eq!(json["paws_by_variant"][0]["workload"]["pod"], "web-0");
+        // Fields only when known: a row without a workload has no `workload` key at all.
+        let bare = serde_json::to_value(OutOfWindow { netns: ALL_NAMESPACES.into(), workload: None, segments_dropped: 0, dup_acks_sent: None, answers_suppressed: None }).unwrap();
+        assert!(bare.get("workload").is_none(), "{bare:#}");
+    }
+
+    #[test]
+    fn text_names_workloads_as_the_diagnose_report_does_never_a_bare_inode() {
+        let text = drilldown(&details()).to_text();
+        assert!(!text.contains("inode:"), "{text}");
+        let web = "container web (cri-o aaaaaaaaaaaa, pod shop/web-0)";
+        for line in [
+            format!("  {PEER}:41000 → 198.51.100.1:443 ({web}): 1 SYN(s), 2 drop(s)"),
+            format!("  {PEER}:41000 → 198.51.100.1:8080 (pod shop/web-0): 1 SYN(s)"),
+            format!("  {PEER}:41000 → 203.0.113.1:443 (netns lab): 1 SYN(s)"),
+            format!("  time_wait: 4 ({web})\n"),
+            "  pod shop/web-0: segments dropped outside the window 0, duplicate ACKs sent 3".to_string(),
+            "  netns lab: segments dropped outside the window 2".to_string(),
+            format!("198.51.100.1:443 ↔ {PEER}:41000 ({web})\n"),
+        ] {
+            assert!(text.contains(&line), "no `{line}` in:\n{text}");
+        }
+    }
 
     #[test]
     fn reads_proc_net_tcp_rows_of_both_families() {

@@ -69,8 +69,26 @@ pub struct Details {
     pub oow_suppressed: Option<Vec<(PeerAddrKey, PeerStats)>>,
     /// Display names of namespaces by inode, as the report spells them.
     pub netns_names: HashMap<u32, String>,
+    /// The workloads the report's rows were given, so the rows `netdiag peer` adds name the same.
+    pub workloads: Table,
+    pub socket_owners: SocketOwners,
     pub clock: Clock,
 }
+
+impl Details {
+    /// Who owns local `port` of namespace `inode`, as a finding there is told.
+    pub fn owner(&self, inode: u32, port: Option<u16>) -> Option<Workload> {
+        Owners { workloads: &self.workloads, sockets: &self.socket_owners }.of(inode, port)
+    }
+
+    /// The workload behind the namespace the report names `netns`.
+    pub fn workload_named(&self, netns: &str) -> Option<Workload> {
+        workload_named(netns, &self.netns_names, &self.workloads)
+    }
+}
+
+/// Socket cgroup ids by namespace inode and local port, as the kernel programs read them.
+pub type SocketOwners = HashMap<(u32, u16), u64>;
 
 /// A session that returns the report and the [`Details`] behind it.
 pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output = ()>) -> Result<(Report, Details)> {
@@ -133,8 +151,10 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
         netns: netns_filter.into_iter().collect(),
     };
     let aggregator = aggregator.lock().unwrap_or_else(|e| e.into_inner());
-    let (mut report, netns_names) =
-        build(&probes, &aggregator, &flows, &mut watch_counters, &filter, &workloads.settle(), started)?;
+    // A copy, not the lock: `netdiag peer` names its own rows with it after the session.
+    let settled = workloads.settle().clone();
+    let (mut report, netns_names, socket_owners) =
+        build(&probes, &aggregator, &flows, &mut watch_counters, &filter, &settled, started)?;
     report.pcap = opts.pcap.as_ref().zip(pcap_packets).map(|(target, packets)| PcapSummary {
         path: target.path.display().to_string(),
         packets,
@@ -159,7 +179,7 @@ pub async fn diagnose_detailed(opts: &DiagnoseOptions, done: impl Future<Output 
         .filter(|(id, _)| filter.keeps_addr(id.remote.ip(), id.netns, Some(id.local.port())))
         .map(|(id, seen)| (*id, *seen))
         .collect();
-    Ok((report, Details { flows, dupacks, oow_suppressed, netns_names, clock: Clock::now() }))
+    Ok((report, Details { flows, dupacks, oow_suppressed, netns_names, workloads: settled, socket_owners, clock: Clock::now() }))
 }
 
 /// Which peers, local port and namespaces a report covers; empty lists cover all.
@@ -206,7 +226,8 @@ pub fn build_report(
     Ok(build(probes, aggregator, flows, watch_counters, filter, workloads, started)?.0)
 }
 
-/// [`build_report`], and the display names of the namespaces it spoke of, by inode.
+/// [`build_report`], the display names of the namespaces it spoke of, by inode, and the socket
+/// owners its rows were named by.
 fn build(
     probes: &Probes,
     aggregator: &Aggregator,
@@ -215,7 +236,7 @@ fn build(
     filter: &ReportFilter,
     workloads: &Table,
     started: Instant,
-) -> Result<(Report, HashMap<u32, String>)> {
+) -> Result<(Report, HashMap<u32, String>, SocketOwners)> {
     // Stats, then the map: a peer inserted in between is present but not counted as inserted,
     // so the eviction count is never overstated by the drops still arriving.
     let mut stats = probes.stats()?;
@@ -294,11 +315,12 @@ fn build(
         .chain(names.keys())
         .map(|inode| (*inode, display_name(*inode, &names, root)))
         .collect();
-    let owners = Owners { workloads, sockets: probes.socket_owners()? };
+    let socket_owners = probes.socket_owners()?;
+    let owners = Owners { workloads, sockets: &socket_owners };
     attribute(&mut findings, &shown, &owners);
     let mut peers = peer_reports(&kernel_counts, reasons, &names, root);
     for peer in &mut peers {
-        peer.workload = inode_named(&peer.netns, &shown).and_then(|inode| workloads.of(inode)).cloned();
+        peer.workload = workload_named(&peer.netns, &shown, workloads);
     }
     // Each finding beside the kernel facts it rests on (the scorecard), in the report itself.
     let reasons_of = |peer: &str, netns: &str| {
@@ -314,7 +336,7 @@ fn build(
     }
     let mut timestamp_clocks = handshakes.clocks;
     for clocks in &mut timestamp_clocks {
-        clocks.workload = inode_named(&clocks.netns, &shown).and_then(|inode| workloads.of(inode)).cloned();
+        clocks.workload = workload_named(&clocks.netns, &shown, workloads);
     }
     let report = Report {
         kernel: facts.release.clone(),
@@ -331,7 +353,7 @@ fn build(
         syn_funnel,
         timestamp_clocks,
     };
-    Ok((report, shown))
+    Ok((report, shown, socket_owners))
 }
 
 /// Who owns a local port: the container whose cgroup the kernel programs read off the socket
@@ -339,8 +361,7 @@ fn build(
 /// workload behind the namespace.
 struct Owners<'a> {
     workloads: &'a Table,
-    /// Socket cgroup ids by namespace and local port.
-    sockets: HashMap<(u32, u16), u64>,
+    sockets: &'a SocketOwners,
 }
 
 impl Owners<'_> {
@@ -362,6 +383,11 @@ fn attribute(findings: &mut [Finding], shown: &HashMap<u32, String>, owners: &Ow
         finding.peer_workload =
             finding.peer.parse().ok().and_then(|addr| owners.workloads.holding(addr, inode)).cloned();
     }
+}
+
+/// The workload behind the namespace the report names `name`.
+fn workload_named(name: &str, shown: &HashMap<u32, String>, workloads: &Table) -> Option<Workload> {
+    inode_named(name, shown).and_then(|inode| workloads.of(inode)).cloned()
 }
 
 /// The inode of a namespace as the report names it.

@@ -272,20 +272,22 @@ fn the_daemonset_passes_the_kubernetes_schemas_and_grants_the_units_capabilities
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(container["image"], format!("netdiag-agent:{version}"), "the tag ops/image/build.sh gives");
 
-    let mounts: Vec<(&str, &str)> = container["volumeMounts"]
+    // Read-only mounts only: (volume name, mount path).
+    let read_only_mounts: Vec<(&str, &str)> = container["volumeMounts"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|m| m["readOnly"] == true)
         .map(|m| (m["name"].as_str().unwrap(), m["mountPath"].as_str().unwrap()))
         .collect();
-    let metadata = netdiag::workload::metadata::Roots::default();
-    let runtime_dirs = [metadata.containerd_tasks.to_str().unwrap(), metadata.containers_storage[0].to_str().unwrap()];
-    let read_only = [("/sys/kernel/btf", "/sys/kernel/btf"), ("/sys/kernel/tracing", "/sys/kernel/tracing"), ("/run/netns", "/run/netns")];
-    // The runtimes' metadata where the agent looks for it, at the same paths as on the host.
-    for (host, mount) in read_only.into_iter().chain(runtime_dirs.map(|dir| (dir, dir))) {
+    // Every directory the agent reads the runtimes' metadata from, at the same path as on the host.
+    let runtime_dirs: Vec<String> =
+        netdiag::workload::metadata::Roots::default().dirs().iter().map(|dir| dir.to_str().unwrap().to_string()).collect();
+    let required = ["/sys/kernel/btf", "/sys/kernel/tracing", "/run/netns"].into_iter().chain(runtime_dirs.iter().map(String::as_str));
+    for host in required {
         let volume = spec["volumes"].as_array().unwrap().iter().find(|v| v["hostPath"]["path"] == host);
         let name = volume.unwrap_or_else(|| panic!("no hostPath volume for {host}"))["name"].as_str().unwrap();
-        assert!(mounts.contains(&(name, mount)), "{host} is not mounted at {mount}: {mounts:?}");
+        assert!(read_only_mounts.contains(&(name, host)), "{host} is not mounted read-only at {host}: {read_only_mounts:?}");
     }
     let probe = &container["readinessProbe"]["httpGet"];
     assert_eq!((&probe["path"], &probe["port"]), (&Value::from("/metrics"), &Value::from("metrics")));

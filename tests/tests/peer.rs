@@ -33,6 +33,13 @@ fn peer_on_the_nat_address_shows_its_funnel_clocks_sockets_and_findings() {
             assert!(addr == nat || addr.starts_with(&format!("{nat}:")), "{list} names another peer: {item:#}");
         }
     }
+    // Every row of the server's namespace names its workload: no container there, so the
+    // namespace by its `ip netns` name.
+    for list in ["flows", "syn_funnel", "paws_by_variant", "timestamp_clocks", "out_of_window", "sockets", "findings", "drops"] {
+        for item in items(&report, list).iter().filter(|item| item["netns"] == server_ns.as_str()) {
+            assert_eq!(item["workload"], serde_json::json!({"kind": "netns", "name": server_ns}), "{list}: {item:#}");
+        }
+    }
     let has_tw_reason = netdiag::btf::Btf::from_sys_fs()
         .unwrap()
         .enum_value("skb_drop_reason", "SKB_DROP_REASON_TCP_RFC7323_TW_PAWS")

@@ -174,12 +174,12 @@ impl Report {
     }
 }
 
-/// A namespace in the tables: a bare inode is replaced by the container or pod a finding or
-/// peer row found behind it (`container/web`).
+/// A namespace in the tables: a bare inode is replaced by the workload a finding or peer row
+/// found behind it (`container/web`, `netns/nginx.service`).
 pub fn netns_shown(netns: &str, findings: &[Finding], peers: &[PeerReport]) -> String {
     let workloads = findings.iter().map(|f| (&f.netns, &f.workload)).chain(peers.iter().map(|p| (&p.netns, &p.workload)));
-    let found = workloads.filter(|(ns, _)| *ns == netns && netns.starts_with("inode:")).find_map(|(_, w)| w.as_ref());
-    found.filter(|w| w.is_container_or_pod()).map_or_else(|| netns.to_string(), Workload::label)
+    let found = workloads.filter(|(ns, _)| *ns == netns && is_bare_inode(netns)).find_map(|(_, w)| naming(netns, w.as_ref()));
+    found.map_or_else(|| netns.to_string(), Workload::label)
 }
 
 /// One finding as the text views print it: who, where and how much; a flow finding's rates;
@@ -286,14 +286,26 @@ pub fn funnel_table(rows: &[FunnelRow], netns_shown: impl Fn(&str) -> String) ->
     out
 }
 
-/// Where a finding was seen, for a person: the container or pod by name, with the namespace's
-/// `ip netns` name if it has one (never a bare inode beside a name); else the namespace.
+/// Where a finding or row was seen, for a person: the container or pod by name, with the
+/// namespace's `ip netns` name if it has one (never a bare inode beside a name); an unnamed
+/// namespace by its processes' systemd unit; else the namespace.
 pub fn place(netns: &str, workload: Option<&Workload>) -> String {
-    match workload.filter(|w| w.is_container_or_pod()) {
-        Some(w) if netns.starts_with("inode:") => w.describe(),
+    match naming(netns, workload) {
+        Some(w) if is_bare_inode(netns) => w.describe(),
         Some(w) => format!("{}, netns {netns}", w.describe()),
         None => format!("netns {netns}"),
     }
+}
+
+/// The workload that says more than the namespace's own name: a container or pod, or for a
+/// namespace known by inode alone, whatever names it (its processes' systemd unit).
+fn naming<'a>(netns: &str, workload: Option<&'a Workload>) -> Option<&'a Workload> {
+    workload.filter(|w| w.is_container_or_pod() || (is_bare_inode(netns) && w.name.is_some()))
+}
+
+/// How the report spells a namespace that has no `ip netns` name.
+fn is_bare_inode(netns: &str) -> bool {
+    netns.starts_with("inode:")
 }
 
 /// Peers listed in the text report for `--reason` drops.
@@ -373,6 +385,18 @@ mod tests {
         assert!(report.to_text().contains("  container/web: TcpExtPAWSTimewait 4\n"), "{}", report.to_text());
         report.findings = vec![Finding { netns: "srv".into(), workload: Some(Workload { kind: "netns", ..Workload::default() }), peer_workload: None, ..finding }];
         assert!(report.to_text().contains("peer 198.51.100.2 (netns srv) → -"), "{}", report.to_text());
+    }
+
+    #[test]
+    fn text_names_an_unnamed_namespace_by_its_unit() {
+        let unit = Workload { kind: "netns", name: Some("nginx.service".into()), ..Workload::default() };
+        assert_eq!(place("inode:4026532178", Some(&unit)), "netns nginx.service");
+        // An `ip netns` name is the namespace's own: shown once, not beside the workload's.
+        let named = Workload { name: Some("srv".into()), ..unit.clone() };
+        assert_eq!(place("srv", Some(&named)), "netns srv");
+        assert_eq!(place("inode:4026532178", Some(&Workload { kind: "netns", ..Workload::default() })), "netns inode:4026532178");
+        let finding = Finding { netns: "inode:4026532178".into(), workload: Some(unit), ..Finding::default() };
+        assert_eq!(netns_shown("inode:4026532178", &[finding], &[]), "netns/nginx.service");
     }
 
     fn report_with_finding(finding: Finding) -> Report {

@@ -45,8 +45,7 @@ impl Roots {
         let mut meta = ContainerMeta::default();
         let tries = |name: &str| runtime.is_none_or(|r| r == name);
         if tries("podman") || tries("cri-o") {
-            for root in &self.containers_storage {
-                let dir = root.join("overlay-containers");
+            for dir in self.storage_dirs() {
                 if meta.name.is_none() {
                     meta.name = read(&dir.join("containers.json")).and_then(|text| storage_names(&text).remove(id));
                 }
@@ -56,7 +55,7 @@ impl Roots {
             }
         }
         if tries("docker")
-            && let Some(text) = read(&self.docker.join("containers").join(id).join("config.v2.json"))
+            && let Some(text) = read(&self.docker_containers().join(id).join("config.v2.json"))
         {
             merge(&mut meta, docker_config(&text));
         }
@@ -70,6 +69,22 @@ impl Roots {
             }
         }
         meta
+    }
+
+    /// Every host directory [`Roots::read`] looks in: where the agent runs in a container
+    /// (the DaemonSet), each must be mounted at the same path.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.storage_dirs().collect();
+        dirs.extend([self.docker_containers(), self.containerd_tasks.clone()]);
+        dirs
+    }
+
+    fn storage_dirs(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        self.containers_storage.iter().map(|root| root.join("overlay-containers"))
+    }
+
+    fn docker_containers(&self) -> PathBuf {
+        self.docker.join("containers")
     }
 }
 
@@ -180,6 +195,7 @@ mod tests {
         assert_eq!(roots.read(Some("podman"), ID), want);
         assert_eq!(roots.read(None, ID), want);
         assert_eq!(roots.read(Some("docker"), ID), ContainerMeta::default());
+        assert!(roots.dirs().contains(&storage), "the directory just read is listed: {:?}", roots.dirs());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -255,6 +255,19 @@ impl Table {
     }
 }
 
+#[cfg(test)]
+impl Table {
+    /// A table of these namespaces' workloads and these cgroups' containers, for other modules' tests.
+    pub fn of_namespaces(namespaces: impl IntoIterator<Item = (u32, Workload)>, cgroups: impl IntoIterator<Item = (u64, Workload)>) -> Table {
+        let entry = |workload| Entry { workload, containers: Vec::new(), addresses: Vec::new() };
+        Table {
+            by_netns: namespaces.into_iter().map(|(inode, workload)| (inode, entry(workload))).collect(),
+            by_cgroup: cgroups.into_iter().collect(),
+            metadata: HashMap::new(),
+        }
+    }
+}
+
 /// The workload of a namespace other than the host's.
 fn workload_of(ns: &Seen, metadata: &HashMap<String, ContainerMeta>, ip_name: Option<String>) -> Workload {
     // The first container started in it (lowest pid) stands for the namespace; with a pod, the
