@@ -7,13 +7,16 @@
 //! Host only: the qemu guests have no container runtime, and `cargo xtask vmtest` leaves this
 //! file out of its list (see `xtask/src/vmtest/binaries.rs`).
 use std::{
+    net::{SocketAddr, TcpStream},
     os::unix::fs::MetadataExt as _,
     path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use netdiag::scenario::{self, CLIENT_V4, NAT_PUBLIC_V4, NatTopology, PawsTopology, RemoteEndTopology};
+use netdiag::scenario::{
+    self, CLIENT_V4, NAT_PUBLIC_V4, NatTopology, PawsTopology, RemoteEndTopology, SERVER_V4, TimeWaitEnds,
+};
 use netdiag_tests::{
     Diagnose,
     agent::{Agent, TempDir, value_of},
@@ -79,6 +82,11 @@ impl Container {
 
     /// [`Container::start`] with `command` (of the image's busybox) instead of `sleep`.
     fn run(role: &str, netns: &Path, command: &[&str]) -> Container {
+        Container::run_with(role, netns, &[], command)
+    }
+
+    /// [`Container::run`] with more `podman run` options (`--annotation`, ...).
+    fn run_with(role: &str, netns: &Path, more_options: &[&str], command: &[&str]) -> Container {
         let name = format!("netdiag-{role}-{}", std::process::id());
         let network = format!("ns:{}", netns.display());
         let options = [
@@ -99,15 +107,29 @@ impl Container {
             "nofile=1024:1024",
             "--ulimit",
             "nproc=1024:1024",
-            image(),
         ];
-        let id = podman(&[&options[..], command].concat());
+        let id = podman(&[&options[..], more_options, &[image()], command].concat());
         let container = Container { name, id };
         let pid = podman(&["inspect", "--format", "{{.State.Pid}}", &container.name]);
         let in_netns = std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
         let want = std::fs::metadata(netns).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
         assert_eq!(in_netns.unwrap(), want.unwrap(), "{} is not in {}", container.name, netns.display());
         container
+    }
+
+    /// Runs `command` in the container (`podman exec`, stdin empty); an error with its stderr
+    /// if it fails, as a connect that is refused or times out does.
+    fn exec(&self, command: &[&str]) -> anyhow::Result<()> {
+        let out = Command::new("podman").args(["exec", &self.name]).args(command).stdin(Stdio::null()).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "`{}` in {} failed ({}): {}",
+            command.join(" "),
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(())
     }
 }
 
@@ -130,11 +152,25 @@ fn in_ns<'a>(report: &'a Value, netns: &str) -> Vec<&'a Value> {
     report["findings"].as_array().unwrap().iter().filter(|f| f["netns"] == netns).collect()
 }
 
+/// The TIME_WAIT PAWS reconnect between processes in two containers: busybox httpd in the server
+/// container answers and closes first (so the server holds the 4-tuple in TIME_WAIT), busybox nc
+/// in the client container connects, and reconnects with the clock that is behind. A sidecar
+/// started first in the server's namespace stands for that namespace, so a finding can name the
+/// server container only by the cgroup of the socket on its port, httpd's.
 #[test]
 fn time_wait_reconnects_name_the_server_and_client_containers_and_container_filters() {
     require_root();
     let topo = PawsTopology::new("ctrtw").unwrap();
-    let server = Container::start("tw-srv", &topo.server_path());
+    // busybox nc cannot bind a port; with one ephemeral port its reconnect comes from the port
+    // the server holds in TIME_WAIT.
+    let one_port = format!("{CLIENT_PORT} {CLIENT_PORT}");
+    topo.lab().sysctl(&topo.client_ns, "net.ipv4.ip_local_port_range", &one_port).unwrap();
+    let sidecar = Container::start("tw-side", &topo.server_path());
+    // On the IPv4 address: an IPv6 socket's TIME_WAIT would not be in /proc/net/tcp, where the
+    // scenario looks for it.
+    let listen = SocketAddr::new(SERVER_V4.into(), WEB_PORT).to_string();
+    let server = Container::run("tw-srv", &topo.server_path(), &["busybox", "httpd", "-f", "-p", &listen, "-h", "/"]);
+    wait_for_listener(&topo.server_ns, WEB_PORT);
     let client = Container::start("tw-cli", &topo.client_path());
     // By name for one, by a short id (as `podman ps` shows it) for the other.
     let on_server = Diagnose::start(&["--container", &server.name]).unwrap();
@@ -142,7 +178,7 @@ fn time_wait_reconnects_name_the_server_and_client_containers_and_container_filt
     let client_addr = CLIENT_V4.to_string();
     let peer_args = ["peer", &client_addr, "--json", "--duration", "300", "--container", &server.name];
     let drill_down = Diagnose::start_command(&peer_args).unwrap();
-    let run = scenario::paws_time_wait(&topo).unwrap();
+    let run = scenario::paws_time_wait_between(&topo, &InContainers { client: &client }).unwrap();
     let server_report = on_server.finish().unwrap();
     let client_report = on_client.finish().unwrap();
     let drill = drill_down.finish().unwrap();
@@ -157,8 +193,9 @@ fn time_wait_reconnects_name_the_server_and_client_containers_and_container_filt
     assert_eq!(finding["count"].as_u64(), Some(run.injected), "{finding:#}");
     assert_names(&finding["workload"], &server, finding);
     assert_names(&finding["peer_workload"], &client, finding);
+    // A peer row is the namespace's, and the namespace's workload is the sidecar.
     let peer_row = server_report["peers"].as_array().unwrap().iter().find(|p| p["addr"] == client_addr.as_str());
-    assert_names(&peer_row.expect("a peer row for the client")["workload"], &server, &server_report["peers"]);
+    assert_names(&peer_row.expect("a peer row for the client")["workload"], &sidecar, &server_report["peers"]);
 
     // --container covers that container's namespace only.
     assert!(
@@ -167,11 +204,12 @@ fn time_wait_reconnects_name_the_server_and_client_containers_and_container_filt
         server_report["findings"]
     );
     assert!(in_ns(&client_report, &topo.server_ns).is_empty(), "{:#}", client_report["findings"]);
-    for finding in client_report["findings"].as_array().unwrap() {
-        assert_eq!(finding["netns"], topo.client_ns.as_str(), "{finding:#}");
-        assert_names(&finding["workload"], &client, finding);
-    }
-    assert!(client_report["peers"].as_array().unwrap().iter().all(|p| p["netns"] == topo.client_ns.as_str()));
+    // The client's kernel drops nothing (the rejections are the server's), so its report has no
+    // finding or peer to name it; its counters show the filter chose its namespace, and only it.
+    let counters = client_report["counters"].as_object().unwrap();
+    assert_eq!(counters.keys().collect::<Vec<_>>(), [&topo.client_ns], "{client_report:#}");
+    let retransmitted = counters[&topo.client_ns]["TcpExtTCPSynRetrans"].as_u64().unwrap_or(0);
+    assert!(retransmitted > 0, "the rejected reconnect's SYNs were sent again: {client_report:#}");
 
     // `netdiag peer --container`: the findings name the container, and the sockets are the
     // container's (the server holds the client's 4-tuple in TIME_WAIT).
@@ -181,8 +219,42 @@ fn time_wait_reconnects_name_the_server_and_client_containers_and_container_filt
         assert_names(&finding["workload"], &server, finding);
     }
     let sockets = drill["sockets"].as_array().unwrap();
-    assert!(sockets.iter().any(|s| s["state"] == "TIME-WAIT"), "{:#}", drill["sockets"]);
+    let time_wait_socket = format!("{}:{CLIENT_PORT}", CLIENT_V4);
+    assert!(sockets.iter().any(|s| s["state"] == "TIME-WAIT" && s["remote"] == time_wait_socket.as_str()), "{:#}", drill["sockets"]);
     assert!(sockets.iter().all(|s| s["netns"] == topo.server_ns.as_str()), "{:#}", drill["sockets"]);
+}
+
+/// The client's only ephemeral port.
+const CLIENT_PORT: u16 = 41000;
+
+/// The TIME_WAIT reconnect's ends as processes in the containers: httpd already listens in the
+/// server container, nc runs in the client container.
+struct InContainers<'a> {
+    client: &'a Container,
+}
+
+impl TimeWaitEnds for InContainers<'_> {
+    fn server(&self) -> SocketAddr {
+        SocketAddr::new(SERVER_V4.into(), WEB_PORT)
+    }
+
+    fn accept_probe(&self) -> anyhow::Result<Option<TcpStream>> {
+        Ok(None)
+    }
+
+    fn server_closes_first(&self, port: u16) -> anyhow::Result<()> {
+        anyhow::ensure!(port == CLIENT_PORT, "the client's only port is {CLIENT_PORT}, not {port}");
+        // stdin stays open after the request, or nc would close first; httpd answers HTTP/1.0
+        // and closes, and nc exits on its end of stream.
+        let request = format!("(printf 'GET / HTTP/1.0\\r\\n\\r\\n'; sleep 2) | busybox nc {SERVER_V4} {WEB_PORT}");
+        self.client.exec(&["sh", "-c", &request])
+    }
+
+    fn reconnect(&self, port: u16, timeout: Duration) -> anyhow::Result<()> {
+        anyhow::ensure!(port == CLIENT_PORT, "the client's only port is {CLIENT_PORT}, not {port}");
+        let seconds = timeout.as_secs().max(1).to_string();
+        self.client.exec(&["busybox", "nc", "-w", &seconds, &SERVER_V4.to_string(), WEB_PORT_TEXT])
+    }
 }
 
 #[test]
