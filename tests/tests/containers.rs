@@ -344,16 +344,64 @@ fn the_agent_labels_metrics_and_json_lines_with_the_containers() {
     agent.stop();
 }
 
+/// CRI-O and containerd write a pod's name and namespace into each of its containers' OCI
+/// bundle (`config.json`) as annotations. podman writes its `--annotation`s into its bundle too,
+/// in containers/storage as CRI-O's (`overlay-containers/<id>/userdata/config.json`), where
+/// netdiag reads them: a podman container with the annotations CRI-O sets stands for a pod's.
 #[test]
-fn an_unknown_container_is_a_usage_error() {
+fn a_container_with_the_cri_pod_annotations_names_its_pod_and_pod_selects_it() {
     require_root();
-    let out = Command::new(netdiag_tests::netdiag_bin())
-        .args(["diagnose", "--duration", "1", "--container", "netdiag-no-such-container"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no running container named `netdiag-no-such-container`"), "{stderr}");
+    let topo = PawsTopology::new("ctrpod").unwrap();
+    let pod = format!("web-{}", std::process::id());
+    let annotations = [
+        format!("io.kubernetes.pod.name={pod}"),
+        format!("io.kubernetes.pod.namespace={POD_NAMESPACE}"),
+        format!("io.kubernetes.container.name={POD_CONTAINER}"),
+    ];
+    let options: Vec<&str> = annotations.iter().flat_map(|a| ["--annotation", a.as_str()]).collect();
+    let server = Container::run_with("pod-srv", &topo.server_path(), &options, &["sleep", CONTAINER_LIFETIME_S]);
+    let tracer = Diagnose::start(&["--pod", &format!("{POD_NAMESPACE}/{pod}")]).unwrap();
+    let run = scenario::paws_established(&topo, false, 5).unwrap();
+    let report = tracer.finish().unwrap();
+
+    let client_addr = CLIENT_V4.to_string();
+    let established: Vec<&Value> = findings_for(&report, "paws_rejections", &client_addr)
+        .into_iter()
+        .filter(|f| f["variant"] == "established")
+        .collect();
+    assert_eq!(established.len(), 1, "{:#}", report["findings"]);
+    let finding = established[0];
+    assert_eq!(finding["count"].as_u64(), Some(run.injected), "{finding:#}");
+    // One container, so kind `container`; its name is Kubernetes', as CRI-O's would be.
+    let workload = &finding["workload"];
+    assert_eq!(workload["kind"], "container", "{finding:#}");
+    assert_eq!(workload["runtime"], "podman", "{finding:#}");
+    assert_eq!(workload["id"], server.id.as_str(), "{finding:#}");
+    assert_eq!(workload["name"], POD_CONTAINER, "{finding:#}");
+    assert_eq!(workload["pod"], pod.as_str(), "{finding:#}");
+    assert_eq!(workload["namespace"], POD_NAMESPACE, "{finding:#}");
+    // --pod covers the pod's namespace only: the client's moved counters too, and are left out.
+    assert!(report["findings"].as_array().unwrap().iter().all(|f| f["netns"] == topo.server_ns.as_str()), "{report:#}");
+    let counters = report["counters"].as_object().unwrap();
+    assert_eq!(counters.keys().collect::<Vec<_>>(), [&topo.server_ns], "{report:#}");
+}
+
+const POD_NAMESPACE: &str = "netdiag-test";
+const POD_CONTAINER: &str = "web";
+
+#[test]
+fn an_unknown_container_or_pod_is_a_usage_error() {
+    require_root();
+    for (args, message) in [
+        (["--container", "netdiag-no-such-container"], "no running container named `netdiag-no-such-container`"),
+        (["--pod", "netdiag-test/no-such-pod"], "no running pod netdiag-test/no-such-pod"),
+        (["--pod", "no-such-pod"], "--pod wants NAMESPACE/NAME"),
+    ] {
+        let out = Command::new(netdiag_tests::netdiag_bin()).args(["diagnose", "--duration", "1"]).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
 }
 
 /// The containers of a pod share one namespace, so the namespace alone cannot say which of them
