@@ -52,8 +52,8 @@ pub use replay::{
 };
 
 pub use nat::{
-    BACKLOG_PORT, NAT_PUBLIC_V4, NAT_SERVER_PORT, NAT_SERVER_V4, NatRun, NatTopology, OverflowRun, PLAIN_PORT,
-    WireCount, direct_traffic, listen_overflow, nat_time_wait,
+    BACKLOG_PORT, NAT_PUBLIC_V4, NAT_SERVER_PORT, NAT_SERVER_V4, NatEnds, NatRun, NatTopology, OverflowRun, PLAIN_PORT,
+    SHARED_SOURCE_PORT, WireCount, direct_traffic, listen_overflow, nat_time_wait, nat_time_wait_between,
 };
 
 #[cfg(test)]
