@@ -2,12 +2,15 @@
 //! containers from an image made here from busybox-static (no registry). Each container joins a
 //! namespace a scenario created (`--network ns:/run/netns/NAME`), so the incident's traffic runs
 //! in the containers' own network namespaces, and netdiag must name them from `/proc` and the
-//! files podman keeps on disk. `podman inspect` is the reference.
+//! files podman keeps on disk. `podman inspect` is the reference. In the TIME_WAIT and NAT
+//! reproductions the server (busybox httpd) and the misbehaving clients (busybox nc) are
+//! processes in the containers; the scenario only sets the stage (clocks, ports, NAT) and
+//! counts on the wire.
 //!
 //! Host only: the qemu guests have no container runtime, and `cargo xtask vmtest` leaves this
 //! file out of its list (see `xtask/src/vmtest/binaries.rs`).
 use std::{
-    net::{SocketAddr, TcpStream},
+    net::{IpAddr, SocketAddr, TcpStream},
     os::unix::fs::MetadataExt as _,
     path::Path,
     process::{Command, Stdio},
@@ -15,7 +18,8 @@ use std::{
 };
 
 use netdiag::scenario::{
-    self, CLIENT_V4, NAT_PUBLIC_V4, NatTopology, PawsTopology, RemoteEndTopology, SERVER_V4, TimeWaitEnds,
+    self, CLIENT_V4, NAT_PUBLIC_V4, NAT_SERVER_PORT, NAT_SERVER_V4, NatEnds, NatTopology, PawsTopology,
+    RemoteEndTopology, SERVER_V4, SHARED_SOURCE_PORT, TimeWaitEnds,
 };
 use netdiag_tests::{
     Diagnose,
@@ -131,6 +135,35 @@ impl Container {
         );
         Ok(())
     }
+
+    /// An HTTP/1.0 GET to `server` by busybox nc in the container: httpd answers and closes
+    /// first, and nc exits at its end of stream (its stdin stays open until then, or nc would
+    /// close first). `false` if the connect gave up after `timeout` (in whole seconds, nc's).
+    fn get(&self, server: SocketAddr, timeout: Duration) -> anyhow::Result<bool> {
+        let seconds = timeout.as_secs().max(1);
+        let (ip, port) = (server.ip(), server.port());
+        let request = format!("(printf 'GET / HTTP/1.0\\r\\n\\r\\n'; sleep 2) | busybox nc -w {seconds} {ip} {port}");
+        match self.exec(&["sh", "-c", &request]) {
+            Err(e) if e.to_string().contains("nc: timed out") => Ok(false),
+            done => done.map(|()| true),
+        }
+    }
+}
+
+/// busybox httpd on `listen` (`[IP:]PORT`): it answers HTTP/1.0 and closes first. The
+/// scenarios look for its TIME_WAIT sockets in `/proc/net/tcp`, which has only an IPv4
+/// socket's: they give it an IPv4 address.
+fn httpd(listen: &str) -> [&str; 7] {
+    ["busybox", "httpd", "-f", "-p", listen, "-h", "/"]
+}
+
+/// What a connect that must succeed may take.
+const CONNECT_WITHIN: Duration = Duration::from_secs(2);
+
+/// Makes `port` the only ephemeral port of namespace `ns`: busybox nc cannot bind one, and the
+/// reconnects must come from the port the server holds in TIME_WAIT.
+fn only_port(lab: &scenario::Lab, ns: &str, port: u16) {
+    lab.sysctl(ns, "net.ipv4.ip_local_port_range", &format!("{port} {port}")).unwrap();
 }
 
 impl Drop for Container {
@@ -161,15 +194,9 @@ fn in_ns<'a>(report: &'a Value, netns: &str) -> Vec<&'a Value> {
 fn time_wait_reconnects_name_the_server_and_client_containers_and_container_filters() {
     require_root();
     let topo = PawsTopology::new("ctrtw").unwrap();
-    // busybox nc cannot bind a port; with one ephemeral port its reconnect comes from the port
-    // the server holds in TIME_WAIT.
-    let one_port = format!("{CLIENT_PORT} {CLIENT_PORT}");
-    topo.lab().sysctl(&topo.client_ns, "net.ipv4.ip_local_port_range", &one_port).unwrap();
+    only_port(topo.lab(), &topo.client_ns, CLIENT_PORT);
     let sidecar = Container::start("tw-side", &topo.server_path());
-    // On the IPv4 address: an IPv6 socket's TIME_WAIT would not be in /proc/net/tcp, where the
-    // scenario looks for it.
-    let listen = SocketAddr::new(SERVER_V4.into(), WEB_PORT).to_string();
-    let server = Container::run("tw-srv", &topo.server_path(), &["busybox", "httpd", "-f", "-p", &listen, "-h", "/"]);
+    let server = Container::run("tw-srv", &topo.server_path(), &httpd(&InContainers::SERVER.to_string()));
     wait_for_listener(&topo.server_ns, WEB_PORT);
     let client = Container::start("tw-cli", &topo.client_path());
     // By name for one, by a short id (as `podman ps` shows it) for the other.
@@ -233,9 +260,18 @@ struct InContainers<'a> {
     client: &'a Container,
 }
 
+impl InContainers<'_> {
+    const SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(SERVER_V4), WEB_PORT);
+
+    fn check(port: u16) -> anyhow::Result<()> {
+        anyhow::ensure!(port == CLIENT_PORT, "the client's only port is {CLIENT_PORT}, not {port}");
+        Ok(())
+    }
+}
+
 impl TimeWaitEnds for InContainers<'_> {
     fn server(&self) -> SocketAddr {
-        SocketAddr::new(SERVER_V4.into(), WEB_PORT)
+        InContainers::SERVER
     }
 
     fn accept_probe(&self) -> anyhow::Result<Option<TcpStream>> {
@@ -243,17 +279,15 @@ impl TimeWaitEnds for InContainers<'_> {
     }
 
     fn server_closes_first(&self, port: u16) -> anyhow::Result<()> {
-        anyhow::ensure!(port == CLIENT_PORT, "the client's only port is {CLIENT_PORT}, not {port}");
-        // stdin stays open after the request, or nc would close first; httpd answers HTTP/1.0
-        // and closes, and nc exits on its end of stream.
-        let request = format!("(printf 'GET / HTTP/1.0\\r\\n\\r\\n'; sleep 2) | busybox nc {SERVER_V4} {WEB_PORT}");
-        self.client.exec(&["sh", "-c", &request])
+        InContainers::check(port)?;
+        anyhow::ensure!(self.client.get(InContainers::SERVER, CONNECT_WITHIN)?, "{} could not connect", self.client.name);
+        Ok(())
     }
 
     fn reconnect(&self, port: u16, timeout: Duration) -> anyhow::Result<()> {
-        anyhow::ensure!(port == CLIENT_PORT, "the client's only port is {CLIENT_PORT}, not {port}");
-        let seconds = timeout.as_secs().max(1).to_string();
-        self.client.exec(&["busybox", "nc", "-w", &seconds, &SERVER_V4.to_string(), WEB_PORT_TEXT])
+        InContainers::check(port)?;
+        anyhow::ensure!(self.client.get(InContainers::SERVER, timeout)?, "the reconnect gave up after {timeout:?}");
+        Ok(())
     }
 }
 
@@ -261,12 +295,22 @@ impl TimeWaitEnds for InContainers<'_> {
 fn syns_unanswered_behind_a_nat_name_the_server_and_gateway_containers() {
     require_root();
     let topo = NatTopology::new("ctrnat", 2, 1).unwrap();
-    let server = Container::start("nat-srv", &topo.lab().ns_path(&topo.server_ns));
+    let listen = SocketAddr::new(NAT_SERVER_V4.into(), NAT_SERVER_PORT).to_string();
+    let server = Container::run("nat-srv", &topo.server_path(), &httpd(&listen));
+    wait_for_listener(&topo.server_ns, NAT_SERVER_PORT);
     let gateway = Container::start("nat-gw", &topo.lab().ns_path(&topo.router_ns));
+    let behind_nat = BehindNat {
+        clients: (topo.nat_clients.iter().enumerate())
+            .map(|(i, (ns, _))| {
+                only_port(topo.lab(), ns, SHARED_SOURCE_PORT);
+                (ns.clone(), Container::start(&format!("nat-cli{i}"), &topo.lab().ns_path(ns)))
+            })
+            .collect(),
+    };
     let tracer = Diagnose::start(&["--container", &server.name]).unwrap();
     // The text report, selected by the full id.
     let text_tracer = Diagnose::start_command(&["diagnose", "--duration", "300", "--container", &server.id]).unwrap();
-    let run = scenario::nat_time_wait(&topo).unwrap();
+    let run = scenario::nat_time_wait_between(&topo, &behind_nat).unwrap();
     let report = tracer.finish().unwrap();
     let text = text_tracer.end_with(libc::SIGINT).unwrap();
     assert!(text.status.success(), "{}", text.stderr.join("\n"));
@@ -297,7 +341,21 @@ fn syns_unanswered_behind_a_nat_name_the_server_and_gateway_containers() {
     let gateway_shown = format!("peer {nat} [container {} (podman {})] {server_shown}", gateway.name, &gateway.id[..12]);
     let header = text.stdout.lines().find(|l| l.contains("[unanswered_syns / time_wait_paws]"));
     assert!(header.is_some_and(|l| l.contains(&gateway_shown)), "want `{gateway_shown}`:\n{}", text.stdout);
-    drop(run);
+}
+
+/// The clients behind the NAT as busybox nc in containers of their namespaces; httpd listens in
+/// the server's.
+struct BehindNat {
+    /// Each client's namespace and container.
+    clients: Vec<(String, Container)>,
+}
+
+impl NatEnds for BehindNat {
+    fn server_closes_first(&self, ns: &str, from: SocketAddr, timeout: Duration) -> anyhow::Result<bool> {
+        anyhow::ensure!(from.port() == SHARED_SOURCE_PORT, "the clients' only port is {SHARED_SOURCE_PORT}");
+        let (_, client) = self.clients.iter().find(|(n, _)| n == ns).expect("a container in each client namespace");
+        client.get(SocketAddr::new(NAT_SERVER_V4.into(), NAT_SERVER_PORT), timeout)
+    }
 }
 
 #[test]
@@ -497,7 +555,7 @@ fn names_the_socket_owner(name: &str, start_tracer: impl FnOnce() -> Diagnose) {
     let topo = RemoteEndTopology::new(name).unwrap();
     let netns = topo.lab().ns_path(&topo.server_ns);
     let sidecar = Container::start(&format!("{name}-side"), &netns);
-    let web = Container::run(&format!("{name}-web"), &netns, &["busybox", "httpd", "-f", "-p", WEB_PORT_TEXT, "-h", "/"]);
+    let web = Container::run(&format!("{name}-web"), &netns, &httpd(WEB_PORT_TEXT));
     wait_for_listener(&topo.server_ns, WEB_PORT);
     let tracer = start_tracer();
     let run = scenario::remote_ack_loop_to(&topo, WEB_PORT, Duration::from_secs(3)).unwrap();
