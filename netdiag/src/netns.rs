@@ -34,13 +34,25 @@ pub struct Netns {
 
 /// Every namespace that has a name: the root one and those in `/run/netns`.
 pub fn named() -> Result<Vec<Netns>> {
+    named_in(Path::new(NAMED_NETNS_DIR))
+}
+
+fn named_in(dir: &Path) -> Result<Vec<Netns>> {
     let root = Netns { inode: root_inode()?, name: "root".into(), path: "/proc/1/ns/net".into() };
+    // `ip netns add` creates the file before it bind-mounts the namespace on it, and `del`
+    // unmounts before it removes it: only a file on nsfs (as /proc's namespace files are) is
+    // one, or a namespace created meanwhile is listed with an inode no setns can enter.
+    let nsfs = std::fs::metadata("/proc/self/ns/net").map(|m| m.dev()).ok();
     let mut all = vec![root];
-    if let Ok(dir) = std::fs::read_dir(NAMED_NETNS_DIR) {
+    if let Ok(dir) = std::fs::read_dir(dir) {
         let mut names: Vec<_> = dir.flatten().map(|e| e.path()).collect();
         names.sort();
         for path in names {
-            let Ok(inode) = inode_of(&path) else { continue };
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            if nsfs.is_some_and(|dev| meta.dev() != dev) {
+                continue;
+            }
+            let inode = meta.ino() as u32;
             if all.iter().any(|n| n.inode == inode) {
                 continue;
             }
@@ -102,4 +114,19 @@ pub fn run_in<T: Send + 'static>(
 /// Names of all known namespaces keyed by inode.
 pub fn names_by_inode(known: &[Netns]) -> HashMap<u32, String> {
     known.iter().map(|n| (n.inode, n.name.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_not_yet_mounted_on_is_no_namespace() {
+        let dir = std::env::temp_dir().join(format!("netdiag-netns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("being-added"), "").unwrap();
+        let found = named_in(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(found.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["root"]);
+    }
 }
