@@ -233,6 +233,8 @@ fn time_wait_reconnects_name_the_server_and_client_containers_and_container_filt
     assert!(in_ns(&client_report, &topo.server_ns).is_empty(), "{:#}", client_report["findings"]);
     // The client's kernel drops nothing (the rejections are the server's), so its report has no
     // finding or peer to name it; its counters show the filter chose its namespace, and only it.
+    assert!(client_report["findings"].as_array().unwrap().is_empty(), "{client_report:#}");
+    assert!(client_report["peers"].as_array().unwrap().is_empty(), "{client_report:#}");
     let counters = client_report["counters"].as_object().unwrap();
     assert_eq!(counters.keys().collect::<Vec<_>>(), [&topo.client_ns], "{client_report:#}");
     let retransmitted = counters[&topo.client_ns]["TcpExtTCPSynRetrans"].as_u64().unwrap_or(0);
@@ -246,7 +248,7 @@ fn time_wait_reconnects_name_the_server_and_client_containers_and_container_filt
         assert_names(&finding["workload"], &server, finding);
     }
     let sockets = drill["sockets"].as_array().unwrap();
-    let time_wait_socket = format!("{}:{CLIENT_PORT}", CLIENT_V4);
+    let time_wait_socket = format!("{CLIENT_V4}:{CLIENT_PORT}");
     assert!(sockets.iter().any(|s| s["state"] == "TIME-WAIT" && s["remote"] == time_wait_socket.as_str()), "{:#}", drill["sockets"]);
     assert!(sockets.iter().all(|s| s["netns"] == topo.server_ns.as_str()), "{:#}", drill["sockets"]);
 }
@@ -353,7 +355,8 @@ struct BehindNat {
 impl NatEnds for BehindNat {
     fn server_closes_first(&self, ns: &str, from: SocketAddr, timeout: Duration) -> anyhow::Result<bool> {
         anyhow::ensure!(from.port() == SHARED_SOURCE_PORT, "the clients' only port is {SHARED_SOURCE_PORT}");
-        let (_, client) = self.clients.iter().find(|(n, _)| n == ns).expect("a container in each client namespace");
+        let (_, client) =
+            self.clients.iter().find(|(n, _)| n == ns).ok_or_else(|| anyhow::anyhow!("no client container in {ns}"))?;
         client.get(SocketAddr::new(NAT_SERVER_V4.into(), NAT_SERVER_PORT), timeout)
     }
 }
