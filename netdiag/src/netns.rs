@@ -34,18 +34,22 @@ pub struct Netns {
 
 /// Every namespace that has a name: the root one and those in `/run/netns`.
 pub fn named() -> Result<Vec<Netns>> {
+    named_in(Path::new(NAMED_NETNS_DIR))
+}
+
+fn named_in(dir: &Path) -> Result<Vec<Netns>> {
     let root = Netns { inode: root_inode()?, name: "root".into(), path: "/proc/1/ns/net".into() };
+    // `ip netns add` creates the file before it bind-mounts the namespace on it, and `del`
+    // unmounts before it removes it: only a file on nsfs (as /proc's namespace files are) is
+    // one, or a namespace created meanwhile is listed with an inode no setns can enter.
+    let nsfs = std::fs::metadata("/proc/self/ns/net").map(|m| m.dev()).ok();
     let mut all = vec![root];
-    if let Ok(dir) = std::fs::read_dir(NAMED_NETNS_DIR) {
+    if let Ok(dir) = std::fs::read_dir(dir) {
         let mut names: Vec<_> = dir.flatten().map(|e| e.path()).collect();
         names.sort();
-        let nsfs = std::fs::metadata("/proc/self/ns/net").context("stat /proc/self/ns/net")?.dev();
         for path in names {
             let Ok(meta) = std::fs::metadata(&path) else { continue };
-            // Only a bind mount of a namespace: the plain file under it (before `ip netns add`
-            // mounts it, after `ip netns del` unmounts it, or in a mount namespace the mount did
-            // not propagate to, as in a container) has an inode of /run's own.
-            if !is_namespace(&meta, nsfs) {
+            if nsfs.is_some_and(|dev| meta.dev() != dev) {
                 continue;
             }
             let inode = meta.ino() as u32;
@@ -57,11 +61,6 @@ pub fn named() -> Result<Vec<Netns>> {
         }
     }
     Ok(all)
-}
-
-/// Whether `meta` is of a namespace file, which the kernel's nsfs holds (device `nsfs`).
-fn is_namespace(meta: &std::fs::Metadata, nsfs: u64) -> bool {
-    meta.dev() == nsfs
 }
 
 /// Finds a namespace by inode: a named one, else through any process that lives in it.
@@ -122,13 +121,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_namespace_file_is_told_from_the_plain_file_it_is_mounted_on() {
-        let nsfs = std::fs::metadata("/proc/self/ns/net").unwrap().dev();
-        assert!(is_namespace(&std::fs::metadata("/proc/self/ns/net").unwrap(), nsfs));
-        let plain = std::env::temp_dir().join(format!("netdiag-not-a-netns-{}", std::process::id()));
-        std::fs::write(&plain, "").unwrap();
-        let meta = std::fs::metadata(&plain).unwrap();
-        std::fs::remove_file(&plain).unwrap();
-        assert!(!is_namespace(&meta, nsfs));
+    fn a_file_not_yet_mounted_on_is_no_namespace() {
+        let dir = std::env::temp_dir().join(format!("netdiag-netns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("being-added"), "").unwrap();
+        let found = named_in(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(found.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["root"]);
     }
 }

@@ -2,18 +2,25 @@
 //! containers from an image made here from busybox-static (no registry). Each container joins a
 //! namespace a scenario created (`--network ns:/run/netns/NAME`), so the incident's traffic runs
 //! in the containers' own network namespaces, and netdiag must name them from `/proc` and the
-//! files podman keeps on disk. `podman inspect` is the reference.
+//! files podman keeps on disk. `podman inspect` is the reference. In the TIME_WAIT and NAT
+//! reproductions the server (busybox httpd) and the misbehaving clients (busybox nc) are
+//! processes in the containers; the scenario only sets the stage (clocks, ports, NAT) and
+//! counts on the wire.
 //!
 //! Host only: the qemu guests have no container runtime, and `cargo xtask vmtest` leaves this
 //! file out of its list (see `xtask/src/vmtest/binaries.rs`).
 use std::{
+    net::{IpAddr, SocketAddr, TcpStream},
     os::unix::fs::MetadataExt as _,
     path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use netdiag::scenario::{self, CLIENT_V4, NAT_PUBLIC_V4, NatTopology, PawsTopology, RemoteEndTopology};
+use netdiag::scenario::{
+    self, CLIENT_V4, NAT_PUBLIC_V4, NAT_SERVER_PORT, NAT_SERVER_V4, NatEnds, NatTopology, PawsTopology,
+    RemoteEndTopology, SERVER_V4, SHARED_SOURCE_PORT, TimeWaitEnds,
+};
 use netdiag_tests::{
     Diagnose,
     agent::{Agent, TempDir, value_of},
@@ -79,6 +86,11 @@ impl Container {
 
     /// [`Container::start`] with `command` (of the image's busybox) instead of `sleep`.
     fn run(role: &str, netns: &Path, command: &[&str]) -> Container {
+        Container::run_with(role, netns, &[], command)
+    }
+
+    /// [`Container::run`] with more `podman run` options (`--annotation`, ...).
+    fn run_with(role: &str, netns: &Path, more_options: &[&str], command: &[&str]) -> Container {
         let name = format!("netdiag-{role}-{}", std::process::id());
         let network = format!("ns:{}", netns.display());
         let options = [
@@ -99,9 +111,8 @@ impl Container {
             "nofile=1024:1024",
             "--ulimit",
             "nproc=1024:1024",
-            image(),
         ];
-        let id = podman(&[&options[..], command].concat());
+        let id = podman(&[&options[..], more_options, &[image()], command].concat());
         let container = Container { name, id };
         let pid = podman(&["inspect", "--format", "{{.State.Pid}}", &container.name]);
         let in_netns = std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
@@ -109,6 +120,50 @@ impl Container {
         assert_eq!(in_netns.unwrap(), want.unwrap(), "{} is not in {}", container.name, netns.display());
         container
     }
+
+    /// Runs `command` in the container (`podman exec`, stdin empty); an error with its stderr
+    /// if it fails, as a connect that is refused or times out does.
+    fn exec(&self, command: &[&str]) -> anyhow::Result<()> {
+        let out = Command::new("podman").args(["exec", &self.name]).args(command).stdin(Stdio::null()).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "`{}` in {} failed ({}): {}",
+            command.join(" "),
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(())
+    }
+
+    /// An HTTP/1.0 GET to `server` by busybox nc in the container: httpd answers and closes
+    /// first, and nc exits at its end of stream (its stdin stays open until then, or nc would
+    /// close first). `false` if the connect gave up after `timeout` (in whole seconds, nc's).
+    fn get(&self, server: SocketAddr, timeout: Duration) -> anyhow::Result<bool> {
+        let seconds = timeout.as_secs().max(1);
+        let (ip, port) = (server.ip(), server.port());
+        let request = format!("(printf 'GET / HTTP/1.0\\r\\n\\r\\n'; sleep 2) | busybox nc -w {seconds} {ip} {port}");
+        match self.exec(&["sh", "-c", &request]) {
+            Err(e) if e.to_string().contains("nc: timed out") => Ok(false),
+            done => done.map(|()| true),
+        }
+    }
+}
+
+/// busybox httpd on `listen` (`[IP:]PORT`): it answers HTTP/1.0 and closes first. The
+/// scenarios look for its TIME_WAIT sockets in `/proc/net/tcp`, which has only an IPv4
+/// socket's: they give it an IPv4 address.
+fn httpd(listen: &str) -> [&str; 7] {
+    ["busybox", "httpd", "-f", "-p", listen, "-h", "/"]
+}
+
+/// What a connect that must succeed may take.
+const CONNECT_WITHIN: Duration = Duration::from_secs(2);
+
+/// Makes `port` the only ephemeral port of namespace `ns`: busybox nc cannot bind one, and the
+/// reconnects must come from the port the server holds in TIME_WAIT.
+fn only_port(lab: &scenario::Lab, ns: &str, port: u16) {
+    lab.sysctl(ns, "net.ipv4.ip_local_port_range", &format!("{port} {port}")).unwrap();
 }
 
 impl Drop for Container {
@@ -130,11 +185,19 @@ fn in_ns<'a>(report: &'a Value, netns: &str) -> Vec<&'a Value> {
     report["findings"].as_array().unwrap().iter().filter(|f| f["netns"] == netns).collect()
 }
 
+/// The TIME_WAIT PAWS reconnect between processes in two containers: busybox httpd in the server
+/// container answers and closes first (so the server holds the 4-tuple in TIME_WAIT), busybox nc
+/// in the client container connects, and reconnects with the clock that is behind. A sidecar
+/// started first in the server's namespace stands for that namespace, so a finding can name the
+/// server container only by the cgroup of the socket on its port, httpd's.
 #[test]
 fn time_wait_reconnects_name_the_server_and_client_containers_and_container_filters() {
     require_root();
     let topo = PawsTopology::new("ctrtw").unwrap();
-    let server = Container::start("tw-srv", &topo.server_path());
+    only_port(topo.lab(), &topo.client_ns, CLIENT_PORT);
+    let sidecar = Container::start("tw-side", &topo.server_path());
+    let server = Container::run("tw-srv", &topo.server_path(), &httpd(&InContainers::SERVER.to_string()));
+    wait_for_listener(&topo.server_ns, WEB_PORT);
     let client = Container::start("tw-cli", &topo.client_path());
     // By name for one, by a short id (as `podman ps` shows it) for the other.
     let on_server = Diagnose::start(&["--container", &server.name]).unwrap();
@@ -142,7 +205,7 @@ fn time_wait_reconnects_name_the_server_and_client_containers_and_container_filt
     let client_addr = CLIENT_V4.to_string();
     let peer_args = ["peer", &client_addr, "--json", "--duration", "300", "--container", &server.name];
     let drill_down = Diagnose::start_command(&peer_args).unwrap();
-    let run = scenario::paws_time_wait(&topo).unwrap();
+    let run = scenario::paws_time_wait_between(&topo, &InContainers { client: &client }).unwrap();
     let server_report = on_server.finish().unwrap();
     let client_report = on_client.finish().unwrap();
     let drill = drill_down.finish().unwrap();
@@ -157,8 +220,9 @@ fn time_wait_reconnects_name_the_server_and_client_containers_and_container_filt
     assert_eq!(finding["count"].as_u64(), Some(run.injected), "{finding:#}");
     assert_names(&finding["workload"], &server, finding);
     assert_names(&finding["peer_workload"], &client, finding);
+    // A peer row is the namespace's, and the namespace's workload is the sidecar.
     let peer_row = server_report["peers"].as_array().unwrap().iter().find(|p| p["addr"] == client_addr.as_str());
-    assert_names(&peer_row.expect("a peer row for the client")["workload"], &server, &server_report["peers"]);
+    assert_names(&peer_row.expect("a peer row for the client")["workload"], &sidecar, &server_report["peers"]);
 
     // --container covers that container's namespace only.
     assert!(
@@ -167,11 +231,14 @@ fn time_wait_reconnects_name_the_server_and_client_containers_and_container_filt
         server_report["findings"]
     );
     assert!(in_ns(&client_report, &topo.server_ns).is_empty(), "{:#}", client_report["findings"]);
-    for finding in client_report["findings"].as_array().unwrap() {
-        assert_eq!(finding["netns"], topo.client_ns.as_str(), "{finding:#}");
-        assert_names(&finding["workload"], &client, finding);
-    }
-    assert!(client_report["peers"].as_array().unwrap().iter().all(|p| p["netns"] == topo.client_ns.as_str()));
+    // The client's kernel drops nothing (the rejections are the server's), so its report has no
+    // finding or peer to name it; its counters show the filter chose its namespace, and only it.
+    assert!(client_report["findings"].as_array().unwrap().is_empty(), "{client_report:#}");
+    assert!(client_report["peers"].as_array().unwrap().is_empty(), "{client_report:#}");
+    let counters = client_report["counters"].as_object().unwrap();
+    assert_eq!(counters.keys().collect::<Vec<_>>(), [&topo.client_ns], "{client_report:#}");
+    let retransmitted = counters[&topo.client_ns]["TcpExtTCPSynRetrans"].as_u64().unwrap_or(0);
+    assert!(retransmitted > 0, "the rejected reconnect's SYNs were sent again: {client_report:#}");
 
     // `netdiag peer --container`: the findings name the container, and the sockets are the
     // container's (the server holds the client's 4-tuple in TIME_WAIT).
@@ -181,20 +248,71 @@ fn time_wait_reconnects_name_the_server_and_client_containers_and_container_filt
         assert_names(&finding["workload"], &server, finding);
     }
     let sockets = drill["sockets"].as_array().unwrap();
-    assert!(sockets.iter().any(|s| s["state"] == "TIME-WAIT"), "{:#}", drill["sockets"]);
+    let time_wait_socket = format!("{CLIENT_V4}:{CLIENT_PORT}");
+    assert!(sockets.iter().any(|s| s["state"] == "TIME-WAIT" && s["remote"] == time_wait_socket.as_str()), "{:#}", drill["sockets"]);
     assert!(sockets.iter().all(|s| s["netns"] == topo.server_ns.as_str()), "{:#}", drill["sockets"]);
+}
+
+/// The client's only ephemeral port.
+const CLIENT_PORT: u16 = 41000;
+
+/// The TIME_WAIT reconnect's ends as processes in the containers: httpd already listens in the
+/// server container, nc runs in the client container.
+struct InContainers<'a> {
+    client: &'a Container,
+}
+
+impl InContainers<'_> {
+    const SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(SERVER_V4), WEB_PORT);
+
+    fn check(port: u16) -> anyhow::Result<()> {
+        anyhow::ensure!(port == CLIENT_PORT, "the client's only port is {CLIENT_PORT}, not {port}");
+        Ok(())
+    }
+}
+
+impl TimeWaitEnds for InContainers<'_> {
+    fn server(&self) -> SocketAddr {
+        InContainers::SERVER
+    }
+
+    fn accept_probe(&self) -> anyhow::Result<Option<TcpStream>> {
+        Ok(None)
+    }
+
+    fn server_closes_first(&self, port: u16) -> anyhow::Result<()> {
+        InContainers::check(port)?;
+        anyhow::ensure!(self.client.get(InContainers::SERVER, CONNECT_WITHIN)?, "{} could not connect", self.client.name);
+        Ok(())
+    }
+
+    fn reconnect(&self, port: u16, timeout: Duration) -> anyhow::Result<()> {
+        InContainers::check(port)?;
+        anyhow::ensure!(self.client.get(InContainers::SERVER, timeout)?, "the reconnect gave up after {timeout:?}");
+        Ok(())
+    }
 }
 
 #[test]
 fn syns_unanswered_behind_a_nat_name_the_server_and_gateway_containers() {
     require_root();
     let topo = NatTopology::new("ctrnat", 2, 1).unwrap();
-    let server = Container::start("nat-srv", &topo.lab().ns_path(&topo.server_ns));
+    let listen = SocketAddr::new(NAT_SERVER_V4.into(), NAT_SERVER_PORT).to_string();
+    let server = Container::run("nat-srv", &topo.server_path(), &httpd(&listen));
+    wait_for_listener(&topo.server_ns, NAT_SERVER_PORT);
     let gateway = Container::start("nat-gw", &topo.lab().ns_path(&topo.router_ns));
+    let behind_nat = BehindNat {
+        clients: (topo.nat_clients.iter().enumerate())
+            .map(|(i, (ns, _))| {
+                only_port(topo.lab(), ns, SHARED_SOURCE_PORT);
+                (ns.clone(), Container::start(&format!("nat-cli{i}"), &topo.lab().ns_path(ns)))
+            })
+            .collect(),
+    };
     let tracer = Diagnose::start(&["--container", &server.name]).unwrap();
     // The text report, selected by the full id.
     let text_tracer = Diagnose::start_command(&["diagnose", "--duration", "300", "--container", &server.id]).unwrap();
-    let run = scenario::nat_time_wait(&topo).unwrap();
+    let run = scenario::nat_time_wait_between(&topo, &behind_nat).unwrap();
     let report = tracer.finish().unwrap();
     let text = text_tracer.end_with(libc::SIGINT).unwrap();
     assert!(text.status.success(), "{}", text.stderr.join("\n"));
@@ -220,13 +338,27 @@ fn syns_unanswered_behind_a_nat_name_the_server_and_gateway_containers() {
             assert_names(&row["workload"], &server, row);
         }
     }
-    // The text names both containers with the short id `podman ps` shows, never an inode.
+    // The text names both containers with the short id `podman ps` shows.
     let server_shown = format!("(container {} (podman {}), netns {})", server.name, &server.id[..12], topo.server_ns);
     let gateway_shown = format!("peer {nat} [container {} (podman {})] {server_shown}", gateway.name, &gateway.id[..12]);
     let header = text.stdout.lines().find(|l| l.contains("[unanswered_syns / time_wait_paws]"));
     assert!(header.is_some_and(|l| l.contains(&gateway_shown)), "want `{gateway_shown}`:\n{}", text.stdout);
-    assert!(!text.stdout.contains("inode:"), "{}", text.stdout);
-    drop(run);
+}
+
+/// The clients behind the NAT as busybox nc in containers of their namespaces; httpd listens in
+/// the server's.
+struct BehindNat {
+    /// Each client's namespace and container.
+    clients: Vec<(String, Container)>,
+}
+
+impl NatEnds for BehindNat {
+    fn server_closes_first(&self, ns: &str, from: SocketAddr, timeout: Duration) -> anyhow::Result<bool> {
+        anyhow::ensure!(from.port() == SHARED_SOURCE_PORT, "the clients' only port is {SHARED_SOURCE_PORT}");
+        let (_, client) =
+            self.clients.iter().find(|(n, _)| n == ns).ok_or_else(|| anyhow::anyhow!("no client container in {ns}"))?;
+        client.get(SocketAddr::new(NAT_SERVER_V4.into(), NAT_SERVER_PORT), timeout)
+    }
 }
 
 #[test]
@@ -273,16 +405,64 @@ fn the_agent_labels_metrics_and_json_lines_with_the_containers() {
     agent.stop();
 }
 
+/// CRI-O and containerd write a pod's name and namespace into each of its containers' OCI
+/// bundle (`config.json`) as annotations. podman writes its `--annotation`s into its bundle too,
+/// in containers/storage as CRI-O's (`overlay-containers/<id>/userdata/config.json`), where
+/// netdiag reads them: a podman container with the annotations CRI-O sets stands for a pod's.
 #[test]
-fn an_unknown_container_is_a_usage_error() {
+fn a_container_with_the_cri_pod_annotations_names_its_pod_and_pod_selects_it() {
     require_root();
-    let out = Command::new(netdiag_tests::netdiag_bin())
-        .args(["diagnose", "--duration", "1", "--container", "netdiag-no-such-container"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no running container named `netdiag-no-such-container`"), "{stderr}");
+    let topo = PawsTopology::new("ctrpod").unwrap();
+    let pod = format!("web-{}", std::process::id());
+    let annotations = [
+        format!("io.kubernetes.pod.name={pod}"),
+        format!("io.kubernetes.pod.namespace={POD_NAMESPACE}"),
+        format!("io.kubernetes.container.name={POD_CONTAINER}"),
+    ];
+    let options: Vec<&str> = annotations.iter().flat_map(|a| ["--annotation", a.as_str()]).collect();
+    let server = Container::run_with("pod-srv", &topo.server_path(), &options, &["sleep", CONTAINER_LIFETIME_S]);
+    let tracer = Diagnose::start(&["--pod", &format!("{POD_NAMESPACE}/{pod}")]).unwrap();
+    let run = scenario::paws_established(&topo, false, 5).unwrap();
+    let report = tracer.finish().unwrap();
+
+    let client_addr = CLIENT_V4.to_string();
+    let established: Vec<&Value> = findings_for(&report, "paws_rejections", &client_addr)
+        .into_iter()
+        .filter(|f| f["variant"] == "established")
+        .collect();
+    assert_eq!(established.len(), 1, "{:#}", report["findings"]);
+    let finding = established[0];
+    assert_eq!(finding["count"].as_u64(), Some(run.injected), "{finding:#}");
+    // One container, so kind `container`; its name is Kubernetes', as CRI-O's would be.
+    let workload = &finding["workload"];
+    assert_eq!(workload["kind"], "container", "{finding:#}");
+    assert_eq!(workload["runtime"], "podman", "{finding:#}");
+    assert_eq!(workload["id"], server.id.as_str(), "{finding:#}");
+    assert_eq!(workload["name"], POD_CONTAINER, "{finding:#}");
+    assert_eq!(workload["pod"], pod.as_str(), "{finding:#}");
+    assert_eq!(workload["namespace"], POD_NAMESPACE, "{finding:#}");
+    // --pod covers the pod's namespace only: the client's moved counters too, and are left out.
+    assert!(report["findings"].as_array().unwrap().iter().all(|f| f["netns"] == topo.server_ns.as_str()), "{report:#}");
+    let counters = report["counters"].as_object().unwrap();
+    assert_eq!(counters.keys().collect::<Vec<_>>(), [&topo.server_ns], "{report:#}");
+}
+
+const POD_NAMESPACE: &str = "netdiag-test";
+const POD_CONTAINER: &str = "web";
+
+#[test]
+fn an_unknown_container_or_pod_is_a_usage_error() {
+    require_root();
+    for (args, message) in [
+        (["--container", "netdiag-no-such-container"], "no running container named `netdiag-no-such-container`"),
+        (["--pod", "netdiag-test/no-such-pod"], "no running pod netdiag-test/no-such-pod"),
+        (["--pod", "no-such-pod"], "--pod wants NAMESPACE/NAME"),
+    ] {
+        let out = Command::new(netdiag_tests::netdiag_bin()).args(["diagnose", "--duration", "1"]).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
 }
 
 /// The containers of a pod share one namespace, so the namespace alone cannot say which of them
@@ -378,7 +558,7 @@ fn names_the_socket_owner(name: &str, start_tracer: impl FnOnce() -> Diagnose) {
     let topo = RemoteEndTopology::new(name).unwrap();
     let netns = topo.lab().ns_path(&topo.server_ns);
     let sidecar = Container::start(&format!("{name}-side"), &netns);
-    let web = Container::run(&format!("{name}-web"), &netns, &["busybox", "httpd", "-f", "-p", WEB_PORT_TEXT, "-h", "/"]);
+    let web = Container::run(&format!("{name}-web"), &netns, &httpd(WEB_PORT_TEXT));
     wait_for_listener(&topo.server_ns, WEB_PORT);
     let tracer = start_tracer();
     let run = scenario::remote_ack_loop_to(&topo, WEB_PORT, Duration::from_secs(3)).unwrap();

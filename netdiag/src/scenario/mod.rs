@@ -29,7 +29,8 @@ pub use ack_loop::{
 pub use lab::{Lab, VethPair};
 pub use paws::{
     CLIENT_V4, CLIENT_V6, INNOCENT_V4, PawsRun, PawsTopology, SERVER_INNOCENT_SIDE_V4, SERVER_V4,
-    SERVER_V6, innocent_traffic, paws_established, paws_time_wait, paws_tsecr, paws_tsecr_from_many,
+    SERVER_V6, TimeWaitEnds, innocent_traffic, paws_established, paws_time_wait, paws_time_wait_between, paws_tsecr,
+    paws_tsecr_from_many,
 };
 
 pub use flood::{CLOSED_PORT, FloodRun, FloodSpec, FloodTopology, spoofed_source, syn_flood};
@@ -51,8 +52,8 @@ pub use replay::{
 };
 
 pub use nat::{
-    BACKLOG_PORT, NAT_PUBLIC_V4, NAT_SERVER_PORT, NAT_SERVER_V4, NatRun, NatTopology, OverflowRun, PLAIN_PORT,
-    WireCount, direct_traffic, listen_overflow, nat_time_wait,
+    BACKLOG_PORT, NAT_PUBLIC_V4, NAT_SERVER_PORT, NAT_SERVER_V4, NatEnds, NatRun, NatTopology, OverflowRun, PLAIN_PORT,
+    SHARED_SOURCE_PORT, WireCount, direct_traffic, listen_overflow, nat_time_wait, nat_time_wait_between,
 };
 
 #[cfg(test)]

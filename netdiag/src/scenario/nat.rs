@@ -43,8 +43,8 @@ pub const NAT_SERVER_PORT: u16 = 443;
 pub const BACKLOG_PORT: u16 = 8443;
 /// The port of the direct clients' ordinary traffic.
 pub const PLAIN_PORT: u16 = 80;
-/// The source port every client behind the NAT binds.
-const SHARED_SOURCE_PORT: u16 = 41000;
+/// The source port every client behind the NAT connects from.
+pub const SHARED_SOURCE_PORT: u16 = 41000;
 /// The router forgets a closed connection's NAT mapping after this (conntrack TIME_WAIT),
 /// so the next client gets the same outside port; the default is 120 s.
 const CONNTRACK_TIME_WAIT_S: u64 = 1;
@@ -164,7 +164,8 @@ pub struct NatRun {
     pub connections: u64,
     /// Everything between the NAT address and the server port, as captured at the server.
     pub wire: WireCount,
-    pub listener: TcpListener,
+    /// `None` when a server process of its own listens ([`nat_time_wait_between`]).
+    pub listener: Option<TcpListener>,
 }
 
 /// Clients behind the NAT take turns from the same source port; the server closes each
@@ -172,16 +173,24 @@ pub struct NatRun {
 /// behind the last one's sees every SYN dropped (PAWS against TIME_WAIT, `TcpExtPAWSTimewait`)
 /// until its connect gives up. About 3 s per client turn plus 2.5 s for the rejected one.
 pub fn nat_time_wait(topo: &NatTopology) -> Result<NatRun> {
-    ensure!(topo.nat_clients.len() >= 2, "the NAT scenario needs two clients behind the NAT");
     let server = SocketAddr::new(NAT_SERVER_V4.into(), NAT_SERVER_PORT);
     let listener = listen_in(&topo.server_path(), server)?;
+    let run = nat_time_wait_between(topo, &OwnNatEnds { topo, listener: &listener })?;
+    Ok(NatRun { listener: Some(listener), ..run })
+}
+
+/// [`nat_time_wait`] with `ends` making the connections and accepting them, as real processes
+/// may (a server and clients in containers of the topology's namespaces).
+pub fn nat_time_wait_between(topo: &NatTopology, ends: &impl NatEnds) -> Result<NatRun> {
+    ensure!(topo.nat_clients.len() >= 2, "the NAT scenario needs two clients behind the NAT");
+    let server = SocketAddr::new(NAT_SERVER_V4.into(), NAT_SERVER_PORT);
     let sniffer = topo.server_sniffer()?;
     // Each turn either completes a connection or ends the scenario.
     for (turn, (ns, addr)) in topo.nat_clients.iter().cycle().take(2 * topo.nat_clients.len()).enumerate() {
         let connections = turn as u64;
         let from = SocketAddr::new((*addr).into(), SHARED_SOURCE_PORT);
         let timeout = if connections == 0 { CONNECT_TIMEOUT } else { REJECTED_CONNECT_TIMEOUT };
-        let Ok(mut client) = connect_in(&topo.path(ns), Some(from), server, timeout) else {
+        if !ends.server_closes_first(ns, from, timeout)? {
             let wire = count_on_wire(&sniffer, NAT_PUBLIC_V4.into(), server)?;
             let rejected_syns = wire.syns - connections;
             ensure!(wire.synacks == connections, "SYN-ACKs {} for {connections} connections", wire.synacks);
@@ -193,12 +202,9 @@ pub fn nat_time_wait(topo: &NatTopology) -> Result<NatRun> {
                 rejected_syns,
                 connections,
                 wire,
-                listener,
+                listener: None,
             });
-        };
-        let mut accepted = accept_within(&listener, IO_TIMEOUT)?;
-        exchange(&mut client, &mut accepted, b"request")?;
-        close_in_order(accepted, client)?;
+        }
         let server_ns = topo.server_path();
         wait_until(IO_TIMEOUT, "server holds the NAT's 4-tuple in TIME_WAIT", || {
             Ok(tcp4_sockets(&server_ns)?.iter().any(|row| {
@@ -209,6 +215,31 @@ pub fn nat_time_wait(topo: &NatTopology) -> Result<NatRun> {
         std::thread::sleep(CONNTRACK_FORGET);
     }
     bail!("no client's clock was behind another's: the timestamp offsets of this run are all in order")
+}
+
+/// The NAT reconnects' two ends: [`nat_time_wait`] plays both with sockets of its own.
+pub trait NatEnds {
+    /// A connection from client namespace `ns` (address and port `from`) to
+    /// [`NAT_SERVER_V4`]:[`NAT_SERVER_PORT`] that the server closes first; `false` if the connect
+    /// gave up after `timeout`.
+    fn server_closes_first(&self, ns: &str, from: SocketAddr, timeout: Duration) -> Result<bool>;
+}
+
+/// Both ends as sockets of this process, in the client and server namespaces.
+struct OwnNatEnds<'a> {
+    topo: &'a NatTopology,
+    listener: &'a TcpListener,
+}
+
+impl NatEnds for OwnNatEnds<'_> {
+    fn server_closes_first(&self, ns: &str, from: SocketAddr, timeout: Duration) -> Result<bool> {
+        let server = self.listener.local_addr()?;
+        let Ok(mut client) = connect_in(&self.topo.path(ns), Some(from), server, timeout) else { return Ok(false) };
+        let mut accepted = accept_within(self.listener, IO_TIMEOUT)?;
+        exchange(&mut client, &mut accepted, b"request")?;
+        close_in_order(accepted, client)?;
+        Ok(true)
+    }
 }
 
 /// What the listen-overflow reproduction did. Holds the listener and the one connection

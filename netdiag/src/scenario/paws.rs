@@ -249,38 +249,85 @@ fn stale_copy(live: &Segment) -> Result<Segment> {
 /// `injected` is exact: the SYNs are counted on the wire, minus one if a connect got through.
 pub fn paws_time_wait(topo: &PawsTopology) -> Result<PawsRun> {
     let (listener, server) = topo.listen(SERVER_V4)?;
-    let original = topo.lab.read_sysctl(&topo.client_ns, TIMESTAMPS_SYSCTL)?;
-    let started = Instant::now();
-    let rejected = reconnect_behind_time_wait(topo, &listener);
-    let injection_time = started.elapsed();
-    topo.set_client_timestamps(&original)?;
-    Ok(topo.report(CLIENT_V4.into(), server, rejected?, injection_time))
+    paws_time_wait_between(topo, &OwnEnds { topo, listener, server })
 }
 
-fn reconnect_behind_time_wait(topo: &PawsTopology, listener: &TcpListener) -> Result<u64> {
-    let (port, with_offset) = probe_tsval(topo, listener, None, WITH_OFFSET)?;
-    let (_, without_offset) = probe_tsval(topo, listener, Some(port), WITHOUT_OFFSET)?;
+/// [`paws_time_wait`] with `ends` making the connections and accepting them, as real processes
+/// may (a server and a client in containers of the topology's namespaces).
+pub fn paws_time_wait_between(topo: &PawsTopology, ends: &impl TimeWaitEnds) -> Result<PawsRun> {
+    let original = topo.lab.read_sysctl(&topo.client_ns, TIMESTAMPS_SYSCTL)?;
+    let started = Instant::now();
+    let rejected = reconnect_behind_time_wait(topo, ends);
+    let injection_time = started.elapsed();
+    topo.set_client_timestamps(&original)?;
+    Ok(topo.report(CLIENT_V4.into(), ends.server(), rejected?, injection_time))
+}
+
+/// The two ends of the TIME_WAIT reconnect. The clock probes are this process's sockets
+/// whatever the ends: they only read the client's TSval on the 4-tuple, and end with an RST.
+pub trait TimeWaitEnds {
+    /// Where the server listens (IPv4, on [`SERVER_V4`]).
+    fn server(&self) -> SocketAddr;
+    /// The server's end of a probe connection when this process accepts them, to hold until
+    /// the probe's RST has reached it; `None` when a server process of its own accepts them.
+    fn accept_probe(&self) -> Result<Option<TcpStream>>;
+    /// One connection from the client's `port` that the server closes first.
+    fn server_closes_first(&self, port: u16) -> Result<()>;
+    /// A connect from `port`, given up after `timeout`; `Ok` if it got through (and is closed).
+    fn reconnect(&self, port: u16, timeout: Duration) -> Result<()>;
+}
+
+/// Both ends as sockets of this process, in the client and server namespaces.
+struct OwnEnds<'a> {
+    topo: &'a PawsTopology,
+    listener: TcpListener,
+    server: SocketAddr,
+}
+
+impl TimeWaitEnds for OwnEnds<'_> {
+    fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    fn accept_probe(&self) -> Result<Option<TcpStream>> {
+        accept_within(&self.listener, IO_TIMEOUT).map(Some)
+    }
+
+    fn server_closes_first(&self, port: u16) -> Result<()> {
+        let from = SocketAddr::new(CLIENT_V4.into(), port);
+        let mut client = connect_in(&self.topo.client_path(), Some(from), self.server, CONNECT_TIMEOUT)?;
+        let mut accepted = accept_within(&self.listener, IO_TIMEOUT)?;
+        exchange(&mut client, &mut accepted, b"first")?;
+        close_in_order(accepted, client)
+    }
+
+    fn reconnect(&self, port: u16, timeout: Duration) -> Result<()> {
+        let from = SocketAddr::new(CLIENT_V4.into(), port);
+        let client = connect_in(&self.topo.client_path(), Some(from), self.server, timeout)?;
+        close_in_order(client, accept_within(&self.listener, IO_TIMEOUT)?)
+    }
+}
+
+fn reconnect_behind_time_wait(topo: &PawsTopology, ends: &impl TimeWaitEnds) -> Result<u64> {
+    let (port, with_offset) = probe_tsval(topo, ends, None, WITH_OFFSET)?;
+    let (_, without_offset) = probe_tsval(topo, ends, Some(port), WITHOUT_OFFSET)?;
     let (ahead, behind) = order_clocks(with_offset, without_offset)?;
     topo.set_client_timestamps(ahead)?;
-    leave_time_wait_on_server(topo, listener, port)?;
+    ends.server_closes_first(port)?;
+    wait_for_time_wait_on_server(topo, ends.server(), port)?;
     topo.set_client_timestamps(behind)?;
-    count_rejected_reconnect(topo, listener, port)
+    count_rejected_reconnect(topo, ends, port)
 }
 
 /// The client's TSval towards the server from `port` (any port if None) under timestamp
 /// `mode`, and the port. The offset of mode 1 is random per 4-tuple, so only a probe on the
 /// very 4-tuple the scenario reuses tells which mode is ahead. The probe ends with an RST,
 /// which leaves no TIME_WAIT on either side, so the 4-tuple is free again at once.
-fn probe_tsval(
-    topo: &PawsTopology,
-    listener: &TcpListener,
-    port: Option<u16>,
-    mode: &str,
-) -> Result<(u16, u32)> {
+fn probe_tsval(topo: &PawsTopology, ends: &impl TimeWaitEnds, port: Option<u16>, mode: &str) -> Result<(u16, u32)> {
     topo.set_client_timestamps(mode)?;
     let from = port.map(|port| SocketAddr::new(CLIENT_V4.into(), port));
-    let client = connect_in(&topo.client_path(), from, listener.local_addr()?, CONNECT_TIMEOUT)?;
-    let accepted = accept_within(listener, IO_TIMEOUT)?;
+    let client = connect_in(&topo.client_path(), from, ends.server(), CONNECT_TIMEOUT)?;
+    let accepted = ends.accept_probe()?;
     let probed = (client.local_addr()?.port(), tsval_now(&client)?);
     abort(client)?;
     let server_ns = topo.server_path();
@@ -301,15 +348,9 @@ fn order_clocks(with_offset: u32, without_offset: u32) -> Result<(&'static str, 
     Ok(if gap > 0 { (WITH_OFFSET, WITHOUT_OFFSET) } else { (WITHOUT_OFFSET, WITH_OFFSET) })
 }
 
-/// One connection from `port` that the server closes first; returns once the server holds
-/// its 4-tuple in TIME_WAIT and the client has released the port.
-fn leave_time_wait_on_server(topo: &PawsTopology, listener: &TcpListener, port: u16) -> Result<()> {
-    let server = listener.local_addr()?;
-    let from = SocketAddr::new(CLIENT_V4.into(), port);
-    let mut client = connect_in(&topo.client_path(), Some(from), server, CONNECT_TIMEOUT)?;
-    let mut accepted = accept_within(listener, IO_TIMEOUT)?;
-    exchange(&mut client, &mut accepted, b"first")?;
-    close_in_order(accepted, client)?;
+/// Returns once the server holds the 4-tuple from the client's `port` in TIME_WAIT and the
+/// client has released the port.
+fn wait_for_time_wait_on_server(topo: &PawsTopology, server: SocketAddr, port: u16) -> Result<()> {
     let (server_ns, client_ns) = (topo.server_path(), topo.client_path());
     wait_until(IO_TIMEOUT, "server TIME_WAIT and client port released", || {
         let in_time_wait = tcp4_sockets(&server_ns)?.iter().any(|row| {
@@ -322,21 +363,17 @@ fn leave_time_wait_on_server(topo: &PawsTopology, listener: &TcpListener, port: 
 
 /// Reconnects from `port` and counts the SYNs PAWS rejected: all SYNs seen on the wire, but
 /// the last one if the connect got through after all.
-fn count_rejected_reconnect(topo: &PawsTopology, listener: &TcpListener, port: u16) -> Result<u64> {
-    let server = listener.local_addr()?;
-    let from = SocketAddr::new(CLIENT_V4.into(), port);
+fn count_rejected_reconnect(topo: &PawsTopology, ends: &impl TimeWaitEnds, port: u16) -> Result<u64> {
+    let (from, server) = (SocketAddr::new(CLIENT_V4.into(), port), ends.server());
     let sniffer = Sniffer::open_in(&topo.client_path(), &topo.client_if)?;
-    let attempt = connect_in(&topo.client_path(), Some(from), server, REJECTED_CONNECT_TIMEOUT);
+    let attempt = ends.reconnect(port, REJECTED_CONNECT_TIMEOUT);
     let syns = sniffer
         .drain(|s| s.src == from && s.dst == server && s.flags & (SYN | ACK) == SYN)?
         .len() as u64;
     let rejected = match attempt {
         Err(err) if syns == 0 => return Err(err),
         Err(_) => syns,
-        Ok(client) => {
-            close_in_order(client, accept_within(listener, IO_TIMEOUT)?)?;
-            syns.saturating_sub(1)
-        }
+        Ok(()) => syns.saturating_sub(1),
     };
     ensure!(rejected > 0, "no SYN of the reconnect was rejected ({syns} sent)");
     Ok(rejected)
