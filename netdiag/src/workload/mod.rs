@@ -382,8 +382,11 @@ fn pids() -> impl Iterator<Item = u32> {
 const WATCH_PERIOD: Duration = Duration::from_secs(1);
 
 /// Namespaces some process is in: one `stat` per process, cheap enough to do every period.
-fn inodes_with_processes() -> HashSet<u32> {
-    pids().filter_map(|pid| std::fs::metadata(format!("/proc/{pid}/ns/net")).ok()).map(|m| m.ino() as u32).collect()
+/// The namespaces a scan names: those with processes and those `ip netns add` named (which
+/// may have none, as a test lab's or a CNI's before its first process).
+fn scanned_inodes() -> HashSet<u32> {
+    let named = netns::named().unwrap_or_default().into_iter().map(|ns| ns.inode);
+    pids().filter_map(|pid| std::fs::metadata(format!("/proc/{pid}/ns/net")).ok()).map(|m| m.ino() as u32).chain(named).collect()
 }
 
 fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
@@ -391,7 +394,8 @@ fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
 }
 
 /// The latest scan, kept by a thread that rescans whenever the set of namespaces with processes
-/// changes (a container started, or a process joined a namespace that had none), so lookups
+/// or names changes (a container started, a process joined a namespace that had none, `ip netns
+/// add`), so lookups
 /// never scan and nothing waits for a scan but [`Workloads::settle`].
 #[derive(Default)]
 pub struct Workloads {
@@ -403,13 +407,13 @@ impl Workloads {
     /// Scans now, so what already runs is named from the first report, then watches.
     pub fn watch() -> Workloads {
         let roots = Roots::default();
-        let mut last = inodes_with_processes();
+        let mut last = scanned_inodes();
         let workloads = Workloads { table: Arc::new(Mutex::new(Table::scan(&roots, HashMap::new()))), stop: Arc::default() };
         let (shared, stop) = (workloads.table.clone(), workloads.stop.clone());
         let watcher = std::thread::Builder::new().name("netdiag-workloads".into()).spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(WATCH_PERIOD);
-                let now = inodes_with_processes();
+                let now = scanned_inodes();
                 if now != last {
                     last = now;
                     let metadata = lock(&shared).metadata.clone();
