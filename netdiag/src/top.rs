@@ -249,22 +249,32 @@ struct Column {
     title: &'static str,
     sort: Option<SortBy>,
     hooks: &'static [&'static str],
-    width: Constraint,
+    width: Width,
+}
+
+/// How wide a column is drawn.
+#[derive(Clone, Copy)]
+enum Width {
+    Fixed(u16),
+    /// As wide as its widest cell or title, at most `max`: an IPv4 peer and a short namespace
+    /// name leave the workload the room an IPv6 address would take.
+    Content { max: u16 },
+    /// What the others leave.
+    Rest,
 }
 
 /// The numbers sit between the two name columns at the left and the workload at the right.
 const COLUMNS: [Column; 10] = [
-    Column { title: "peer", sort: Some(SortBy::Peer), hooks: &[], width: Constraint::Length(39) },
-    // Wide enough for a lab's `nd-<tag>-<pid>-<n>-<role>`; the workload takes what is left.
-    Column { title: "netns", sort: None, hooks: &[], width: Constraint::Min(21) },
-    Column { title: "PAWS drops", sort: Some(SortBy::PawsTotal), hooks: &["paws_checks", "paws_time_wait"], width: Constraint::Length(11) },
-    Column { title: "PAWS/s", sort: Some(SortBy::PawsRate), hooks: &["paws_checks", "paws_time_wait"], width: Constraint::Length(9) },
-    Column { title: "out-of-window", sort: Some(SortBy::OutOfWindow), hooks: &["oow_received"], width: Constraint::Length(14) },
-    Column { title: "dup-ACKs sent", sort: Some(SortBy::Dupacks), hooks: &["dupack_sent", "flow_dupacks"], width: Constraint::Length(14) },
-    Column { title: "suppressed", sort: Some(SortBy::Suppressed), hooks: &["oow_limiter"], width: Constraint::Length(11) },
-    Column { title: "unanswered SYNs", sort: Some(SortBy::Unanswered), hooks: &["synack_sent"], width: Constraint::Length(16) },
-    Column { title: "SYNs seen", sort: Some(SortBy::Syns), hooks: &["conn_request"], width: Constraint::Length(10) },
-    Column { title: "workload", sort: None, hooks: &[], width: Constraint::Fill(1) },
+    Column { title: "peer", sort: Some(SortBy::Peer), hooks: &[], width: Width::Content { max: 39 } },
+    Column { title: "netns", sort: None, hooks: &[], width: Width::Content { max: 32 } },
+    Column { title: "PAWS drops", sort: Some(SortBy::PawsTotal), hooks: &["paws_checks", "paws_time_wait"], width: Width::Fixed(11) },
+    Column { title: "PAWS/s", sort: Some(SortBy::PawsRate), hooks: &["paws_checks", "paws_time_wait"], width: Width::Fixed(9) },
+    Column { title: "out-of-window", sort: Some(SortBy::OutOfWindow), hooks: &["oow_received"], width: Width::Fixed(14) },
+    Column { title: "dup-ACKs sent", sort: Some(SortBy::Dupacks), hooks: &["dupack_sent", "flow_dupacks"], width: Width::Fixed(14) },
+    Column { title: "suppressed", sort: Some(SortBy::Suppressed), hooks: &["oow_limiter"], width: Width::Fixed(11) },
+    Column { title: "unanswered SYNs", sort: Some(SortBy::Unanswered), hooks: &["synack_sent"], width: Width::Fixed(16) },
+    Column { title: "SYNs seen", sort: Some(SortBy::Syns), hooks: &["conn_request"], width: Width::Fixed(10) },
+    Column { title: "workload", sort: None, hooks: &[], width: Width::Rest },
 ];
 
 fn column_title(sort: SortBy) -> &'static str {
@@ -502,12 +512,27 @@ impl View {
             let cells = Row::new(self.cells(row));
             if i == self.selected { cells.style(Style::default().add_modifier(Modifier::BOLD)) } else { cells }
         });
-        Table::new(rows, COLUMNS.iter().map(|c| c.width))
-            .header(Row::new(header).style(Style::default().add_modifier(Modifier::BOLD)))
+        Table::new(rows, self.widths()).header(Row::new(header).style(Style::default().add_modifier(Modifier::BOLD)))
+    }
+
+    fn widths(&self) -> Vec<Constraint> {
+        let names: Vec<[String; 2]> = self.rows.iter().map(names).collect();
+        COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c.width {
+                Width::Fixed(n) => Constraint::Length(n),
+                Width::Content { max } => {
+                    let widest = names.iter().map(|n| n[i].chars().count()).chain([c.title.len()]).max().unwrap_or(0);
+                    Constraint::Length(u16::try_from(widest).unwrap_or(max).min(max))
+                }
+                Width::Rest => Constraint::Fill(1),
+            })
+            .collect()
     }
 
     fn cells(&self, row: &PeerRow) -> Vec<Cell<'static>> {
-        let mut cells = vec![Cell::from(row.peer.addr.to_string()), Cell::from(row.netns.clone())];
+        let mut cells: Vec<Cell<'static>> = names(row).into_iter().map(Cell::from).collect();
         cells.extend(self.numbers(row).into_iter().map(|n| Cell::from(Line::from(n).right_aligned())));
         cells.push(Cell::from(row.workload.clone()));
         cells
@@ -585,6 +610,11 @@ fn read_totals(probes: &Probes, maps: &Maps) -> Result<HashMap<PeerId, Totals>> 
         t.unanswered += syns.saturating_sub(synacks);
     }
     Ok(totals)
+}
+
+/// The name columns of a row: the peer's address and its namespace.
+fn names(row: &PeerRow) -> [String; 2] {
+    [row.peer.addr.to_string(), row.netns.clone()]
 }
 
 /// `line` no wider than `width` columns, ending in `…` where it was cut.

@@ -101,8 +101,11 @@ fn shows_the_paws_peer_sorts_and_quits_cleanly() {
     let run = scenario::paws_established(&topo, false, 5).unwrap();
     assert_eq!(run.injected, 5);
     let client = CLIENT_V4.to_string();
-    let screen = tmux.wait_for("5 PAWS drops from the client", Duration::from_secs(20), |s| {
-        row(s, &client, &topo.server_ns).is_some_and(|cols| cols[2] == "5")
+    // The last column names the workload behind the namespace, here a namespace of its own,
+    // once the workload table's rescan for a new namespace has run.
+    let workload = format!("netns/{}", topo.server_ns);
+    let screen = tmux.wait_for("5 PAWS drops from the client, and its workload", Duration::from_secs(20), |s| {
+        row(s, &client, &topo.server_ns).is_some_and(|cols| cols[2] == "5" && cols.last() == Some(&workload.as_str()))
     });
 
     let before = sorted_by(&screen);
