@@ -64,6 +64,6 @@ fn an_unthrottled_out_of_window_stream_is_a_flood_not_a_loop() {
     // The scorecard: the flow's count beside the namespace's own segment counter, which holds
     // it (`Diagnose::finish` fails any finding whose needed facts did not move).
     let facts = &f["kernel_facts"];
-    assert_eq!(facts["out-of-window segments in, counted per flow (kernel map)"].as_u64(), Some(count), "{f:#}");
+    assert_eq!(facts["out-of-window segments in on the flow (kernel map)"].as_u64(), Some(count), "{f:#}");
     assert!(facts["TcpInSegs"].as_u64().is_some_and(|segs| segs >= count), "{f:#}");
 }

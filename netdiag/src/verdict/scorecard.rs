@@ -18,9 +18,9 @@ const OUT_OF_WINDOW_COUNTERS: &[&str] =
 const SEGMENTS_IN: &str = "TcpInSegs";
 const SEGMENTS_OUT: &str = "TcpOutSegs";
 /// Packet counts the kernel programs kept in their maps, under these names.
-const SYNS_COUNTED: &str = "SYNs counted from the peer (kernel map)";
-const OOW_COUNTED: &str = "out-of-window segments in, counted per flow (kernel map)";
-const DUPACKS_COUNTED: &str = "duplicate ACKs out, counted per flow (kernel map)";
+const SYNS_COUNTED: &str = "SYNs from the peer (kernel map)";
+const OOW_COUNTED: &str = "out-of-window segments in on the flow (kernel map)";
+const DUPACKS_COUNTED: &str = "duplicate ACKs out on the flow (kernel map)";
 /// Evidence from PAWS against TIME_WAIT, which a clock proof may rest on instead of SYN counts.
 const TIME_WAIT_PAWS: &[&str] = &["TCP_RFC7323_TW_PAWS", "TcpExtPAWSTimewait"];
 
