@@ -585,6 +585,9 @@ mod tests {
             (40, "TCP_LISTEN_OVERFLOW".into()),
             (46, "TCP_INVALID_SYN".into()),
             (5, "TCP_CSUM".into()),
+            (2, "NO_SOCKET".into()),
+            (12, "TCP_FLAGS".into()),
+            (18, "SOCKET_BACKLOG".into()),
         ])
     }
 
@@ -691,6 +694,39 @@ mod tests {
         assert_eq!(f.drops.as_ref().unwrap()["TcpExtListenOverflows"], 3);
         assert!(!f.summary.contains("NAT") && f.summary.contains("listen queue overflow"), "{}", f.summary);
         assert!(f.advice.contains("holds 1 of 1"), "{}", f.advice);
+    }
+
+    #[test]
+    fn silent_syn_queue_drops_are_taken_from_the_counter() {
+        let funnel = [stage(9, 8443, funnel_stage::SYN_IN, 5), stage(9, 8443, funnel_stage::SYNACK_OUT, 1)];
+        let (_, found) = run(&funnel, &[], Counters::from([("TcpExtTCPReqQFullDrop".into(), 4)]), false);
+        assert_eq!(found.iter().map(|f| (f.variant, f.count)).collect::<Vec<_>>(), [("syn_queue_full", 4)]);
+        assert_eq!(found[0].drops.as_ref().unwrap()["TcpExtTCPReqQFullDrop"], 4);
+        assert!(found[0].summary.contains("SYN queue full"), "{}", found[0].summary);
+    }
+
+    #[test]
+    fn each_kernel_reason_a_listener_gives_names_its_own_cause() {
+        // Three peers, each to :443 with one SYN and one drop the kernel gave a reason.
+        let funnel = [
+            stage(3, 443, funnel_stage::SYN_IN, 1),
+            stage(4, 443, funnel_stage::SYN_IN, 1),
+            stage(5, 443, funnel_stage::SYN_IN, 1),
+        ];
+        let drops = [
+            drop(3, 443, 12, TCP_LISTEN, 1),
+            drop(4, 443, 18, TCP_LISTEN, 1),
+            drop(5, 443, 2, TCP_LISTEN, 1),
+        ];
+        let (_, found) = run(&funnel, &drops, Counters::new(), false);
+        let causes: Vec<(&str, &str, u64)> = found.iter().map(|f| (f.peer.as_str(), f.variant, f.count)).collect();
+        assert_eq!(
+            causes,
+            [("198.51.100.3", "invalid_flags", 1), ("198.51.100.4", "socket_backlog", 1), ("198.51.100.5", "no_socket", 1)],
+            "{found:#?}"
+        );
+        assert!(found[2].advice.contains("answered with an RST"), "{}", found[2].advice);
+        assert!(found.iter().all(|f| !f.summary.contains("NAT")), "{found:#?}");
     }
 
     #[test]
