@@ -66,7 +66,7 @@ impl PeerSeries {
         since_last: Duration,
         top: usize,
         expiry: Duration,
-        workloads: &HashMap<String, String>,
+        workloads: &WorkloadLabels,
     ) {
         let decay = 0.5f64.powf(since_last.as_secs_f64() / SCORE_HALF_LIFE.as_secs_f64());
         for score in self.scores.values_mut() {
@@ -84,7 +84,7 @@ impl PeerSeries {
         for (key, rise) in rises {
             if leaders.contains(&(key.peer.clone(), key.netns.clone())) {
                 let series = SeriesKey { variant: key.variant, peer: key.peer.clone(), netns: key.netns.clone() };
-                let workload = workload_label(&key.netns, workloads);
+                let workload = workloads.of(&key.peer, &key.netns);
                 let named = self.named.entry(series).or_insert(Named { value: 0, last_rise: now, workload: String::new() });
                 named.value += rise;
                 named.last_rise = now;
@@ -129,13 +129,36 @@ fn labels(variant: &'static str, peer: &str, netns: &str, workload: &str) -> Vec
     labels
 }
 
-/// The label of the workload behind namespace `netns`: as the findings named it, else the
-/// namespace itself.
-fn workload_label(netns: &str, workloads: &HashMap<String, String>) -> String {
-    match workloads.get(netns) {
-        Some(label) => label.clone(),
-        None if netns == "root" => "host".to_string(),
-        None => format!("netns/{netns}"),
+/// Workload labels from this cycle's findings. A finding's workload may be the container owning
+/// its socket, and two containers can share a namespace, so a peer's series takes the label of
+/// the peer's own findings there before any finding's in the namespace.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkloadLabels {
+    /// By (peer, namespace name).
+    pub by_peer: HashMap<(String, String), String>,
+    /// By namespace name.
+    pub by_netns: HashMap<String, String>,
+}
+
+impl WorkloadLabels {
+    pub fn of_findings(findings: &[crate::verdict::Finding]) -> WorkloadLabels {
+        let mut labels = WorkloadLabels::default();
+        for f in findings {
+            if let Some(workload) = &f.workload {
+                labels.by_peer.insert((f.peer.clone(), f.netns.clone()), workload.label());
+                labels.by_netns.insert(f.netns.clone(), workload.label());
+            }
+        }
+        labels
+    }
+
+    /// The label for `peer`'s series in `netns`: as the findings named it, else the namespace.
+    fn of(&self, peer: &str, netns: &str) -> String {
+        match self.by_peer.get(&(peer.to_string(), netns.to_string())).or_else(|| self.by_netns.get(netns)) {
+            Some(label) => label.clone(),
+            None if netns == "root" => "host".to_string(),
+            None => format!("netns/{netns}"),
+        }
     }
 }
 
@@ -182,8 +205,8 @@ pub struct Exported {
     pub cycles: u64,
     /// Entries of the agent's own tables that grow with peers, to show they stay bounded.
     pub tables: Vec<(&'static str, u64)>,
-    /// Workload label by namespace name, from this cycle's findings.
-    pub workloads: HashMap<String, String>,
+    /// Workload labels from this cycle's findings.
+    pub workloads: WorkloadLabels,
     top_peers: usize,
     series_expiry: Duration,
     last_record: Option<Instant>,
@@ -203,7 +226,7 @@ impl Exported {
             deep: Vec::new(),
             cycles: 0,
             tables: Vec::new(),
-            workloads: HashMap::new(),
+            workloads: WorkloadLabels::default(),
             top_peers,
             series_expiry,
             last_record: None,
@@ -430,7 +453,7 @@ mod tests {
     fn top_peers_get_series_and_the_rest_add_up_in_other() {
         let now = Instant::now();
         let mut exported = Exported::new(2, Duration::from_secs(60), &["paws_rejections".into()]);
-        exported.workloads = HashMap::from([("srv".to_string(), "container/web".to_string())]);
+        exported.workloads.by_netns = HashMap::from([("srv".to_string(), "container/web".to_string())]);
         let rises: Vec<_> = [("198.51.100.2", 50), ("198.51.100.3", 20), ("198.51.100.4", 5), ("198.51.100.5", 1)]
             .iter()
             .map(|(p, n)| (key(p), *n))
@@ -449,6 +472,24 @@ mod tests {
         assert!(text.contains("# TYPE netdiag_paws_rejections_total counter"), "{text}");
         assert_eq!(sample(&text, "netdiag_findings_active{kind=\"paws_rejections\"}"), Some(0.0));
         assert!(sample(&text, "netdiag_process_resident_memory_bytes").is_some_and(|b| b > 0.0), "{text}");
+    }
+
+    #[test]
+    fn peers_of_two_containers_sharing_a_namespace_keep_their_own_workload() {
+        let container = |name: &str| crate::workload::Workload { kind: "container", name: Some(name.into()), ..Default::default() };
+        let finding = |peer: &str, workload: &str| crate::verdict::Finding {
+            peer: peer.into(),
+            netns: "srv".into(),
+            workload: Some(container(workload)),
+            ..Default::default()
+        };
+        let labels = WorkloadLabels::of_findings(&[finding("198.51.100.2", "web"), finding("198.51.100.3", "sidecar")]);
+        assert_eq!(labels.of("198.51.100.2", "srv"), "container/web");
+        assert_eq!(labels.of("198.51.100.3", "srv"), "container/sidecar");
+        // A peer with no finding of its own there (the duplicate-ACK families): the namespace's.
+        assert!(["container/web", "container/sidecar"].contains(&labels.of("198.51.100.9", "srv").as_str()));
+        assert_eq!(labels.of("198.51.100.9", "cli"), "netns/cli");
+        assert_eq!(labels.of("198.51.100.9", "root"), "host");
     }
 
     #[test]

@@ -208,11 +208,7 @@ impl Agent<'_> {
                 }
             }
         }
-        let workload_labels = report
-            .findings
-            .iter()
-            .filter_map(|f| Some((f.netns.clone(), f.workload.as_ref()?.label())))
-            .collect();
+        let workload_labels = metrics::WorkloadLabels::of_findings(&report.findings);
         // A kind missing from config::DETECTORS (a detector newer than that list) is exported
         // rather than silently dropped.
         let findings = report
