@@ -214,3 +214,41 @@ fn syn_retransmissions_through_a_lossy_link_are_no_second_clock() {
     assert!(findings_for(&report, "nat_timestamp_clocks", &client).is_empty(), "{:#}", report["findings"]);
     assert!(findings_for(&report, "unanswered_syns", &client).is_empty(), "{:#}", report["findings"]);
 }
+
+/// SYNs with FIN also set: the listener refuses each (drop reason `TCP_FLAGS`), which is a
+/// reason, not an unexplained silence, and one host's clock, not a NAT.
+#[test]
+fn syns_with_fin_are_refused_for_their_flags_not_left_unexplained() {
+    require_root();
+    let topo = ReplayTopology::new("synfin").unwrap();
+    let tracer = Diagnose::start(&["--netns", &topo.server_ns]).unwrap();
+    let run = scenario::syns_with_fin(&topo).unwrap();
+    let report = tracer.finish().unwrap();
+    assert_eq!(run.answers, 0, "the listener answered a SYN with FIN");
+
+    let client = run.client_addr.to_string();
+    assert!(findings_for(&report, "nat_timestamp_clocks", &client).is_empty(), "{:#}", report["findings"]);
+    let unanswered = findings_for(&report, "unanswered_syns", &client);
+    assert!(unanswered.iter().all(|f| f["variant"] != "unknown"), "{unanswered:#?}");
+    let rows: Vec<&Value> = report["syn_funnel"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["peer"] == client.as_str() && r["port"] == run.server.port())
+        .collect();
+    eprintln!("funnel {rows:#?}");
+    if !kernel_has_reason("TCP_FLAGS") {
+        return;
+    }
+    if at_function(&report, "conn_request") {
+        // Counted at the listener: refused before tcp_conn_request, none is counted as a SYN,
+        // so none is left unanswered either.
+        assert!(unanswered.is_empty(), "{unanswered:#?}");
+        assert!(rows.iter().all(|r| r["unanswered"] == 0), "{rows:#?}");
+    } else {
+        assert_eq!(rows.len(), 1, "{:#}", report["syn_funnel"]);
+        assert_eq!((rows[0]["syns"].as_u64(), rows[0]["drops"]["TCP_FLAGS"].as_u64()), (Some(run.syns), Some(run.syns)), "{:#}", rows[0]);
+        assert_eq!(unanswered.len(), 1, "{:#}", report["findings"]);
+        assert_eq!((unanswered[0]["variant"].as_str(), unanswered[0]["count"].as_u64()), (Some("invalid_flags"), Some(run.syns)));
+    }
+}

@@ -47,8 +47,9 @@ pub use remote_end::{
     remote_ack_loop_to,
 };
 pub use replay::{
-    CORRUPT_REPLAYS, INTACT_REPLAYS, LOSSY_CONNECTIONS, REPLAY_CLIENT_V4, REPLAY_SERVER_V4, ReplayRun, ReplayTopology,
-    RetransmitRun, STALE_SEGMENTS, syn_replay, syn_replay_on_time_wait, syn_retransmissions,
+    CORRUPT_REPLAYS, INTACT_REPLAYS, LOSSY_CONNECTIONS, REPLAY_CLIENT_V4, REPLAY_SERVER_V4, RefusedRun, ReplayRun,
+    ReplayTopology, RetransmitRun, STALE_SEGMENTS, SYNS_WITH_FIN, syn_replay, syn_replay_on_time_wait, syn_retransmissions,
+    syns_with_fin,
 };
 
 pub use nat::{

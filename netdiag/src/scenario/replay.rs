@@ -1,10 +1,11 @@
 //! One host, one clock, and packets that make it look like more: its own SYN sent again on its
 //! live 4-tuple (as a replaying middlebox or a captured-and-replayed SYN does), once with a
 //! broken checksum, beside a few stale-timestamp segments; and SYN retransmissions through a
-//! link that loses SYN-ACKs. A diagnosis must find PAWS rejections, challenge ACKs and
-//! checksum errors here, never a NAT or an unexplained unanswered SYN.
+//! link that loses SYN-ACKs; and SYNs with FIN set, which a listener refuses outright. A
+//! diagnosis must find PAWS rejections, challenge ACKs, checksum errors and refused flags here,
+//! never a NAT or an unexplained unanswered SYN.
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
     time::Duration,
 };
@@ -13,7 +14,7 @@ use anyhow::{Context as _, Result, ensure};
 
 use super::{
     lab::Lab,
-    packet::{ACK, PSH, SYN, Segment, Timestamp},
+    packet::{ACK, FIN, PSH, SYN, Segment, Timestamp},
     wire::{
         CONNECT_TIMEOUT, IO_TIMEOUT, RawSender, Sniffer, TCP_TIME_WAIT, accept_within, close_in_order, connect_in,
         exchange, listen_in, tcp4_sockets, wait_until,
@@ -38,6 +39,10 @@ const REPLAY_GAP: Duration = Duration::from_millis(600);
 pub const LOSSY_CONNECTIONS: u64 = 3;
 /// Bound on a connect whose SYN-ACK may be lost: the first SYN and two retransmissions.
 const LOSSY_CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+/// SYNs with FIN, each from its own port below the client's ephemeral range (no socket of the
+/// client's kernel owns them).
+pub const SYNS_WITH_FIN: u16 = 3;
+const SYN_FIN_FIRST_PORT: u16 = 21000;
 
 /// srv 192.0.2.1/24 ↔ cli 192.0.2.2/24, nothing in between. Dropping it removes both.
 pub struct ReplayTopology {
@@ -236,4 +241,44 @@ pub fn syn_retransmissions(topo: &ReplayTopology) -> Result<RetransmitRun> {
         connections: LOSSY_CONNECTIONS,
         syns_sent,
     })
+}
+
+/// What the SYN-with-FIN run sent and what came back.
+pub struct RefusedRun {
+    pub server: SocketAddr,
+    pub client_addr: IpAddr,
+    pub syns: u64,
+    /// Segments the server sent back to those ports, counted on the wire.
+    pub answers: u64,
+    /// Held until the caller's report is made: SYNs to a port nobody listens on are traffic
+    /// passing through, not a listener's funnel.
+    pub listener: TcpListener,
+}
+
+/// [`SYNS_WITH_FIN`] SYNs with FIN also set (as scanners send them) to a listener, each from
+/// its own port, [`REPLAY_GAP`] apart so each drop is sampled: the listener drops them without
+/// an answer (drop reason `TCP_FLAGS`). Their TSvals follow one clock. About 2 s.
+pub fn syns_with_fin(topo: &ReplayTopology) -> Result<RefusedRun> {
+    let listener = listen_in(&topo.server_path(), SocketAddr::new(REPLAY_SERVER_V4.into(), 0))?;
+    let server = listener.local_addr()?;
+    let sniffer = Sniffer::open_in(&topo.client_path(), &topo.client_if)?;
+    let raw = RawSender::open_in(&topo.client_path(), false)?;
+    let clock = std::time::Instant::now();
+    let ports = SYN_FIN_FIRST_PORT..SYN_FIN_FIRST_PORT + SYNS_WITH_FIN;
+    for port in ports.clone() {
+        raw.send(&Segment {
+            src: SocketAddr::new(REPLAY_CLIENT_V4.into(), port),
+            dst: server,
+            seq: u32::from(port) << 16,
+            ack: 0,
+            flags: SYN | FIN,
+            window: 64240,
+            mss: Some(1460),
+            timestamp: Some(Timestamp { val: 1_000_000 + clock.elapsed().as_millis() as u32, ecr: 0 }),
+            payload: Vec::new(),
+        })?;
+        std::thread::sleep(REPLAY_GAP);
+    }
+    let answers = sniffer.drain(|s| s.src == server && ports.contains(&s.dst.port()))?.len() as u64;
+    Ok(RefusedRun { server, client_addr: REPLAY_CLIENT_V4.into(), syns: u64::from(SYNS_WITH_FIN), answers, listener })
 }
