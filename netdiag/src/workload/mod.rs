@@ -382,11 +382,14 @@ fn pids() -> impl Iterator<Item = u32> {
 const WATCH_PERIOD: Duration = Duration::from_secs(1);
 
 /// Namespaces some process is in: one `stat` per process, cheap enough to do every period.
-/// The namespaces a scan names: those with processes and those `ip netns add` named (which
-/// may have none, as a test lab's or a CNI's before its first process).
-fn scanned_inodes() -> HashSet<u32> {
-    let named = netns::named().unwrap_or_default().into_iter().map(|ns| ns.inode);
-    pids().filter_map(|pid| std::fs::metadata(format!("/proc/{pid}/ns/net")).ok()).map(|m| m.ino() as u32).chain(named).collect()
+/// What a scan depends on: the namespaces with processes, and apart from them those `ip netns
+/// add` named (which may have none, as a test lab's or a CNI's before its first process), so a
+/// process joining a named namespace (a container started in it) changes it too.
+fn scanned_inodes() -> (HashSet<u32>, HashSet<u32>) {
+    let named = netns::named().unwrap_or_default().into_iter().map(|ns| ns.inode).collect();
+    let with_processes =
+        pids().filter_map(|pid| std::fs::metadata(format!("/proc/{pid}/ns/net")).ok()).map(|m| m.ino() as u32).collect();
+    (with_processes, named)
 }
 
 fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
