@@ -929,7 +929,11 @@ pub static ENTRIES: &[Entry] = &[
                      net.ipv4.tcp_tw_recycle=0.",
             requires: Some("SYNs counted in and fewer answers out. A challenge ACK is an answer: a SYN on a \
                             connection this host holds open (TCP_INVALID_SYN, TcpExtTCPSYNChallenge) counts as \
-                            answered as far as the namespace's TcpExtTCPChallengeACK rose (funnel.challenge_acks). \
+                            answered as far as the namespace's TcpExtTCPChallengeACK rose (funnel.challenge_acks); \
+                            so is a duplicate ACK, where the kernel checks PAWS before the SYN (6.1) and the SYN on \
+                            an open connection carried an older timestamp (drop samples of TCP_RFC7323_PAWS that \
+                            were SYNs, as far as TcpExtPAWSEstab less TcpExtTCPACKSkippedPAWS rose: \
+                            funnel.paws_dupacks). \
                             Drops with TCP_CSUM, TCP_FLAGS, SOCKET_BACKLOG or NO_SOCKET (with --reason no_socket) \
                             count too: at a listener or request always, on a connection as far as the drop samples \
                             show SYNs; TcpInCsumErrors and TcpExtTCPSYNChallenge stand in for reasons not seen. \

@@ -33,6 +33,14 @@ const CHALLENGED: &str = "TCP_INVALID_SYN";
 /// Challenge ACKs the namespace sent, SYNs' and in-window RSTs' alike: the SYNs' share is at
 /// most this.
 const CHALLENGE_ACKS_SENT: &str = "TcpExtTCPChallengeACK";
+/// A SYN on a synchronized connection whose TSval is older than the connection's: kernels that
+/// check PAWS before the SYN (6.1) drop it with this reason and answer it with a duplicate ACK,
+/// as any stale segment, unless the limiter holds it back.
+const PAWS_ON_CONNECTION: &str = "TCP_RFC7323_PAWS";
+/// The namespace's PAWS rejections on connections, and those the limiter left unanswered: the
+/// duplicate ACKs sent for them are at most the difference.
+const PAWS_REJECTED: &str = "TcpExtPAWSEstab";
+const PAWS_UNANSWERED: &str = "TcpExtTCPACKSkippedPAWS";
 
 /// Whether a drop reason ends SYNs without a SYN-ACK.
 fn ends_syns(reason: &str) -> bool {
@@ -111,7 +119,13 @@ pub struct Funnel {
     /// ACK (RFC 5961): at most the namespace's `TcpExtTCPChallengeACK` rise, shared out over
     /// its rows in order.
     pub challenge_acks: u64,
-    /// SYNs that got no answer: `syns - synacks - challenge_acks`. A SYN resent for a request
+    /// SYNs on a connection this host holds open that its PAWS check rejected (drop samples of
+    /// `TCP_RFC7323_PAWS` that were SYNs, on kernels that check PAWS first) answered by a
+    /// duplicate ACK: at most the namespace's `TcpExtPAWSEstab` rise less
+    /// `TcpExtTCPACKSkippedPAWS`, shared out over its rows in order. Only where SYNs are counted
+    /// as they arrive: at the listener they were never counted.
+    pub paws_dupacks: u64,
+    /// SYNs that got no answer: `syns - synacks - challenge_acks - paws_dupacks`. A SYN resent for a request
     /// the server already holds is answered by a retransmitted SYN-ACK, so retransmissions
     /// count as answers; those the timer sends unasked can only make this smaller, never
     /// invent one.
@@ -223,13 +237,16 @@ pub fn rows(input: &Input) -> Vec<FunnelRow> {
             *counted = (*counted).max(*sampled);
         }
     }
-    let mut challenge_budget: HashMap<u32, u64> = input
+    let counter = |c: &Counters, name: &str| c.get(name).copied().unwrap_or(0);
+    let mut challenge_budget: HashMap<u32, u64> =
+        input.counters.iter().map(|(inode, c)| (*inode, counter(c, CHALLENGE_ACKS_SENT))).collect();
+    let mut paws_budget: HashMap<u32, u64> = input
         .counters
         .iter()
-        .map(|(inode, c)| (*inode, c.get(CHALLENGE_ACKS_SENT).copied().unwrap_or(0)))
+        .map(|(inode, c)| (*inode, counter(c, PAWS_REJECTED).saturating_sub(counter(c, PAWS_UNANSWERED))))
         .collect();
-    rows.into_values()
-        .filter_map(|mut r| {
+    rows.into_iter()
+        .filter_map(|((ip, _, _), mut r)| {
             let listeners: Vec<String> = input
                 .listeners
                 .get(&r.netns_inode)
@@ -249,7 +266,14 @@ pub fn rows(input: &Input) -> Vec<FunnelRow> {
             let challenged = r.funnel.drops.get(CHALLENGED).copied().unwrap_or(0);
             r.funnel.challenge_acks = challenged.min(*budget);
             *budget -= r.funnel.challenge_acks;
-            r.funnel.unanswered = r.funnel.syns.saturating_sub(r.funnel.synacks + r.funnel.challenge_acks);
+            if !input.syns_at_listener {
+                let stale = input.sampled_syn_drops.get(&(ip, r.netns_inode, r.port, PAWS_ON_CONNECTION.to_string()));
+                let budget = paws_budget.entry(r.netns_inode).or_default();
+                r.funnel.paws_dupacks = stale.copied().unwrap_or(0).min(*budget);
+                *budget -= r.funnel.paws_dupacks;
+            }
+            let answered = r.funnel.synacks + r.funnel.challenge_acks + r.funnel.paws_dupacks;
+            r.funnel.unanswered = r.funnel.syns.saturating_sub(answered);
             Some(r)
         })
         .collect()
@@ -420,8 +444,10 @@ pub fn findings(
 /// The facts an `unanswered_syns` finding rests on, in words.
 fn evidence(r: &FunnelRow, drops: &BTreeMap<String, u64>, unexplained: u64) -> Vec<String> {
     let f = &r.funnel;
+    let paws_dupacks =
+        if f.paws_dupacks > 0 { format!(", {} after PAWS", many(f.paws_dupacks, "duplicate ACK")) } else { String::new() };
     let mut facts = vec![format!(
-        "SYN funnel on :{} (kernel programs): {} in, {} out, {}, {}",
+        "SYN funnel on :{} (kernel programs): {} in, {} out, {}{paws_dupacks}, {}",
         r.port,
         many(f.syns, "SYN"),
         many(f.synacks, "SYN-ACK"),
@@ -460,8 +486,18 @@ fn summary(r: &FunnelRow, cause: &Cause, nat: bool, unexplained: u64) -> String 
     } else {
         String::new()
     };
+    let stale = if f.paws_dupacks > 0 {
+        format!(
+            " {} SYNs on connections this host holds open carried an older timestamp than the connection's and \
+             were answered with a duplicate ACK (PAWS checked first; TCP_RFC7323_PAWS drops, TcpExtPAWSEstab), \
+             not counted as unanswered.",
+            f.paws_dupacks
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{lead} {} of {} got no answer; {} sent ({} retransmitted) and {} completed.{challenged}{unexplained} \
+        "{lead} {} of {} got no answer; {} sent ({} retransmitted) and {} completed.{challenged}{stale}{unexplained} \
          To {} the server looks dead or slow.",
         f.unanswered,
         many(f.syns, "SYN"),
@@ -585,6 +621,7 @@ mod tests {
             (40, "TCP_LISTEN_OVERFLOW".into()),
             (46, "TCP_INVALID_SYN".into()),
             (5, "TCP_CSUM".into()),
+            (36, "TCP_RFC7323_PAWS".into()),
             (2, "NO_SOCKET".into()),
             (12, "TCP_FLAGS".into()),
             (18, "SOCKET_BACKLOG".into()),
@@ -830,6 +867,39 @@ mod tests {
         assert!(evidence.iter().any(|e| e == "kernel drop reason TCP_CSUM: 1"), "{evidence:?}");
         assert!(evidence[0].contains("4 SYNs in, 1 SYN-ACK out, 2 challenge ACKs"), "{evidence:?}");
         assert!(f.disproved_by.as_ref().unwrap().contains("SYN-ACKs to 198.51.100.2"), "{f:#?}");
+    }
+
+    #[test]
+    fn syns_paws_rejected_on_a_connection_are_answered_by_a_duplicate_ack() {
+        // 6.1: the intact replays fail PAWS before the SYN check and get a duplicate ACK each.
+        const TCP_ESTABLISHED: u8 = 1;
+        let funnel = [
+            stage(2, 443, funnel_stage::SYN_IN, 4),
+            stage(2, 443, funnel_stage::SYNACK_OUT, 1),
+            stage(2, 443, funnel_stage::HANDSHAKE_DONE, 1),
+        ];
+        let drops = [drop(2, 443, 36, TCP_ESTABLISHED, 5), drop(2, 443, 5, TCP_ESTABLISHED, 1)];
+        let peer = IpAddr::from([198, 51, 100, 2]);
+        let sampled =
+            HashMap::from([((peer, NS, 443, "TCP_CSUM".to_string()), 1), ((peer, NS, 443, PAWS_ON_CONNECTION.to_string()), 2)]);
+        let counters = || Counters::from([(PAWS_REJECTED.into(), 5), ("TcpInCsumErrors".into(), 1)]);
+        let (rows, found) = run_sampled(&funnel, &[], &drops, counters(), false, sampled.clone());
+        assert_eq!((rows[0].funnel.paws_dupacks, rows[0].funnel.unanswered), (2, 1), "{rows:#?}");
+        assert_eq!(found.iter().map(|f| (f.variant, f.count)).collect::<Vec<_>>(), [("bad_checksum", 1)], "{found:#?}");
+        assert!(found[0].summary.contains("2 SYNs on connections this host holds open carried an older timestamp"));
+        assert!(found[0].evidence.as_ref().unwrap()[0].contains("2 duplicate ACKs after PAWS"), "{found:#?}");
+        // Held back by the limiter: no answer, and the namespace's counters say so.
+        let mut limited = counters();
+        limited.insert(PAWS_UNANSWERED.into(), 5);
+        let (rows, _) = run_sampled(&funnel, &[], &drops, limited, false, sampled.clone());
+        assert_eq!((rows[0].funnel.paws_dupacks, rows[0].funnel.unanswered), (0, 3), "{rows:#?}");
+        // Counted at the listener, those SYNs were never counted, so nothing is taken off.
+        let seen = [(
+            SynKey { addr: addr(2), netns: NS, port: 443, family: FAMILY_IPV4, _pad: 0 },
+            PeerStats { count: 1, first_ns: 1, last_ns: 2, ..Default::default() },
+        )];
+        let (rows, _) = run_sampled(&funnel[1..], &seen, &drops, counters(), false, sampled);
+        assert_eq!(rows[0].funnel.paws_dupacks, 0, "{rows:#?}");
     }
 
     #[test]
