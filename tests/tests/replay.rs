@@ -71,6 +71,11 @@ fn at_function(report: &Value, hook: &str) -> bool {
     })
 }
 
+/// The SYN funnel rows of `peer` on the server's `port`.
+fn funnel_rows<'a>(report: &'a Value, peer: &str, port: u16) -> Vec<&'a Value> {
+    report["syn_funnel"].as_array().unwrap().iter().filter(|r| r["peer"] == peer && r["port"] == port).collect()
+}
+
 #[test]
 fn a_replayed_syn_on_a_live_connection_is_no_nat_and_every_syn_is_accounted_for() {
     require_root();
@@ -111,12 +116,7 @@ fn a_replayed_syn_on_a_live_connection_is_no_nat_and_every_syn_is_accounted_for(
         assert_eq!(paws[0]["count"].as_u64(), Some(kernel["TcpExtPAWSEstab"]), "{:#}", paws[0]);
     }
 
-    let rows: Vec<&Value> = report["syn_funnel"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["peer"] == client.as_str() && r["port"] == run.server.port())
-        .collect();
+    let rows = funnel_rows(&report, &client, run.server.port());
     assert_eq!(rows.len(), 1, "{:#}", report["syn_funnel"]);
     let row = rows[0];
     eprintln!("funnel {row:#}");
@@ -230,12 +230,7 @@ fn syns_with_fin_are_refused_for_their_flags_not_left_unexplained() {
     assert!(findings_for(&report, "nat_timestamp_clocks", &client).is_empty(), "{:#}", report["findings"]);
     let unanswered = findings_for(&report, "unanswered_syns", &client);
     assert!(unanswered.iter().all(|f| f["variant"] != "unknown"), "{unanswered:#?}");
-    let rows: Vec<&Value> = report["syn_funnel"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["peer"] == client.as_str() && r["port"] == run.server.port())
-        .collect();
+    let rows = funnel_rows(&report, &client, run.server.port());
     eprintln!("funnel {rows:#?}");
     if !kernel_has_reason("TCP_FLAGS") {
         return;
